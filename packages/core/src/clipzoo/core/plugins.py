@@ -1,0 +1,137 @@
+"""Plugin registry: how domain packages extend core without core importing them.
+
+A domain distribution declares an entry point in the ``clipzoo.plugins`` group whose value is a
+``register(registry)`` function. Core loads those entry points lazily, the first time something asks
+the registry for a source, task, tower or model config. ``register`` must stay cheap: import heavy
+libraries (torch, astropy, pydicom, ...) inside the functions it registers, not at module level, so
+that ``clipzoo --help`` stays fast.
+
+Registered objects:
+- sources: ingest sources (subclasses of :class:`clipzoo.core.ingest.Source`), keyed ``(domain, name)``.
+- tasks: benchmark task factories, keyed by task name (``"biomed/fundus-zeroshot"``).
+- towers: encoder factories for non-open_clip modalities, keyed by ``type`` name.
+- model config folders: JSON architecture files, looked up by file stem.
+- pipelines: YAML run recipes shipped by a package, keyed by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "clipzoo.plugins"
+
+
+class UnknownNameError(KeyError):
+    """A name that is not registered; the message lists what exists instead."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want a readable sentence.
+        return str(self.args[0])
+
+
+@dataclass
+class PluginRegistry:
+    sources: dict[tuple[str, str], type] = field(default_factory=dict)
+    tasks: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    towers: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    model_config_dirs: list[Path] = field(default_factory=list)
+    pipelines: dict[str, Path] = field(default_factory=dict)
+    loaded_plugins: list[str] = field(default_factory=list)
+
+    # -- registration -------------------------------------------------------------------------
+    def add_source(self, source_cls: type) -> None:
+        key = (source_cls.domain, source_cls.name)
+        if key in self.sources and self.sources[key] is not source_cls:
+            raise ValueError(f"ingest source {key} registered twice")
+        self.sources[key] = source_cls
+
+    def add_task(self, name: str, factory: Callable[..., Any]) -> None:
+        if name in self.tasks and self.tasks[name] is not factory:
+            raise ValueError(f"benchmark task {name!r} registered twice")
+        self.tasks[name] = factory
+
+    def add_tower(self, type_name: str, factory: Callable[..., Any]) -> None:
+        if type_name in self.towers and self.towers[type_name] is not factory:
+            raise ValueError(f"tower type {type_name!r} registered twice")
+        self.towers[type_name] = factory
+
+    def add_model_config_dir(self, path: str | Path) -> None:
+        path = Path(path)
+        if path not in self.model_config_dirs:
+            self.model_config_dirs.append(path)
+
+    def add_pipeline(self, name: str, path: str | Path) -> None:
+        self.pipelines[name] = Path(path)
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def source(self, domain: str, name: str) -> type:
+        try:
+            return self.sources[(domain, name)]
+        except KeyError:
+            known = ", ".join(f"{d} {n}" for d, n in sorted(self.sources)) or "none"
+            raise UnknownNameError(
+                f"no ingest source '{domain} {name}'; available: {known}"
+                + ("" if domain in self.domains() else f" (is clipzoo-{domain.replace('_', '-')} installed?)")
+            ) from None
+
+    def task(self, name: str) -> Callable[..., Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown benchmark task {name!r}; available: {', '.join(sorted(self.tasks)) or 'none'}"
+            ) from None
+
+    def tower(self, type_name: str) -> Callable[..., Any]:
+        try:
+            return self.towers[type_name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown tower type {type_name!r}; available: {', '.join(sorted(self.towers)) or 'none'}"
+            ) from None
+
+    def model_config_path(self, name: str) -> Path | None:
+        for folder in self.model_config_dirs:
+            candidate = folder / f"{name}.json"
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def model_config_names(self) -> list[str]:
+        return sorted({p.stem for d in self.model_config_dirs for p in d.glob("*.json")})
+
+    def domains(self) -> list[str]:
+        return sorted({d for d, _ in self.sources})
+
+
+_REGISTRY: PluginRegistry | None = None
+
+
+def _register_core(registry: PluginRegistry) -> None:
+    """Core's own registrations go through the same door as the plugins'."""
+    from clipzoo.core import builtin
+
+    builtin.register(registry)
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide registry with core's and every installed plugin's registrations loaded."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        registry = PluginRegistry()
+        _register_core(registry)
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            try:
+                register = ep.load()
+                register(registry)
+            except Exception as exc:  # a broken plugin must not take the whole CLI down
+                log.warning("clipzoo plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+                continue
+            registry.loaded_plugins.append(ep.name)
+        _REGISTRY = registry
+    return _REGISTRY
