@@ -1,0 +1,39 @@
+"""Model registry on MLflow: register trained model packages, load them back ready to use, promote.
+
+Import-light: names resolve lazily (``from clipzoo.core.registry import load_model`` imports the
+submodule, which itself imports mlflow/torch only inside its functions).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "tracking_uri": "store",
+    "setup_mlflow": "store",
+    "get_client": "store",
+    "clipzoo_home": "store",
+    "ensure_experiment": "store",
+    "LoadedModel": "loading",
+    "load_model": "loading",
+    "register_model": "client",
+    "list_models": "client",
+    "show_model": "client",
+    "promote": "client",
+    "set_alias": "client",
+    "PromotionRefused": "client",
+    "RegistryError": "client",
+    "render_model_card": "card",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
