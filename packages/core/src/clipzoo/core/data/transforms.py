@@ -1,0 +1,272 @@
+"""Decoded webdataset sample -> model batch entry, driven by ``model.preprocess``.
+
+``SampleTransform(model.preprocess, train=True, seed=0)(sample)`` returns
+``{"image": FloatTensor[C, H, W], "text": LongTensor[L], "<name>": FloatTensor, "<name>_mask": BoolTensor,
+"cls": LongTensor[] (when the sample has one), "__key__": str}`` (see docs/ARCHITECTURE.md "Model batch").
+
+Array functions do the work (``image_to_tensor``, ``resize_crop``, ``fit_length``); the transform is the
+dict wrapper that finds each modality's field, as MONAI pairs array and dictionary transforms. Random
+choices (caption, crop, array window) come from an RNG seeded by ``(seed, epoch, key)``, so a sample is
+transformed the same way on any worker and after a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "npy")
+CAPTION_FIELDS = ("captions.json", "txt")
+
+
+class SampleError(ValueError):
+    """A sample that cannot become a batch entry; the message names the sample key and the field."""
+
+
+# -- array functions --------------------------------------------------------------------------
+def image_to_tensor(image: Any, channels: int) -> torch.Tensor:
+    """PIL image, uint8 ``HxWxC``/``HxW`` array or float ``CxHxW`` array -> float ``[C, H, W]`` (uint8 scaled to 0..1)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float32) / (65535.0 if image.mode.startswith("I;16") else 1.0)
+            tensor = torch.from_numpy(array)[None]
+        else:
+            mode = {1: "L", 3: "RGB"}.get(channels)
+            if mode is None:
+                raise ValueError(f"a PIL image cannot give {channels} channels; store multispectral data as image.npy")
+            tensor = torch.from_numpy(np.asarray(image.convert(mode), dtype=np.uint8).copy())
+            tensor = (tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)).float() / 255.0
+    else:
+        array = np.asarray(image)
+        if array.dtype == np.uint8:
+            tensor = torch.from_numpy(array.astype(np.float32) / 255.0)
+            tensor = tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)  # uint8 arrays are HxWxC
+        else:
+            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+            tensor = tensor[None] if tensor.dim() == 2 else tensor  # float arrays are CxHxW
+    if tensor.dim() != 3:
+        raise ValueError(f"image must be 2-D or 3-D, got shape {tuple(tensor.shape)}")
+    if tensor.shape[0] == 1 and channels == 3:
+        tensor = tensor.expand(3, -1, -1)
+    if tensor.shape[0] != channels:
+        raise ValueError(f"image has {tensor.shape[0]} channels, the model expects {channels}")
+    return tensor.contiguous()
+
+
+def _resize(image: torch.Tensor, size: Sequence[int], interpolation: str) -> torch.Tensor:
+    mode = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}.get(interpolation)
+    if mode is None:
+        raise ValueError(f"unknown interpolation {interpolation!r}; use bicubic, bilinear or nearest")
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    extra = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
+    out = F.interpolate(image[None], size=tuple(int(s) for s in size), mode=mode, **extra)[0]
+    return out
+
+
+def resize_crop(
+    image: torch.Tensor,
+    size: Sequence[int],
+    *,
+    interpolation: str = "bicubic",
+    resize_mode: str = "shortest",
+    crop_scale: Sequence[float] | None = None,
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    rng: random.Random | None = None,
+) -> torch.Tensor:
+    """Resize ``[C, H, W]`` to ``size``: a random resized crop when ``crop_scale`` and ``rng`` are given,
+    else ``shortest`` side + centre crop (open_clip's eval transform), ``squash``, or ``longest`` + pad."""
+    out_h, out_w = int(size[0]), int(size[1])
+    _, h, w = image.shape
+    if crop_scale is not None and rng is not None:
+        area = h * w
+        for _ in range(10):  # torchvision's RandomResizedCrop.get_params, with our RNG
+            target = area * rng.uniform(*crop_scale)
+            aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+            cw, ch = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
+            if 0 < cw <= w and 0 < ch <= h:
+                top, left = rng.randint(0, h - ch), rng.randint(0, w - cw)
+                return _resize(image[:, top : top + ch, left : left + cw], (out_h, out_w), interpolation)
+        # fall back to a centre crop of the whole image
+    if resize_mode == "squash":
+        return _resize(image, (out_h, out_w), interpolation)
+    if resize_mode == "longest":
+        scale = min(out_h / h, out_w / w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        image = _resize(image, (nh, nw), interpolation)
+        pad_h, pad_w = out_h - nh, out_w - nw
+        return F.pad(image, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    if resize_mode != "shortest":
+        raise ValueError(f"unknown resize_mode {resize_mode!r}; use shortest, squash or longest")
+    scale = max(out_h / h, out_w / w)
+    nh, nw = max(out_h, round(h * scale)), max(out_w, round(w * scale))
+    image = _resize(image, (nh, nw), interpolation)
+    top, left = (nh - out_h) // 2, (nw - out_w) // 2
+    return image[:, top : top + out_h, left : left + out_w]
+
+
+def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Per-channel ``(x - mean) / std``; NaN (e.g. nodata pixels) becomes 0, the channel mean."""
+    mean_t = torch.as_tensor(mean, dtype=image.dtype).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=image.dtype).view(-1, 1, 1)
+    if mean_t.shape[0] != image.shape[0] or std_t.shape[0] != image.shape[0]:
+        raise ValueError(f"mean/std have {mean_t.shape[0]}/{std_t.shape[0]} values for {image.shape[0]} channels")
+    return torch.nan_to_num((image - mean_t) / std_t, nan=0.0)
+
+
+def fit_length(
+    array: torch.Tensor, mask: torch.Tensor, length: int | None, rng: random.Random | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop (a random window with ``rng``, else the start) or zero-pad the first axis to ``length``."""
+    if length is None or array.shape[0] == length:
+        return array, mask
+    if array.shape[0] > length:
+        start = rng.randint(0, array.shape[0] - length) if rng is not None else 0
+        return array[start : start + length], mask[start : start + length]
+    pad = length - array.shape[0]
+    array = torch.cat([array, array.new_zeros((pad, *array.shape[1:]))])
+    mask = torch.cat([mask, mask.new_zeros((pad, *mask.shape[1:]))])
+    return array, mask
+
+
+def choose_caption(value: Any, rng: random.Random | None) -> str:
+    """One caption from a ``txt`` string or a ``captions.json`` list: sampled with ``rng``, else the first."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    captions = [c["text"] if isinstance(c, Mapping) else str(c) for c in value]
+    if not captions:
+        raise ValueError("captions.json holds no captions")
+    return captions[rng.randrange(len(captions))] if rng is not None else captions[0]
+
+
+# -- the dict wrapper -------------------------------------------------------------------------
+def _stable_seed(*parts: object) -> int:
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class SampleTransform:
+    """Decoded sample -> ``{modality: tensor, "<name>_mask": ..., "__key__": ...}`` for ``model.preprocess``."""
+
+    def __init__(self, preprocess: Mapping[str, Mapping[str, Any]], train: bool, seed: int | None = None):
+        self.preprocess = {m: dict(spec) for m, spec in preprocess.items()}
+        self.train, self.seed, self.epoch = train, seed, 0
+        self._tokenizers: dict[str, Any] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the random choices per epoch (still deterministic given seed, epoch and key)."""
+        self.epoch = epoch
+
+    def _rng(self, key: str, modality: str) -> random.Random | None:
+        if not self.train:
+            return None
+        if self.seed is None:
+            return random.Random()
+        return random.Random(_stable_seed(self.seed, self.epoch, key, modality))
+
+    def tokenizer(self, modality: str):
+        if modality not in self._tokenizers:
+            from clipzoo.core.models.tokenizers import get_tokenizer
+
+            self._tokenizers[modality] = get_tokenizer(self.preprocess[modality]["tokenizer"])
+        return self._tokenizers[modality]
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers rebuild tokenizers lazily
+        return {**self.__dict__, "_tokenizers": {}}
+
+    def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        key = str(sample.get("__key__", ""))
+        out: dict[str, Any] = {"__key__": key}
+        for modality, spec in self.preprocess.items():
+            kind = spec.get("kind", "array")
+            try:
+                if kind == "image":
+                    out[modality] = self._image(sample, modality, spec, key)
+                elif kind == "text":
+                    out[modality] = self._text(sample, modality, key)
+                else:
+                    out[modality], out[f"{modality}_mask"] = self._array(sample, modality, spec, key)
+            except SampleError:
+                raise
+            except (ValueError, TypeError, KeyError) as exc:
+                raise SampleError(f"sample {key!r}, modality {modality!r}: {exc}") from exc
+        if "cls" in sample:
+            out["cls"] = torch.tensor(int(sample["cls"]), dtype=torch.long)
+        return out
+
+    def _field(self, sample: Mapping[str, Any], names: Sequence[str], modality: str, key: str) -> tuple[str, Any]:
+        for name in names:
+            if name in sample:
+                return name, sample[name]
+        fields = sorted(k for k in sample if not k.startswith("__"))
+        raise SampleError(f"sample {key!r} has no {modality} field ({' / '.join(names)}); it has {fields}")
+
+    def _image(self, sample: Mapping[str, Any], modality: str, spec: Mapping[str, Any], key: str) -> torch.Tensor:
+        _, value = self._field(sample, [f"{modality}.{ext}" for ext in IMAGE_EXTENSIONS], modality, key)
+        image = image_to_tensor(value, int(spec.get("channels", 3)))
+        scale = spec.get("train_crop_scale")
+        image = resize_crop(
+            image,
+            spec["size"],
+            interpolation=spec.get("interpolation", "bicubic"),
+            resize_mode=spec.get("resize_mode", "shortest"),
+            crop_scale=scale if self.train else None,
+            rng=self._rng(key, modality) if scale else None,
+        )
+        return normalize(image, spec["mean"], spec["std"])
+
+    def _text(self, sample: Mapping[str, Any], modality: str, key: str) -> torch.Tensor:
+        names = CAPTION_FIELDS if modality == "text" else (f"{modality}.json", f"{modality}.txt")
+        _, value = self._field(sample, names, modality, key)
+        caption = choose_caption(value, self._rng(key, modality))
+        return self.tokenizer(modality)([caption])[0]
+
+    def _array(
+        self, sample: Mapping[str, Any], modality: str, spec: Mapping[str, Any], key: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = spec.get("shape")
+        if f"{modality}.npy" not in sample:
+            if shape is None or any(s is None for s in shape):
+                raise SampleError(f"sample {key!r} has no {modality}.npy and the model gives no fixed shape to zero-fill")
+            return torch.zeros(shape), torch.zeros(shape[:1], dtype=torch.bool)
+        array = torch.from_numpy(np.asarray(sample[f"{modality}.npy"], dtype=np.float32).copy())
+        finite = torch.isfinite(array)
+        finite = finite.reshape(finite.shape[0], -1).all(1) if array.dim() > 1 else finite
+        if f"{modality}_mask.npy" in sample:
+            mask = torch.from_numpy(np.asarray(sample[f"{modality}_mask.npy"]).astype(bool).copy())
+            if mask.shape != array.shape[: mask.dim()]:
+                raise SampleError(f"sample {key!r}: {modality}_mask shape {tuple(mask.shape)} does not fit {tuple(array.shape)}")
+            mask = mask.reshape(mask.shape[0], -1).all(1) if mask.dim() > 1 else mask
+            mask = mask & finite
+        else:
+            mask = finite
+        array = torch.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+        if shape is not None:
+            if len(shape) != array.dim() or any(s is not None and s != a for s, a in zip(shape[1:], array.shape[1:])):
+                raise SampleError(f"sample {key!r}: {modality} has shape {tuple(array.shape)}, the model expects {shape}")
+            array, mask = fit_length(array, mask, shape[0], self._rng(key, modality))
+        return array, mask
+
+
+def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack tensors, list everything else; a field some samples lack is an error naming it."""
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    keys = set(samples[0])
+    for sample in samples[1:]:
+        if set(sample) != keys:
+            raise ValueError(f"samples disagree on fields: {sorted(keys ^ set(sample))} (key {sample.get('__key__')!r})")
+    batch: dict[str, Any] = {}
+    for name in samples[0]:
+        values = [s[name] for s in samples]
+        batch[name] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch

