@@ -1,0 +1,331 @@
+"""GeoTIFF chipping: windowed reads, band selection, nodata masking, percentile normalisation.
+
+Everything is read through rasterio windows, so memory depends on the chip size and the statistics
+sample, never on the raster size: a raster larger than RAM, or a cloud-optimised GeoTIFF over
+``/vsicurl/``/``s3://``, is read the same way as a local file.
+
+- :func:`open_raster` opens a local path or a GDAL remote path and checks it is georeferenced.
+- :func:`resolve_bands` turns ``"rgb"``, ``"rgbn"``, ``"all"`` or ``"4,3,2"`` / ``"red,nir"`` into band indexes,
+  using band descriptions, colour interpretation, or a declared :class:`Sensor`'s band order.
+- :func:`band_statistics` computes per-band percentiles/mean/std over the valid pixels (full-resolution
+  windowed pass for rasters up to ``max_pixels``, an overview/decimated read above that).
+- :func:`iter_chips` yields :class:`Chip` objects: a float32 ``[C, H, W]`` array, its valid mask and metadata
+  (window, CRS, bounds, centre lon/lat in EPSG:4326).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+DEFAULT_PERCENTILES = (2.0, 98.0)
+DEFAULT_STATS_PIXELS = 4_000_000
+
+
+class RasterError(ValueError):
+    """A raster that cannot be chipped (unreadable, not georeferenced, unknown band...): message says why."""
+
+
+# -- sensors -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sensor:
+    """A sensor's band order in its files, so bands can be asked for by name (torchgeo-style declaration)."""
+
+    name: str
+    bands: tuple[str, ...]
+    aliases: dict[str, str] = field(default_factory=dict)  # common name ("nir") -> band name ("B08")
+
+    def index_of(self, name: str) -> int | None:
+        name = self.aliases.get(name.lower(), name)
+        lowered = [b.lower() for b in self.bands]
+        return lowered.index(name.lower()) + 1 if name.lower() in lowered else None
+
+
+SENSORS: dict[str, Sensor] = {
+    s.name: s
+    for s in (
+        Sensor("rgbn", ("red", "green", "blue", "nir")),
+        Sensor(
+            "landsat8",
+            tuple(f"B{i}" for i in range(1, 12)),
+            {"coastal": "B1", "blue": "B2", "green": "B3", "red": "B4", "nir": "B5", "swir1": "B6",
+             "swir2": "B7", "pan": "B8", "cirrus": "B9", "tir1": "B10", "tir2": "B11"},
+        ),
+        Sensor(
+            "sentinel2",
+            ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"),
+            {"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
+             "rededge3": "B07", "nir": "B08", "nir08": "B8A", "watervapour": "B09", "cirrus": "B10",
+             "swir1": "B11", "swir2": "B12"},
+        ),
+    )
+}
+BAND_PRESETS = {"rgb": ("red", "green", "blue"), "rgbn": ("red", "green", "blue", "nir")}
+
+
+# -- opening -----------------------------------------------------------------------------------
+def gdal_path(item: str | Path) -> str:
+    """The string GDAL should open: local paths as they are, remote ones (``/vsicurl/``, ``s3://``) intact.
+
+    ``Path("s3://b/k")`` collapses the double slash (``s3:/b/k``); this undoes that so a remote raster
+    given through a ``Path`` still opens.
+    """
+    s = str(item)
+    for scheme in ("s3:", "gs:", "az:", "http:", "https:"):
+        marker = scheme + "/"
+        i = s.find(marker)
+        if i >= 0 and not s.startswith(scheme + "//", i):
+            s = s[:i] + scheme + "//" + s[i + len(marker):]
+    return s
+
+
+def is_remote(item: str | Path) -> bool:
+    s = gdal_path(item)
+    return s.startswith("/vsi") or "://" in s
+
+
+def open_raster(path: str | Path):
+    """Open a raster with rasterio and check it can be chipped; raises :class:`RasterError`."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    location = gdal_path(path)
+    try:
+        src = rasterio.open(location)
+    except RasterioIOError as exc:
+        raise RasterError(f"unreadable raster: {exc}") from None
+    if src.crs is None or src.transform.is_identity:
+        src.close()
+        raise RasterError(
+            "not georeferenced (no CRS or geotransform): chips need bounds and lon/lat; georeference it first"
+            " (e.g. gdal_translate -a_srs EPSG:xxxx -a_ullr ...)"
+        )
+    if np.dtype(src.dtypes[0]).kind == "c":
+        src.close()
+        raise RasterError(f"complex dtype {src.dtypes[0]} is not supported (take amplitude/phase first)")
+    return src
+
+
+# -- bands -------------------------------------------------------------------------------------
+def band_names(src, sensor: Sensor | None = None) -> list[set[str]]:
+    """Names each band answers to: its description, its colour interpretation, the sensor's band name."""
+    names: list[set[str]] = []
+    for i in range(src.count):
+        n = set()
+        if src.descriptions[i]:
+            n.add(src.descriptions[i].lower())
+        ci = src.colorinterp[i].name.lower()
+        if ci not in ("undefined", "gray", "grey"):
+            n.add(ci)
+        if sensor is not None and i < len(sensor.bands):
+            n.add(sensor.bands[i].lower())
+            n.update(alias for alias, b in sensor.aliases.items() if b == sensor.bands[i])
+        names.append(n)
+    return names
+
+
+def resolve_bands(spec: str, src, sensor: Sensor | None = None) -> list[int]:
+    """Band indexes (1-based, in the order asked) for ``"all"``, ``"rgb"``, ``"rgbn"`` or a comma list."""
+    spec = (spec or "all").strip().lower()
+    if sensor is not None and len(sensor.bands) != src.count:
+        raise RasterError(f"sensor {sensor.name!r} has {len(sensor.bands)} bands but the raster has {src.count}")
+    if spec == "all":
+        return list(range(1, src.count + 1))
+    wanted = BAND_PRESETS.get(spec) or tuple(t.strip() for t in spec.split(",") if t.strip())
+    names = band_names(src, sensor)
+    out = []
+    for token in wanted:
+        if token.isdigit():
+            idx = int(token)
+            if not 1 <= idx <= src.count:
+                raise RasterError(f"band {idx} out of range: the raster has bands 1..{src.count}")
+        else:
+            matches = [i + 1 for i, n in enumerate(names) if token in n]
+            if not matches:
+                known = ", ".join(f"{i + 1}={'/'.join(sorted(n)) or '?'}" for i, n in enumerate(names))
+                raise RasterError(
+                    f"no band named {token!r} (bands: {known}); name bands by index (--bands 1,2,3) or declare"
+                    f" the sensor (--sensor {'/'.join(SENSORS)})"
+                )
+            idx = matches[0]
+        out.append(idx)
+    return out
+
+
+def nodata_values(src, extra: Sequence[float] = ()) -> list[float]:
+    """The declared nodata value (if any) plus the ones named by the user; NaN is always missing too."""
+    values = [] if src.nodata is None or math.isnan(src.nodata) else [float(src.nodata)]
+    values += [float(v) for v in extra if float(v) not in values]
+    return values
+
+
+def valid_mask(data: np.ndarray, nodata: Sequence[float]) -> np.ndarray:
+    """``[H, W]`` bool, True where no band of ``data`` ``[C, H, W]`` is NaN or a nodata value."""
+    bad = np.zeros(data.shape[1:], dtype=bool)
+    if data.dtype.kind == "f":
+        bad |= np.isnan(data).any(axis=0)
+    for v in nodata:
+        bad |= (data == v).any(axis=0)
+    return ~bad
+
+
+# -- statistics --------------------------------------------------------------------------------
+@dataclass
+class BandStats:
+    band: int
+    valid_pixels: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    p_low: float
+    p_high: float
+    percentiles: tuple[float, float]
+    method: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def band_statistics(
+    src,
+    bands: Sequence[int],
+    nodata: Sequence[float] = (),
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    max_pixels: int = DEFAULT_STATS_PIXELS,
+) -> list[BandStats]:
+    """Per-band statistics of the valid pixels (a pixel is valid when none of ``bands`` is missing there).
+
+    Rasters of at most ``max_pixels`` pixels are read block by block at full resolution (exact values).
+    Larger ones are read once at a decimated size of about ``max_pixels`` (GDAL uses the overviews of a
+    COG, otherwise it subsamples blocks), so memory stays bounded whatever the raster size.
+    """
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    bands = list(bands)
+    total = src.width * src.height
+    if total <= max_pixels:
+        method = "exact (full-resolution windowed pass)"
+        rows = max(1, min(src.height, (1 << 22) // max(1, src.width)))
+        parts = [[] for _ in bands]
+        for row in range(0, src.height, rows):
+            win = Window(0, row, src.width, min(rows, src.height - row))
+            data = src.read(bands, window=win)
+            ok = valid_mask(data, nodata)
+            for i in range(len(bands)):
+                parts[i].append(data[i][ok].astype(np.float64))
+        values = [np.concatenate(p) if p else np.empty(0) for p in parts]
+    else:
+        scale = math.sqrt(max_pixels / total)
+        h, w = max(1, int(src.height * scale)), max(1, int(src.width * scale))
+        method = f"decimated read {w}x{h} of {src.width}x{src.height} (overviews where present)"
+        data = src.read(bands, out_shape=(len(bands), h, w), resampling=Resampling.nearest)
+        ok = valid_mask(data, nodata)
+        values = [data[i][ok].astype(np.float64) for i in range(len(bands))]
+    stats = []
+    for band, v in zip(bands, values):
+        if v.size == 0:
+            stats.append(BandStats(band, 0, *(float("nan"),) * 6, tuple(percentiles), method))
+            continue
+        lo, hi = np.percentile(v, percentiles)
+        stats.append(BandStats(band, int(v.size), float(v.min()), float(v.max()), float(v.mean()), float(v.std()),
+                               float(lo), float(hi), tuple(percentiles), method))
+    return stats
+
+
+def normalize(data: np.ndarray, stats: Sequence[BandStats], valid: np.ndarray) -> np.ndarray:
+    """Percentile stretch per band to [0, 1] (clipped); missing pixels become 0. Returns float32."""
+    out = np.empty(data.shape, dtype=np.float32)
+    for i, s in enumerate(stats):
+        span = s.p_high - s.p_low
+        band = (data[i].astype(np.float64) - s.p_low) / (span if span > 0 else 1.0)
+        out[i] = np.clip(band, 0.0, 1.0)
+    out[:, ~valid] = 0.0
+    return out
+
+
+# -- chips -------------------------------------------------------------------------------------
+def chip_offsets(length: int, size: int, stride: int, edge: str = "drop") -> list[int]:
+    """Chip start offsets along one axis. ``drop``: only whole chips; ``pad``: also a last partial chip."""
+    if size < 1 or stride < 1:
+        raise ValueError("chip size and stride must be positive")
+    if edge == "drop":
+        return list(range(0, length - size + 1, stride))
+    if edge == "pad":
+        return [o for o in range(0, length, stride) if o == 0 or o + size - stride < length]
+    raise ValueError(f"edge must be 'drop' or 'pad', not {edge!r}")
+
+
+@dataclass
+class Chip:
+    data: np.ndarray  # float32 [C, size, size], raw values, NaN outside the raster
+    valid: np.ndarray  # bool [size, size]
+    row_off: int
+    col_off: int
+    size: int
+    meta: dict
+
+    @property
+    def nodata_fraction(self) -> float:
+        return 1.0 - float(self.valid.mean())
+
+
+def chip_metadata(src, row_off: int, col_off: int, size: int) -> dict:
+    """Window, CRS, bounds (raster CRS) and the centre's lon/lat (EPSG:4326) of one chip."""
+    from rasterio.warp import transform as warp_transform
+    from rasterio.windows import Window, bounds
+
+    win = Window(col_off, row_off, size, size)
+    left, bottom, right, top = bounds(win, src.transform)
+    cx, cy = src.transform * (col_off + size / 2, row_off + size / 2)
+    lon, lat = warp_transform(src.crs, "EPSG:4326", [cx], [cy])
+    return {
+        "window": {"col_off": col_off, "row_off": row_off, "width": size, "height": size},
+        "crs": src.crs.to_string(),
+        "bounds": [left, bottom, right, top],
+        "center": [cx, cy],
+        "center_lonlat": [float(lon[0]), float(lat[0])],
+    }
+
+
+def iter_chips(src, bands: Sequence[int], size: int, stride: int, nodata: Sequence[float] = (),
+               edge: str = "drop") -> Iterator[Chip]:
+    """Chips of ``src`` in row-major order, each read through its own window (bounded memory).
+
+    Pixels outside the raster (``edge="pad"``) are NaN and count as missing.
+    """
+    from rasterio.windows import Window
+
+    bands = list(bands)
+    for row in chip_offsets(src.height, size, stride, edge):
+        for col in chip_offsets(src.width, size, stride, edge):
+            h, w = min(size, src.height - row), min(size, src.width - col)
+            raw = src.read(bands, window=Window(col, row, w, h))
+            valid = np.zeros((size, size), dtype=bool)
+            valid[:h, :w] = valid_mask(raw, nodata)
+            data = np.full((len(bands), size, size), np.nan, dtype=np.float32)
+            data[:, :h, :w] = raw
+            yield Chip(data, valid, row, col, size, chip_metadata(src, row, col, size))
+
+
+def count_chips(width: int, height: int, size: int, stride: int, edge: str = "drop") -> int:
+    return len(chip_offsets(width, size, stride, edge)) * len(chip_offsets(height, size, stride, edge))
+
+
+def describe_raster(src) -> dict:
+    """Raster-level facts for the manifest."""
+    return {
+        "size": [src.width, src.height],
+        "count": src.count,
+        "dtype": src.dtypes[0],
+        "crs": src.crs.to_string() if src.crs else None,
+        "bounds": list(src.bounds),
+        "res": list(src.res),
+        "declared_nodata": src.nodata,
+    }
+

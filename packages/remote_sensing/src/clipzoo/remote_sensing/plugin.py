@@ -1,0 +1,19 @@
+"""Registrations of clipzoo-remote-sensing (entry point ``clipzoo.plugins: remote_sensing``).
+
+Cheap to import: the sources module imports only core's ingest contract; rasterio, PIL, transformers
+and torch are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def register(registry) -> None:
+    from clipzoo.remote_sensing.sources import CaptionsSource, GeoTiffSource
+
+    registry.add_source(CaptionsSource)
+    registry.add_source(GeoTiffSource)
+    registry.add_model_config_dir(CONFIG_DIR)

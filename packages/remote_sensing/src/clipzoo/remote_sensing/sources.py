@@ -1,0 +1,366 @@
+"""Ingest sources of the remote_sensing domain: ``captions`` (image-text corpora) and ``geotiff`` (chips).
+
+``clipzoo ingest remote_sensing captions ucm_precomp rsicd_coco/captions_val2017.json --images imgs/ --out shards/``
+``clipzoo ingest remote_sensing geotiff scene.tif --chip-size 256 --bands rgbn --nodata 0 --out chips/``
+
+Module import stays light (the plugin imports it to register the classes); readers and heavy libraries
+are imported inside :meth:`samples`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterator
+
+from clipzoo.core.data.writer import safe_key
+from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
+
+log = logging.getLogger(__name__)
+
+
+def _per_input(value: str | None, n: int, option: str) -> list[str | None]:
+    """``--lang en`` for every input, or ``--lang en,de`` one per input."""
+    if value is None:
+        return [None] * n
+    parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) == 1:
+        return parts * n
+    if len(parts) != n:
+        raise IngestError(f"{option} gives {len(parts)} values for {n} inputs: give one value, or one per input")
+    return parts
+
+
+def _corpus_name(path: Path) -> str:
+    """``ucm_precomp`` -> ``ucm``; ``rsicd_coco/captions_val2017.json`` -> ``rsicd``; ``dataset_rsicd.json`` -> ``rsicd``."""
+    base = path.parent.name if path.is_file() and path.suffix.lower() == ".json" else path.name
+    if path.is_file() and path.stem.lower().startswith("dataset_"):
+        base = path.stem[len("dataset_"):]
+    for suffix in ("_precomp", "_coco", "_captions", "-captions"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+    return base.lower() or "captions"
+
+
+class CaptionsSource(Source):
+    domain = "remote_sensing"
+    name = "captions"
+    help = "RS image-caption corpora (AMFMN *_precomp folders, COCO-captions JSON, RSICD dataset_rsicd.json)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--format", choices=("auto", "precomp", "coco", "rsicd"), default="auto",
+                            help="caption layout (default: detected from each input)")
+        parser.add_argument("--images", type=Path, help="folder holding the images (searched recursively; "
+                            "any of .tif/.tiff/.jpg/.jpeg/.png, any case)")
+        parser.add_argument("--captions-only", action="store_true",
+                            help="write caption-only samples without looking for images (text benchmarks, tokenizers)")
+        parser.add_argument("--lang", default="en", help="language tag of the captions: one, or one per input (en,de)")
+        parser.add_argument("--corpus", help="corpus name(s) (default from the folder: ucm_precomp -> ucm); inputs "
+                            "with the same corpus, split and image merge into one multilingual sample")
+        parser.add_argument("--split", action="append", default=[], help="precomp split(s) to read (default: all)")
+        parser.add_argument("--license", default=None, help="license recorded per sample (default: research use, "
+                            "no explicit license, as for UCM/Sydney/RSICD/RSITMD)")
+        parser.add_argument("--translate-model", type=Path, help="local MarianMT/NLLB folder: add machine "
+                            "translations of the captions (offline)")
+        parser.add_argument("--translate-lang", help="language tag of the translations (required with --translate-model)")
+        parser.add_argument("--translate-from", default="en", help="translate captions of this language (default en)")
+        parser.add_argument("--translate-code", help="NLLB-style forced target token (e.g. deu_Latn)")
+        parser.add_argument("--translate-batch-size", type=int, default=16)
+
+    def _opt(self, name: str, default: Any = None) -> Any:
+        return getattr(self.options, name, default)
+
+    # -- reading -------------------------------------------------------------------------------
+    def _read_input(self, path: Path, lang: str, report: IngestReport):
+        """(format, [(split, CaptionedImage)]) of one input; CaptionFormatError for a bad file."""
+        from clipzoo.remote_sensing.captions import CaptionFormatError, precomp_splits, read_caption_json, read_precomp
+
+        fmt = self._opt("format", "auto")
+        if path.is_dir():
+            if fmt not in ("auto", "precomp"):
+                raise CaptionFormatError(f"{path}: a folder is read as precomp, but --format {fmt} was given")
+            splits = precomp_splits(path)
+            wanted = self._opt("split") or splits
+            splits = [s for s in splits if s in wanted]
+            if not splits:
+                raise CaptionFormatError(f"{path}: no {{split}}_caps.txt + {{split}}_filename.txt pair"
+                                         + (f" for split(s) {', '.join(wanted)}" if self._opt("split") else ""))
+            return "precomp", [rec for s in splits for rec in read_precomp(path, s, lang)]
+        if fmt == "precomp":
+            raise CaptionFormatError(f"{path}: --format precomp needs the precomp folder, not a file")
+        fmt, records = read_caption_json(path, lang=lang, fmt=fmt)
+        return fmt, records
+
+    def _merged_records(self, inputs: list[Path], report: IngestReport) -> "OrderedDict[tuple, dict]":
+        from clipzoo.remote_sensing.captions import CaptionFormatError
+
+        langs = _per_input(self._opt("lang", "en"), len(inputs), "--lang")
+        corpora = _per_input(self._opt("corpus"), len(inputs), "--corpus")
+        merged: OrderedDict[tuple, dict] = OrderedDict()
+        for path, lang, corpus in zip(inputs, langs, corpora):
+            path = Path(path)
+            if not path.exists():
+                report.skip(path, "no such file or folder")
+                continue
+            report.input_seen(path)
+            corpus = corpus or _corpus_name(path)
+            try:
+                fmt, records = self._read_input(path, lang or "en", report)
+            except CaptionFormatError as exc:
+                report.skip(path, str(exc))
+                continue
+            except OSError as exc:
+                report.skip(path, f"unreadable: {exc}")
+                continue
+            report.count("formats", fmt)
+            for rec in records:
+                entry = merged.setdefault((corpus, rec.split, rec.image), {
+                    "corpus": corpus, "split": rec.split, "image": rec.image, "image_id": rec.image_id,
+                    "captions": [], "sources": [], "format": fmt,
+                })
+                entry["captions"].extend(rec.captions)
+                if str(path) not in entry["sources"]:
+                    entry["sources"].append(str(path))
+        return merged
+
+    def _translate(self, merged: "OrderedDict[tuple, dict]") -> dict | None:
+        from clipzoo.remote_sensing.captions import Caption
+        from clipzoo.remote_sensing.translate import TranslationError, Translator
+
+        model = self._opt("translate_model")
+        if model is None:
+            return None
+        target = self._opt("translate_lang")
+        if not target:
+            raise IngestError("--translate-model needs --translate-lang (the tag of the new captions, e.g. de)")
+        try:
+            tr = Translator(model, target, target_code=self._opt("translate_code"),
+                            batch_size=self._opt("translate_batch_size", 16))
+        except TranslationError as exc:
+            raise IngestError(str(exc)) from None
+        src_lang = self._opt("translate_from", "en")
+        todo = [(e, c.text) for e in merged.values() for c in list(e["captions"]) if c.lang == src_lang]
+        out = tr.translate([t for _, t in todo])
+        for (entry, _), text in zip(todo, out):
+            entry["captions"].append(Caption(text, target))
+            entry["translated"] = True
+        info = {**tr.describe(), "source_lang": src_lang, "captions_translated": len(todo)}
+        log.info("translated %d captions (%s -> %s) with %s", len(todo), src_lang, target, tr.name)
+        return info
+
+    # -- images --------------------------------------------------------------------------------
+    @staticmethod
+    def _load_image(path: Path) -> tuple[str, Any, tuple[int, int]]:
+        """(sample field, value, (width, height)); JPEG/PNG bytes are kept as they are, TIFFs become PNG."""
+        from PIL import Image
+
+        suffix = path.suffix.lower()
+        if suffix in (".jpg", ".jpeg", ".png"):
+            data = path.read_bytes()
+            import io
+
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()  # decodes fully: a truncated file fails here, not in the trainer
+                size = im.size
+            return ("image.png" if suffix == ".png" else "image.jpg"), data, size
+        with Image.open(path) as im:
+            im.load()
+            rgb = im.convert("RGB")
+        return "image.png", rgb, rgb.size
+
+    # -- samples -------------------------------------------------------------------------------
+    def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from clipzoo.remote_sensing.captions import DEFAULT_LICENSE, KNOWN_CORPORA, ImageIndex
+
+        images_dir, captions_only = self._opt("images"), self._opt("captions_only", False)
+        if images_dir is None and not captions_only:
+            raise IngestError("give --images DIR (where the corpus images are) or --captions-only")
+        index = None
+        if images_dir is not None and not captions_only:
+            try:
+                index = ImageIndex(images_dir)
+            except FileNotFoundError as exc:
+                raise IngestError(f"{exc}: check --images") from None
+            log.info("found %d images under %s", len(index), images_dir)
+        merged = self._merged_records([Path(i) for i in inputs], report)
+        translation = self._translate(merged)
+        if translation:
+            report.notes["translation"] = translation
+        missing: dict[str, list[str]] = {}
+        for entry in merged.values():
+            corpus, split, name = entry["corpus"], entry["split"], entry["image"]
+            where = f"{entry['sources'][0]}::{name}"
+            if not entry["captions"]:
+                report.skip(where, "image has no captions in the corpus", kind="no_captions")
+                continue
+            sample: dict[str, Any] = {"__key__": safe_key(corpus, split, Path(name).stem)}
+            meta = {
+                "source": entry["sources"][0],
+                "sources": entry["sources"],
+                "format": entry["format"],
+                "corpus": corpus,
+                "corpus_citation": KNOWN_CORPORA.get(corpus, ""),
+                "split": split,
+                "image_name": name,
+                "image_id": entry["image_id"],
+                "license": self._opt("license") or DEFAULT_LICENSE,
+                "langs": sorted({c.lang for c in entry["captions"]}),
+                "n_captions": len(entry["captions"]),
+            }
+            if entry.get("translated"):
+                meta["translation"] = {k: translation[k] for k in ("model", "model_type", "target_lang", "source_lang")}
+            if index is not None:
+                img_path = index.find(name)
+                if img_path is None:
+                    report.skip(where, f"image {name!r} not found under {images_dir} (any of .tif/.tiff/.jpg/"
+                                f".jpeg/.png, any case)", kind="missing_image")
+                    missing.setdefault(corpus, []).append(name)
+                    continue
+                try:
+                    field_name, value, (w, h) = self._load_image(img_path)
+                except (OSError, ValueError, SyntaxError) as exc:
+                    report.skip(img_path, f"image cannot be decoded: {exc}", kind="image")
+                    continue
+                sample[field_name] = value
+                meta.update(image_path=str(img_path), width=w, height=h)
+            else:
+                meta["image_path"] = None
+            sample["captions.json"] = [c.to_dict() for c in entry["captions"]]
+            sample["json"] = meta
+            report.count("images_by_corpus", corpus)
+            for c in entry["captions"]:
+                report.count("captions_by_lang", c.lang)
+            yield sample
+        if missing:
+            report.notes["missing_images"] = {k: {"count": len(v), "names": v} for k, v in missing.items()}
+
+
+class GeoTiffSource(Source):
+    domain = "remote_sensing"
+    name = "geotiff"
+    help = "GeoTIFF/COG rasters cut into normalised float32 chips (windowed reads, nodata masking, lon/lat)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--chip-size", type=int, default=256, help="chip side in pixels (default 256)")
+        parser.add_argument("--stride", type=int, default=None, help="step between chips (default: chip size)")
+        parser.add_argument("--bands", default="all", help="all | rgb | rgbn | comma list of indexes or names "
+                            "(4,3,2 or red,green,blue,nir), in output order")
+        parser.add_argument("--sensor", choices=("rgbn", "landsat8", "sentinel2"), help="declares the file's band "
+                            "order so bands can be named (otherwise descriptions/colour interpretation are used)")
+        parser.add_argument("--nodata", type=float, action="append", default=[], help="value that marks missing "
+                            "pixels, in addition to the declared one (NaN is always missing)")
+        parser.add_argument("--max-nodata", type=float, default=0.5, help="skip chips with more than this "
+                            "fraction of missing pixels (default 0.5); all-missing chips are always skipped")
+        parser.add_argument("--edge", choices=("drop", "pad"), default="drop", help="partial chips at the right/"
+                            "bottom edge: drop them, or pad them with missing pixels")
+        parser.add_argument("--percentiles", type=float, nargs=2, default=[2.0, 98.0], metavar=("LOW", "HIGH"),
+                            help="per-band stretch percentiles (default 2 98)")
+        parser.add_argument("--normalize", choices=("percentile", "none"), default="percentile")
+        parser.add_argument("--stats-pixels", type=int, default=4_000_000, help="rasters above this many pixels "
+                            "get statistics from a decimated/overview read (bounded memory)")
+        parser.add_argument("--license", default="unknown (see the raster's provider)")
+
+    def _opt(self, name: str, default: Any = None) -> Any:
+        return getattr(self.options, name, default)
+
+    def _inputs(self, inputs: list[Path | str], report: IngestReport) -> Iterator[str | Path]:
+        from clipzoo.remote_sensing.geotiff import gdal_path, is_remote
+
+        local = []
+        for item in inputs:
+            if is_remote(item):
+                yield gdal_path(item)
+            else:
+                local.append(item)
+        yield from expand_inputs(local, (".tif", ".tiff"), report)
+
+    def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
+        size = self._opt("chip_size", 256)
+        stride = self._opt("stride") or size
+        max_nodata = self._opt("max_nodata", 0.5)
+        if size < 1 or stride < 1:
+            raise IngestError("--chip-size and --stride must be positive")
+        if not 0.0 <= max_nodata <= 1.0:
+            raise IngestError("--max-nodata is a fraction between 0 and 1")
+        seen_stems: set[str] = set()
+        for path in self._inputs(inputs, report):
+            report.input_seen(path)
+            stem = Path(str(path)).stem
+            if stem in seen_stems:  # two rasters with one name in different folders
+                stem = f"{stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+            seen_stems.add(stem)
+            yield from self._raster_samples(path, stem, size, stride, max_nodata, report)
+
+    def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float,
+                        report: IngestReport) -> Iterator[dict[str, Any]]:
+        from rasterio.errors import RasterioError
+        from tqdm import tqdm
+
+        from clipzoo.remote_sensing import geotiff as gt
+
+        percentiles = tuple(self._opt("percentiles", [2.0, 98.0]))
+        try:
+            src = gt.open_raster(path)
+        except gt.RasterError as exc:
+            report.skip(path, str(exc))
+            return
+        with src:
+            try:
+                sensor = gt.SENSORS[self._opt("sensor")] if self._opt("sensor") else None
+                bands = gt.resolve_bands(self._opt("bands", "all"), src, sensor)
+                nodata = gt.nodata_values(src, self._opt("nodata", []))
+                stats = gt.band_statistics(src, bands, nodata, percentiles, self._opt("stats_pixels", 4_000_000))
+            except gt.RasterError as exc:
+                report.skip(path, str(exc))
+                return
+            except RasterioError as exc:
+                report.skip(path, f"read failed: {exc}")
+                return
+            if stats[0].valid_pixels == 0:
+                report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
+                return
+            n_chips = gt.count_chips(src.width, src.height, size, stride, self._opt("edge", "drop"))
+            if n_chips == 0:
+                report.skip(path, f"raster {src.width}x{src.height} is smaller than --chip-size {size}; "
+                            "use --edge pad or a smaller chip")
+                return
+            normalize = self._opt("normalize", "percentile")
+            band_meta = [{"index": b, "name": src.descriptions[b - 1] or (sensor.bands[b - 1] if sensor else None)}
+                         for b in bands]
+            raster = {**gt.describe_raster(src), "bands": band_meta, "nodata_values": nodata,
+                      "stats": [s.to_dict() for s in stats], "chips_total": n_chips}
+            report.notes.setdefault("rasters", {})[str(path)] = raster
+            norm_meta = {"method": normalize, "percentiles": list(percentiles),
+                         "p_low": [s.p_low for s in stats], "p_high": [s.p_high for s in stats],
+                         "mean": [s.mean for s in stats], "std": [s.std for s in stats]}
+            chips = gt.iter_chips(src, bands, size, stride, nodata, self._opt("edge", "drop"))
+            written = 0
+            try:
+                for chip in tqdm(chips, total=n_chips, desc=f"chips {stem}", unit="chip", leave=False):
+                    where = f"{path}#row{chip.row_off}-col{chip.col_off}"
+                    frac = chip.nodata_fraction
+                    if frac >= 1.0:
+                        report.skip(where, "chip is all nodata", kind="nodata")
+                        continue
+                    if frac > max_nodata:
+                        report.skip(where, f"{frac:.1%} nodata > --max-nodata {max_nodata:g}", kind="nodata")
+                        continue
+                    if normalize == "percentile":
+                        image = gt.normalize(chip.data, stats, chip.valid)
+                    else:
+                        image = chip.data.astype("float32", copy=True)
+                        image[:, ~chip.valid] = 0.0
+                    meta = {"source": str(path), "license": self._opt("license"), "dtype": src.dtypes[0],
+                            "bands": band_meta, "sensor": self._opt("sensor"), "nodata_values": nodata,
+                            "nodata_fraction": frac, "normalization": norm_meta, **chip.meta}
+                    written += 1
+                    report.count("chips_by_raster", stem)
+                    yield {"__key__": safe_key(stem, f"r{chip.row_off}", f"c{chip.col_off}"),
+                           "image.npy": image, "json": meta}
+            except RasterioError as exc:
+                report.skip(path, f"read failed after {written} chips: {exc}", kind="read_error")
