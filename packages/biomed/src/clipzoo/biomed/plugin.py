@@ -1,0 +1,18 @@
+"""Entry point ``clipzoo.plugins: biomed``: registers the biomed sources, model configs and benchmark tasks.
+
+Cheap to import: the source classes pull in lxml/pydicom/MONAI only inside their methods.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def register(registry) -> None:
+    from clipzoo.biomed.sources import DicomSource, ImagesSource, JatsSource, NiftiSource
+
+    for source in (JatsSource, DicomSource, NiftiSource, ImagesSource):
+        registry.add_source(source)
+    registry.add_model_config_dir(CONFIG_DIR)

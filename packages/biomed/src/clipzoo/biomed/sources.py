@@ -1,0 +1,594 @@
+"""The biomed ingest sources: ``clipzoo ingest biomed jats|dicom|nifti|images``.
+
+Each source adapts a reader (:mod:`~clipzoo.biomed.jats`, :mod:`~clipzoo.biomed.dicom`,
+:mod:`~clipzoo.biomed.nifti`, :mod:`~clipzoo.biomed.imaging`) to webdataset samples following the contract in
+``docs/ARCHITECTURE.md``: one bad input is a ``report.skip(path, reason)``, never an exception.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
+
+from clipzoo.core.data.writer import safe_key
+from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+
+
+class _KeyMaker:
+    """Unique sample keys: a key already used in this run gets ``-2``, ``-3``... (the writer refuses duplicates)."""
+
+    def __init__(self):
+        self._used: set[str] = set()
+
+    def __call__(self, *parts: object) -> str:
+        key = safe_key(*parts)
+        candidate, n = key, 1
+        while candidate in self._used:
+            n += 1
+            candidate = f"{key}-{n}"
+        self._used.add(candidate)
+        return candidate
+
+
+def _csv_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _image_field(fmt: str) -> str:
+    if fmt not in ("png", "jpg"):
+        raise IngestError(f"--image-format must be png or jpg, not {fmt!r}")
+    return f"image.{fmt}"
+
+
+def _caption_fields(captions: list[str]) -> dict[str, Any]:
+    """``txt`` (first variant) and ``captions.json`` (all variants) for a sample."""
+    return {"txt": captions[0], "captions.json": [{"text": c, "lang": "en"} for c in captions]} if captions else {}
+
+
+def _add_caption_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--templates", default=None,
+                        help="extra caption templates: text (one per line) or JSON {modality: [templates]}")
+    parser.add_argument("--templates-replace", action="store_true",
+                        help="use only --templates, not the package's built-in templates")
+    parser.add_argument("--labels", default=None, help="CSV with a path column and a label column")
+    parser.add_argument("--path-column", default=None, help="CSV column holding image paths (auto-detected)")
+    parser.add_argument("--label-column", default=None, help="CSV column holding labels, ';'-separated (auto-detected)")
+    parser.add_argument("--max-captions", type=int, default=5, help="caption variants kept per sample")
+
+
+def _templates(options):
+    from clipzoo.biomed.captions import CaptionTemplates
+
+    try:
+        return CaptionTemplates.from_file(getattr(options, "templates", None), replace=getattr(options, "templates_replace", False))
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"--templates: {exc}") from exc
+
+
+def _label_table(options):
+    from clipzoo.biomed.labels import LabelTable
+
+    if not getattr(options, "labels", None):
+        return None
+    try:
+        return LabelTable(options.labels, getattr(options, "path_column", None), getattr(options, "label_column", None))
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"--labels: {exc}") from exc
+
+
+# ======================================================================================================
+# JATS figure-caption pairs
+# ======================================================================================================
+@dataclass
+class _Package:
+    """One article's XML plus the files next to it (a folder on disk or the same folder of an archive)."""
+
+    source: str  # what the manifest names: a path, or "archive.tar.gz::member"
+    xml: Callable[[], bytes | Path]
+    names: dict[str, str]  # lower-cased file name -> member/path key
+    open_file: Callable[[str], bytes | Path]
+
+
+def _unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
+    name = member.name
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in parts:
+        return "'..' in path"
+    if member.issym() or member.islnk():
+        return "link member"
+    if not (member.isfile() or member.isdir()):
+        return "device or special file"
+    return None
+
+
+class JatsSource(Source):
+    domain = "biomed"
+    name = "jats"
+    help = "PMC/JATS figure-caption pairs from .nxml/.xml files, article folders and PMC OA .tar.gz packages"
+
+    XML_SUFFIXES = (".nxml", ".xml")
+    ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--licenses", default=None,
+                            help="comma list of license families allowed into the shards, e.g. cc-by,cc0,pd "
+                                 "(default: all, including 'unknown')")
+        parser.add_argument("--missing-images", choices=("skip", "caption-only"), default="skip",
+                            help="a figure whose image is not in the package: skip it (default) or keep its caption")
+        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
+        parser.add_argument("--image-format", default="jpg", help="png or jpg")
+        parser.add_argument("--near-duplicates", choices=("drop", "keep", "off"), default="drop",
+                            help="perceptual-hash near-duplicate images across the run: drop (default), keep "
+                                 "(flagged in metadata) or off (no hashing)")
+        parser.add_argument("--phash-distance", type=int, default=4, help="max pHash Hamming distance of a near duplicate")
+        parser.add_argument("--max-member-mb", type=float, default=256.0,
+                            help="archive members larger than this are not read")
+
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(options)
+        self.key = _KeyMaker()
+        from clipzoo.biomed.imaging import NearDuplicateIndex
+
+        self.allowed = set(_csv_list(getattr(options, "licenses", None))) or None
+        self.image_field = _image_field(getattr(options, "image_format", "jpg"))
+        self.missing = getattr(options, "missing_images", "skip")
+        self.max_side = getattr(options, "max_side", 1024)
+        self.duplicates = getattr(options, "near_duplicates", "drop")
+        self.index = NearDuplicateIndex(getattr(options, "phash_distance", 4)) if self.duplicates != "off" else None
+        self.max_member = int(getattr(options, "max_member_mb", 256.0) * 1024 * 1024)
+        self._seen_articles: dict[str, str] = {}
+        self._folder_names: dict[Path, dict[str, str]] = {}
+
+    # -- inputs -> packages ---------------------------------------------------------------------------
+    def _folder_index(self, folder: Path) -> dict[str, str]:
+        if folder not in self._folder_names:
+            self._folder_names[folder] = {p.name.lower(): str(p) for p in folder.iterdir() if p.is_file()}
+        return self._folder_names[folder]
+
+    def _archive_packages(self, path: Path, report: IngestReport) -> Iterator[_Package]:
+        """Stream an archive once (no extraction to disk): keep XML and image members in memory by folder."""
+        from clipzoo.biomed.jats import IMAGE_EXTENSIONS
+
+        mode = "r|*"
+        members: dict[str, bytes] = {}
+        try:
+            with tarfile.open(str(path), mode) as tar:
+                for member in tar:
+                    reason = _unsafe_member_reason(member)
+                    if reason:
+                        report.skip(f"{path}::{member.name}", f"refused archive member: {reason}", kind="member")
+                        continue
+                    if not member.isfile():
+                        continue
+                    low = member.name.lower()
+                    if not low.endswith(self.XML_SUFFIXES + IMAGE_EXTENSIONS):
+                        continue
+                    if member.size > self.max_member:
+                        report.skip(f"{path}::{member.name}", f"member larger than --max-member-mb ({member.size} bytes)",
+                                    kind="member")
+                        continue
+                    fh = tar.extractfile(member)
+                    members[member.name] = fh.read() if fh is not None else b""
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            report.skip(path, f"truncated or corrupt archive ({type(exc).__name__}: {exc}); nothing taken from it")
+            return
+        by_folder: dict[str, dict[str, str]] = {}
+        for name in members:
+            folder = str(PurePosixPath(name).parent)
+            by_folder.setdefault(folder, {})[PurePosixPath(name).name.lower()] = name
+        xml_members = sorted(n for n in members if n.lower().endswith(self.XML_SUFFIXES))
+        if not xml_members:
+            report.skip(path, "archive holds no .nxml/.xml article")
+        for name in xml_members:
+            yield _Package(
+                source=f"{path}::{name}",
+                xml=lambda n=name: members[n],
+                names=by_folder[str(PurePosixPath(name).parent)],
+                open_file=lambda n: members[n],
+            )
+
+    def _packages(self, inputs: list[Path], report: IngestReport) -> Iterator[_Package]:
+        for path in expand_inputs(inputs, self.XML_SUFFIXES + self.ARCHIVE_SUFFIXES, report):
+            report.input_seen(path)
+            if path.name.lower().endswith(self.ARCHIVE_SUFFIXES):
+                yield from self._archive_packages(path, report)
+            else:
+                yield _Package(source=str(path), xml=lambda p=path: p, names=self._folder_index(path.parent),
+                               open_file=lambda n: Path(n))
+
+    # -- packages -> samples --------------------------------------------------------------------------
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from clipzoo.biomed.jats import JatsError, parse_article
+
+        for package in self._packages(inputs, report):
+            try:
+                article = parse_article(package.xml())
+            except (JatsError, OSError) as exc:
+                report.skip(package.source, str(exc))
+                continue
+            ident = article.ident or Path(package.source.split("::")[-1]).stem
+            if ident in self._seen_articles:
+                report.skip(package.source, f"article {ident} already ingested from {self._seen_articles[ident]}",
+                            kind="duplicate")
+                continue
+            self._seen_articles[ident] = package.source
+            report.count("license", article.license)
+            if self.allowed is not None and article.license not in self.allowed:
+                report.skip(package.source, f"license {article.license!r} not in --licenses {','.join(sorted(self.allowed))}",
+                            kind="policy")
+                report.count("articles", "excluded_by_license")
+                continue
+            if not article.figures:
+                report.count("articles", "without_figures")
+                continue
+            report.count("articles", "with_figures")
+            yield from self._figure_samples(package, article, ident, report)
+
+    def _figure_samples(self, package: _Package, article, ident: str, report: IngestReport) -> Iterator[dict[str, Any]]:
+        from clipzoo.biomed.imaging import ImageReadError, load_rgb
+        from clipzoo.biomed.jats import resolve_graphic
+
+        base = article.metadata()
+        for fig in article.figures:
+            report.count("figures", "found")
+            where = f"{package.source}#{fig.fig_id}"
+            key = self.key(ident, fig.fig_id)
+            meta = {"source": package.source, **base, "fig_id": fig.fig_id, "label": fig.label, "graphic": fig.href}
+            if not fig.caption:
+                report.skip(where, "figure has no caption text", kind="figure")
+                continue
+            member = resolve_graphic(fig.href, package.names) if fig.href else None
+            sample: dict[str, Any] = {"__key__": key, "txt": fig.caption}
+            if member is None:
+                reason = (f"image {fig.href!r} not found in the package (tried the name and .jpg/.png/.tif/.gif, any case)"
+                          if fig.href else "<fig> has no <graphic>")
+                if self.missing != "caption-only":
+                    report.skip(where, reason, kind="figure")
+                    continue
+                meta.update({"image_file": None, "caption_only": True, "missing_image": reason})
+                report.count("figures", "caption_only")
+                sample["json"] = meta
+                report.count("samples_by_license", article.license)
+                yield sample
+                continue
+            try:
+                loaded = load_rgb(package.open_file(member), max_side=self.max_side)
+            except (ImageReadError, OSError) as exc:
+                report.skip(where, f"{PurePosixPath(member).name}: {exc}", kind="figure")
+                continue
+            meta.update({"image_file": PurePosixPath(member).name, "caption_only": False, **loaded.metadata()})
+            if self.index is not None:
+                phash, hit = self.index.check(loaded.image, key)
+                meta["phash"] = phash
+                if hit is not None:
+                    report.count("figures", "near_duplicates")
+                    if self.duplicates == "drop":
+                        report.skip(where, f"near-duplicate image of {hit[0]} (pHash distance {hit[1]})", kind="duplicate")
+                        continue
+                    meta["near_duplicate_of"] = hit[0]
+                    meta["near_duplicate_distance"] = hit[1]
+            sample[self.image_field] = loaded.image
+            sample["json"] = meta
+            report.count("figures", "with_image")
+            report.count("samples_by_license", article.license)
+            yield sample
+
+
+# ======================================================================================================
+# DICOM
+# ======================================================================================================
+class DicomSource(Source):
+    domain = "biomed"
+    name = "dicom"
+    help = "DICOM slices/frames (series grouped and ordered along the slice normal) with template captions"
+
+    SUFFIXES = (".dcm", ".dicom", ".ima")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--window", default=None,
+                            help="CENTRE,WIDTH or a CT preset (soft-tissue, lung, bone, brain, mediastinum, liver); "
+                                 "default: the file's VOI LUT/window, else the --ct-window preset for CT, else min..max")
+        parser.add_argument("--ct-window", default="soft-tissue", help="CT preset used when a CT file names no window")
+        parser.add_argument("--slices", choices=("all", "middle"), default="all",
+                            help="every slice of a series, or only its middle slice along the normal")
+        parser.add_argument("--all-files", action="store_true",
+                            help="inside folders read every file, not only *.dcm/*.dicom/*.ima (non-DICOM are skipped)")
+        parser.add_argument("--image-format", default="png", help="png or jpg")
+        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
+        _add_caption_arguments(parser)
+
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(options)
+        self.key = _KeyMaker()
+        from clipzoo.biomed.dicom import CT_WINDOWS, parse_window
+
+        try:
+            self.window = parse_window(getattr(options, "window", None))
+        except ValueError as exc:
+            raise IngestError(f"--window: {exc}") from exc
+        self.ct_window = getattr(options, "ct_window", "soft-tissue")
+        if self.ct_window not in CT_WINDOWS:
+            raise IngestError(f"--ct-window {self.ct_window!r}: choose one of {', '.join(CT_WINDOWS)}")
+        self.image_field = _image_field(getattr(options, "image_format", "png"))
+        self.max_side = getattr(options, "max_side", 1024)
+        self.templates = _templates(options)
+        self.labels = _label_table(options)
+        self.max_captions = getattr(options, "max_captions", 5)
+
+    def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
+        if not getattr(self.options, "all_files", False):
+            yield from expand_inputs(inputs, self.SUFFIXES, report)
+            return
+        for item in inputs:
+            path = Path(item)
+            if path.is_dir():
+                yield from sorted(p for p in path.rglob("*") if p.is_file())
+            elif path.is_file():
+                yield path
+            else:
+                report.skip(path, "no such file or folder")
+
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from PIL import Image
+        from tqdm import tqdm
+
+        from clipzoo.biomed.dicom import DicomReadError, group_series, read_dicom, read_header
+
+        headers = []
+        for path in self._files(inputs, report):
+            report.input_seen(path)
+            try:
+                headers.append(read_header(path))
+            except DicomReadError as exc:
+                report.skip(path, str(exc))
+        series = group_series(headers)
+        report.notes["series"] = len(series)
+        total = sum(len(v) if self.options.slices == "all" else 1 for v in series.values())
+        bar = tqdm(total=total, desc="dicom slices", unit="file", disable=total < 50, leave=False)
+        for series_key, items in series.items():
+            chosen = range(len(items)) if self.options.slices == "all" else [len(items) // 2]
+            for index in chosen:
+                header = items[index]
+                bar.update(1)
+                try:
+                    frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window)
+                except DicomReadError as exc:
+                    report.skip(header.path, str(exc))
+                    continue
+                report.count("modality", meta.get("modality", "unknown"))
+                labels = self.labels.labels_for(header.path) if self.labels else None
+                for f, frame in enumerate(frames):
+                    image = Image.fromarray(frame, "RGB")
+                    original = image.size
+                    if self.max_side and max(image.size) > self.max_side:
+                        image.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+                    captions = self.templates.captions(
+                        meta.get("modality", ""), labels, max_variants=self.max_captions,
+                        body_part=str(meta.get("body_part", "")).lower() or None, plane=meta.get("plane"),
+                    )
+                    sample_meta = {
+                        "source": str(header.path), **meta, "labels": labels or [],
+                        "series_index": index, "series_length": len(items), "frame": f,
+                        "position_along_normal": header.position,
+                        "width": image.size[0], "height": image.size[1],
+                        "original_width": original[0], "original_height": original[1],
+                        "axes": "rows,columns (pydicom order)",
+                    }
+                    yield {"__key__": self.key(series_key, f"{index:05d}", f"{f:04d}"), self.image_field: image,
+                           **_caption_fields(captions), "json": sample_meta}
+        bar.close()
+
+
+# ======================================================================================================
+# NIfTI
+# ======================================================================================================
+class NiftiSource(Source):
+    domain = "biomed"
+    name = "nifti"
+    help = "NIfTI 3-D/4-D volumes via MONAI (RAS, optional resampling): slices in chosen planes and/or projections"
+
+    SUFFIXES = (".nii", ".nii.gz")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--planes", default="axial", help="comma list of axial, coronal, sagittal")
+        parser.add_argument("--slices", default="all",
+                            help="'all', 'middle', 'none' (views only) or an integer step (every Nth slice)")
+        parser.add_argument("--views", default="", help="comma list of per-volume 2-D views: mip, mean")
+        parser.add_argument("--frame", default="0", help="4-D volumes: frame index to keep, or 'mean'")
+        parser.add_argument("--spacing", default=None, help="resample to this voxel size in mm: S or SX,SY,SZ")
+        parser.add_argument("--window", default=None,
+                            help="CENTRE,WIDTH or CT preset for intensity scaling (default: 0.5-99.5 percentiles)")
+        parser.add_argument("--modality", default=None, help="ct, mri, ... (captions; NIfTI does not record it)")
+        parser.add_argument("--body-part", default=None, help="body part for captions, e.g. brain")
+        parser.add_argument("--keep-empty", action="store_true", help="keep constant (empty) slices")
+        parser.add_argument("--image-format", default="png", help="png or jpg")
+        _add_caption_arguments(parser)
+
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(options)
+        self.key = _KeyMaker()
+        from clipzoo.biomed.dicom import CT_WINDOWS, parse_window
+        from clipzoo.biomed.nifti import PLANES
+
+        self.planes = _csv_list(getattr(options, "planes", "axial"))
+        bad = [p for p in self.planes if p not in PLANES]
+        if bad or not self.planes:
+            raise IngestError(f"--planes {options.planes!r}: choose from {', '.join(PLANES)}")
+        self.views = _csv_list(getattr(options, "views", ""))
+        if any(v not in ("mip", "mean") for v in self.views):
+            raise IngestError(f"--views {options.views!r}: choose from mip, mean")
+        slices = str(getattr(options, "slices", "all"))
+        if slices not in ("all", "middle", "none") and not (slices.isdigit() and int(slices) > 0):
+            raise IngestError(f"--slices {slices!r}: use all, middle, none or a positive step")
+        self.slices = slices
+        frame = str(getattr(options, "frame", "0"))
+        if frame != "mean" and not frame.lstrip("-").isdigit():
+            raise IngestError(f"--frame {frame!r}: an integer index or 'mean'")
+        self.frame: int | str = frame if frame == "mean" else int(frame)
+        spacing = getattr(options, "spacing", None)
+        try:
+            values = [float(v) for v in spacing.split(",")] if spacing else None
+        except ValueError:
+            raise IngestError(f"--spacing {spacing!r}: one number or three, in mm") from None
+        if values is not None and len(values) not in (1, 3):
+            raise IngestError(f"--spacing {spacing!r}: one number or three, in mm")
+        self.spacing = None if values is None else tuple(values * 3 if len(values) == 1 else values)
+        try:
+            window = parse_window(getattr(options, "window", None))
+        except ValueError as exc:
+            raise IngestError(f"--window: {exc}") from exc
+        self.window = CT_WINDOWS[window] if isinstance(window, str) else window
+        self.image_field = _image_field(getattr(options, "image_format", "png"))
+        self.templates = _templates(options)
+        self.labels = _label_table(options)
+        self.max_captions = getattr(options, "max_captions", 5)
+
+    def _indices(self, n: int) -> list[int]:
+        if self.slices == "none":
+            return []
+        if self.slices == "middle":
+            return [n // 2]
+        step = 1 if self.slices == "all" else int(self.slices)
+        return list(range(0, n, step))
+
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+        import numpy as np
+        from PIL import Image
+
+        from clipzoo.biomed.nifti import NiftiReadError, extract_slice, load_volume, project, scale_intensity
+
+        modality = getattr(self.options, "modality", None)
+        body_part = getattr(self.options, "body_part", None)
+        choice = {"planes": self.planes, "slices": self.slices, "views": self.views, "frame": self.frame,
+                  "spacing": list(self.spacing) if self.spacing else None,
+                  "intensity": {"window": list(self.window)} if self.window else {"percentiles": [0.5, 99.5]},
+                  "display": "radiological; rows,columns"}
+        report.notes["nifti"] = choice
+        for path in expand_inputs(inputs, self.SUFFIXES, report):
+            report.input_seen(path)
+            try:
+                volume = load_volume(path, spacing=self.spacing, frame=self.frame)
+            except NiftiReadError as exc:
+                report.skip(path, str(exc))
+                continue
+            unit = scale_intensity(volume.data, window=self.window)
+            labels = self.labels.labels_for(path) if self.labels else None
+            stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
+            items: list[tuple[str, str, int | None, Any]] = []
+            for plane in self.planes:
+                n = unit.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[plane]]
+                items += [("slice", plane, i, None) for i in self._indices(n)]
+                items += [(view, plane, None, None) for view in self.views]
+            for kind, plane, index, _ in items:
+                arr = extract_slice(unit, plane, index) if kind == "slice" else project(unit, plane, kind)
+                if kind == "slice" and not getattr(self.options, "keep_empty", False) and float(np.ptp(arr)) < 1e-6:
+                    report.count("empty_slices", plane)
+                    continue
+                grey = np.rint(arr * 255.0).astype(np.uint8)
+                image = Image.fromarray(grey, "L").convert("RGB")
+                captions = self.templates.captions(modality or "generic", labels, max_variants=self.max_captions,
+                                                   plane=plane, body_part=body_part)
+                meta = {"source": str(path), **volume.meta, "modality": modality, "body_part": body_part,
+                        "labels": labels or [], "plane": plane, "kind": kind, "slice_index": index,
+                        "num_slices": int(unit.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[plane]]),
+                        "width": image.size[0], "height": image.size[1], **{"choice": choice}}
+                name = f"{plane}-{index:04d}" if kind == "slice" else f"{plane}-{kind}"
+                report.count("images", f"{kind}:{plane}")
+                yield {"__key__": self.key(stem, name), self.image_field: image, **_caption_fields(captions), "json": meta}
+
+
+# ======================================================================================================
+# Plain 2-D images
+# ======================================================================================================
+class ImagesSource(Source):
+    domain = "biomed"
+    name = "images"
+    help = "2-D fundus/pathology/microscopy images, labels from a CSV or folder names, template captions"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--modality", default="generic",
+                            help="fundus, pathology, microscopy, xray, ct, mri, ultrasound (selects caption templates)")
+        parser.add_argument("--label-from", choices=("auto", "csv", "folder", "none"), default="auto",
+                            help="auto: --labels CSV if given, else the folder name below each input folder")
+        parser.add_argument("--classes", default=None, help="comma list fixing the class order of the 'cls' index")
+        parser.add_argument("--stain", default=None, help="stain for pathology/microscopy captions, e.g. H&E")
+        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
+        parser.add_argument("--image-format", default="png", help="png or jpg")
+        parser.add_argument("--unlabeled", choices=("keep", "skip"), default="keep",
+                            help="images without a label: keep with label-free captions (default) or skip")
+        _add_caption_arguments(parser)
+
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(options)
+        self.key = _KeyMaker()
+        self.image_field = _image_field(getattr(options, "image_format", "png"))
+        self.templates = _templates(options)
+        self.labels = _label_table(options)
+        mode = getattr(options, "label_from", "auto")
+        if mode == "auto":
+            mode = "csv" if self.labels else "folder"
+        if mode == "csv" and self.labels is None:
+            raise IngestError("--label-from csv needs --labels FILE.csv")
+        self.label_from = mode
+        self.max_captions = getattr(options, "max_captions", 5)
+
+    def _labelled_files(self, inputs: list[Path], report: IngestReport) -> list[tuple[Path, list[str]]]:
+        from clipzoo.biomed.labels import folder_label
+
+        out = []
+        for item in inputs:
+            root = Path(item)
+            for path in expand_inputs([root], IMAGE_SUFFIXES, report):
+                if self.label_from == "csv":
+                    labels = self.labels.labels_for(path) or []
+                elif self.label_from == "folder" and root.is_dir():
+                    label = folder_label(path, root)
+                    labels = [label] if label else []
+                else:
+                    labels = []
+                out.append((path, labels))
+        return out
+
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from clipzoo.biomed.imaging import ImageReadError, load_rgb
+
+        files = self._labelled_files(inputs, report)
+        classes = _csv_list(getattr(self.options, "classes", None)) or sorted({l for _, ls in files for l in ls})
+        report.notes["classes"] = classes
+        modality = getattr(self.options, "modality", "generic")
+        for path, labels in files:
+            report.input_seen(path)
+            if not labels and getattr(self.options, "unlabeled", "keep") == "skip":
+                report.skip(path, "no label (not in the CSV / not in a class folder)", kind="policy")
+                continue
+            try:
+                loaded = load_rgb(path, max_side=getattr(self.options, "max_side", 1024))
+            except ImageReadError as exc:
+                report.skip(path, str(exc))
+                continue
+            captions = self.templates.captions(modality, labels, max_variants=self.max_captions,
+                                               stain=getattr(self.options, "stain", None))
+            meta = {"source": str(path), "modality": modality, "labels": labels, **loaded.metadata()}
+            sample = {"__key__": self.key(*(labels[:1] or ["unlabeled"]), path.stem),
+                      self.image_field: loaded.image, **_caption_fields(captions), "json": meta}
+            if len(labels) == 1 and labels[0] in classes:
+                sample["cls"] = classes.index(labels[0])
+                meta["class_index"] = sample["cls"]
+            for label in labels or ["(none)"]:
+                report.count("labels", label)
+            yield sample
