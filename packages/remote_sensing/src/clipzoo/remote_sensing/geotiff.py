@@ -16,6 +16,7 @@ sample, never on the raster size: a raster larger than RAM, or a cloud-optimised
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -83,6 +84,17 @@ def gdal_path(item: str | Path) -> str:
     return s
 
 
+def error_text(exc: BaseException) -> str:
+    """rasterio's read errors say 'See previous exception'; bring GDAL's own message forward."""
+    parts = [str(exc)]
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(parts) < 4:
+        parts.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    kept = [p for p in dict.fromkeys(parts) if p and "previous exception" not in p]
+    return ": ".join(p.rstrip(".") for p in kept) or type(exc).__name__
+
+
 def is_remote(item: str | Path) -> bool:
     s = gdal_path(item)
     return s.startswith("/vsi") or "://" in s
@@ -91,11 +103,13 @@ def is_remote(item: str | Path) -> bool:
 def open_raster(path: str | Path):
     """Open a raster with rasterio and check it can be chipped; raises :class:`RasterError`."""
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     location = gdal_path(path)
     try:
-        src = rasterio.open(location)
+        with warnings.catch_warnings():  # we say it ourselves, once, with what to do
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(location)
     except RasterioIOError as exc:
         raise RasterError(f"unreadable raster: {exc}") from None
     if src.crs is None or src.transform.is_identity:
@@ -278,11 +292,12 @@ class Chip:
 def chip_metadata(src, row_off: int, col_off: int, size: int) -> dict:
     """Window, CRS, bounds (raster CRS) and the centre's lon/lat (EPSG:4326) of one chip."""
     from rasterio.warp import transform as warp_transform
-    from rasterio.windows import Window, bounds
 
-    win = Window(col_off, row_off, size, size)
-    left, bottom, right, top = bounds(win, src.transform)
-    cx, cy = src.transform * (col_off + size / 2, row_off + size / 2)
+    t = src.transform
+    corners = [t @ (col_off + dc, row_off + dr) for dc in (0, size) for dr in (0, size)]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    left, bottom, right, top = min(xs), min(ys), max(xs), max(ys)
+    cx, cy = t @ (col_off + size / 2, row_off + size / 2)
     lon, lat = warp_transform(src.crs, "EPSG:4326", [cx], [cy])
     return {
         "window": {"col_off": col_off, "row_off": row_off, "width": size, "height": size},

@@ -319,7 +319,7 @@ class GeoTiffSource(Source):
                 report.skip(path, str(exc))
                 return
             except RasterioError as exc:
-                report.skip(path, f"read failed: {exc}")
+                report.skip(path, f"read failed: {gt.error_text(exc)}")
                 return
             if stats[0].valid_pixels == 0:
                 report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
@@ -363,4 +363,4 @@ class GeoTiffSource(Source):
                     yield {"__key__": safe_key(stem, f"r{chip.row_off}", f"c{chip.col_off}"),
                            "image.npy": image, "json": meta}
             except RasterioError as exc:
-                report.skip(path, f"read failed after {written} chips: {exc}", kind="read_error")
+                report.skip(path, f"read failed after {written} chips: {gt.error_text(exc)}", kind="read_error")
