@@ -22,8 +22,8 @@ _EXPORTS = {
     "show_model": "client",
     "promote": "client",
     "set_alias": "client",
-    "PromotionRefused": "client",
-    "RegistryError": "client",
+    "PromotionRefused": "errors",
+    "RegistryError": "errors",
     "render_model_card": "card",
 }
 

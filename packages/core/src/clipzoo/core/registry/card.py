@@ -1,0 +1,194 @@
+"""Model cards: Markdown rendered from ``registry/model_card.md.j2`` with what a model package records.
+
+A model package (``save_pretrained`` output) holds ``config.json`` and ``model.safetensors``; the
+trainer adds ``train_summary.json``. The card reads from the summary (all keys optional):
+
+- ``domain``, ``architecture`` (model-config name), ``description``, ``intended_use``, ``limitations``;
+- ``config``: the training configuration (rendered as YAML);
+- ``data``: the training data, a list (or a name-keyed dict) of entries with ``name``/``path``,
+  ``num_samples``, ``licenses`` ``{license: count}`` and ``fingerprint`` or ``shards`` (each with
+  ``sha256``); a shard ``manifest.json`` dict is understood too (``ingest.counters.license``);
+- ``metrics``: final training metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipzoo.core.registry import settings as registry_settings
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+SUMMARY_NAME = "train_summary.json"
+
+
+@dataclass
+class DataEntry:
+    name: str
+    num_samples: int | None
+    licenses: dict[str, int]
+    fingerprint: str
+
+
+@dataclass
+class PackageInfo:
+    """What the registry records about a model package folder."""
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    weights_sha256: str
+    datasets: list[DataEntry] = field(default_factory=list)
+
+    @property
+    def domain(self) -> str:
+        return str(self.summary.get("domain") or self.config.get("domain") or "general")
+
+    @property
+    def architecture(self) -> str:
+        arch = self.summary.get("architecture") or self.config.get("name") or self.config.get("architecture")
+        if arch:
+            return str(arch)
+        towers = self.config.get("towers")
+        if isinstance(towers, dict):
+            return "+".join(f"{m}:{t.get('type', '?')}" for m, t in sorted(towers.items()))
+        return "open_clip" if "vision_cfg" in self.config else "unknown"
+
+    @property
+    def modalities(self) -> list[str]:
+        towers = self.config.get("towers")
+        if isinstance(towers, dict):
+            return sorted(towers)
+        return [m for m, key in (("image", "vision_cfg"), ("text", "text_cfg")) if key in self.config]
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return dict(self.config.get("preprocess") or {})
+
+    @property
+    def data_fingerprint(self) -> str:
+        """A hash of the training data's fingerprints ("none" when no data was recorded)."""
+        if self.summary.get("data_fingerprint"):
+            return str(self.summary["data_fingerprint"])
+        if not self.datasets:
+            return "none"
+        h = hashlib.sha256()
+        for fp in sorted(d.fingerprint for d in self.datasets):
+            h.update(fp.encode())
+        return h.hexdigest()[:16]
+
+    @property
+    def licenses(self) -> dict[str, int]:
+        total: Counter = Counter()
+        for d in self.datasets:
+            total.update(d.licenses)
+        return dict(sorted(total.items()))
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _data_entries(data: Any) -> list[DataEntry]:
+    if isinstance(data, dict):
+        items = [dict(v, name=v.get("name", k)) if isinstance(v, dict) else {"name": k} for k, v in data.items()]
+    elif isinstance(data, list):
+        items = [d if isinstance(d, dict) else {"name": str(d)} for d in data]
+    else:
+        return []
+    entries = []
+    for item in items:
+        ingest = item.get("ingest") or {}
+        licenses = item.get("licenses") or (ingest.get("counters") or {}).get("license") or {}
+        if isinstance(licenses, list):
+            licenses = {str(lic): None for lic in licenses}
+        num = item.get("num_samples", item.get("samples", ingest.get("samples_written")))
+        shards = item.get("shards") or []
+        fingerprint = item.get("fingerprint") or (
+            hashlib.sha256("".join(str(s.get("sha256", "")) for s in shards).encode()).hexdigest()[:16]
+            if shards else hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        )
+        entries.append(DataEntry(
+            name=str(item.get("name") or item.get("path") or "data"),
+            num_samples=int(num) if num is not None else None,
+            licenses={str(k): v for k, v in sorted(licenses.items())},
+            fingerprint=str(fingerprint),
+        ))
+    return entries
+
+
+def read_package(path: str | Path) -> PackageInfo:
+    """Read a model package folder; a clear error names what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model package {path} does not exist (expected a save_pretrained folder)")
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]
+    if missing:
+        present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+        raise FileNotFoundError(f"{path} is not a model package: no {', '.join(missing)} (it holds {present})")
+    document = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    # save_pretrained writes {"model": config, "preprocess": {...}, "format": "clipzoo-model/1"}
+    config = dict(document.get("model", document))
+    if "preprocess" in document:
+        config["preprocess"] = document["preprocess"]
+    summary_path = path / SUMMARY_NAME
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return PackageInfo(
+        path=path,
+        config=config,
+        summary=summary,
+        weights_sha256=sha256_file(path / WEIGHTS_NAME),
+        datasets=_data_entries(summary.get("data")),
+    )
+
+
+def render_model_card(
+    info: PackageInfo,
+    *,
+    name: str,
+    version: str | int | None = None,
+    benchmarks: dict[str, dict[str, float]] | None = None,
+    template: str | Path | None = None,
+) -> str:
+    """The Markdown model card of ``info`` registered as ``name`` (``version``) with benchmark results."""
+    import jinja2
+    import yaml
+
+    template_path = Path(template) if template else registry_settings.registry_dir() / registry_settings.CARD_TEMPLATE_NAME
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+    tmpl = env.from_string(template_path.read_text(encoding="utf-8"))
+    summary = info.summary
+    totals = [d.num_samples for d in info.datasets]
+    training_config = summary.get("config")
+    metrics = summary.get("metrics") or {}
+    return tmpl.render(
+        name=name,
+        version=str(version) if version is not None else None,
+        description=summary.get("description") or f"A {info.domain} contrastive model trained with clipzoo.",
+        domain=info.domain,
+        architecture=info.architecture,
+        modalities=info.modalities or ["unknown"],
+        embed_dim=info.config.get("embed_dim", "unknown"),
+        weights_sha256=info.weights_sha256,
+        data_fingerprint=info.data_fingerprint,
+        created=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        intended_use=summary.get("intended_use") or registry_settings.for_domain("intended_use", info.domain),
+        limitations=summary.get("limitations") or registry_settings.for_domain("limitations", info.domain),
+        datasets=info.datasets,
+        total_samples=sum(totals) if totals and None not in totals else None,
+        licenses=info.licenses,
+        preprocess_json=json.dumps(info.preprocess, indent=2, sort_keys=True),
+        training_config=yaml.safe_dump(training_config, sort_keys=False).strip() if training_config else "",
+        train_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+        benchmarks={t: {m: float(v) for m, v in ms.items()} for t, ms in (benchmarks or {}).items()},
+    )

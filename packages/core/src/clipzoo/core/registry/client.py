@@ -1,0 +1,337 @@
+"""Register model packages as MLflow model versions; list, show and promote them.
+
+A registered version holds (in its logged pyfunc's artifacts) the whole model package folder:
+``config.json`` (architecture + preprocessing + tokenizer settings), ``model.safetensors``, the
+trainer's ``train_summary.json`` and ``model_card.md``. Its tags carry ``domain``, ``architecture``,
+``data_fingerprint``, ``weights_sha256``, ``modalities``, ``licenses`` and, once benchmarked,
+``bench/<task>/<metric>`` scores with ``bench/<task>/primary`` naming the task's headline metric.
+
+Guarded aliases (``champion`` by default, see ``registry/settings.yaml``) move only to a version
+whose headline score is at least the current holder's on every benchmark both have run; ``force``
+overrides that and leaves a ``promotion_override/<alias>`` tag saying so.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from clipzoo.core.registry import settings as registry_settings
+from clipzoo.core.registry.errors import PromotionRefused, RegistryError
+
+log = logging.getLogger(__name__)
+
+BENCH_TAG = "bench/"
+MAX_DESCRIPTION = 5000
+
+
+# -- benchmark tags ------------------------------------------------------------------------------------
+def bench_tags(results: dict[str, dict[str, float]], primary: dict[str, str]) -> dict[str, str]:
+    """Version tags for benchmark ``results`` ``{task: {metric: value}}`` and their headline metrics."""
+    tags = {}
+    for task, metrics in results.items():
+        for metric, value in metrics.items():
+            tags[f"{BENCH_TAG}{task}/{metric}"] = repr(float(value))
+        if task in primary:
+            tags[f"{BENCH_TAG}{task}/primary"] = primary[task]
+    return tags
+
+
+def read_bench_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``{task: {"metrics": {metric: value}, "primary": metric|None}}`` from a version's tags."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in tags.items():
+        if not key.startswith(BENCH_TAG):
+            continue
+        task, _, metric = key[len(BENCH_TAG):].rpartition("/")
+        entry = out.setdefault(task, {"metrics": {}, "primary": None})
+        if metric == "primary":
+            entry["primary"] = value
+        else:
+            entry["metrics"][metric] = float(value)
+    return out
+
+
+def headline_scores(tags: dict[str, str]) -> dict[str, tuple[str, float]]:
+    """``{task: (primary metric, value)}`` of a version."""
+    out = {}
+    for task, entry in read_bench_tags(tags).items():
+        metric = entry["primary"]
+        if metric and metric in entry["metrics"]:
+            out[task] = (metric, entry["metrics"][metric])
+    return out
+
+
+def attach_benchmark(name: str, version: str | int, results: dict[str, dict[str, float]], primary: dict[str, str],
+                     *, tracking_uri: str | None = None, run_id: str | None = None) -> None:
+    """Record benchmark results on a registered version (tags; ``run_id`` names the MLflow run)."""
+    from clipzoo.core.registry import store
+
+    client = store.get_client(tracking_uri)
+    for key, value in bench_tags(results, primary).items():
+        client.set_model_version_tag(name, str(version), key, value)
+    if run_id:
+        for task in results:
+            client.set_model_version_tag(name, str(version), f"{BENCH_TAG}{task}/run_id", run_id)
+
+
+# -- registration ---------------------------------------------------------------------------------------
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = json.dumps(value, default=str)[:6000] if not isinstance(value, str) else value[:6000]
+    return out
+
+
+def _version_tags(info) -> dict[str, str]:
+    licenses = info.licenses
+    total = [d.num_samples for d in info.datasets]
+    return {
+        "domain": info.domain,
+        "architecture": info.architecture,
+        "data_fingerprint": info.data_fingerprint,
+        "weights_sha256": info.weights_sha256,
+        "modalities": ",".join(info.modalities),
+        "embed_dim": str(info.config.get("embed_dim", "")),
+        "licenses": ",".join(licenses) if licenses else "unknown",
+        "train_samples": str(sum(total)) if total and None not in total else "unknown",
+    }
+
+
+def _ensure_registered_model(client, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException:
+        pass
+    try:
+        client.create_registered_model(name, description=description)
+    except MlflowException as exc:  # created by another process in between
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
+            raise
+
+
+def register_model(
+    package_dir: str | os.PathLike,
+    name: str,
+    *,
+    aliases: tuple[str, ...] | list[str] = (),
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    benchmarks: dict[str, dict[str, float]] | None = None,
+    primary: dict[str, str] | None = None,
+    extra_tags: dict[str, str] | None = None,
+    card_template: str | os.PathLike | None = None,
+) -> int:
+    """Log the model package at ``package_dir`` and register it as a new version of ``name``; return the version.
+
+    ``benchmarks``/``primary`` record results already known (e.g. from the trainer); ``aliases`` are
+    set afterwards through :func:`promote` (so ``champion`` obeys the promotion rule).
+    """
+    import mlflow
+
+    from clipzoo.core.registry import store
+    from clipzoo.core.registry.card import SUMMARY_NAME, read_package, render_model_card
+    from clipzoo.core.registry.loading import PACKAGE_ARTIFACT
+    from clipzoo.core.registry.pyfunc import ClipzooEmbedder
+
+    info = read_package(package_dir)
+    conf = registry_settings.settings()
+    experiment = experiment or conf.get("experiments", {}).get("register", "clipzoo-registry")
+    uri = store.setup_mlflow(tracking_uri, experiment=experiment)
+    client = store.get_client(uri)
+    tags = {**_version_tags(info), **(extra_tags or {})}
+    render_model_card(info, name=name, benchmarks=benchmarks, template=card_template)  # template errors fail here, before logging
+
+    with mlflow.start_run(run_name=f"register {name}") as run:
+        mlflow.set_tags({**tags, "clipzoo.kind": "register", "clipzoo.model_name": name})
+        params = _flatten("", info.summary.get("config") or {}, {})
+        for i in range(0, min(len(params), 500), 100):  # MLflow takes at most 100 params per batch
+            mlflow.log_params(dict(list(params.items())[i:i + 100]))
+        mlflow.log_dict(info.config, "package/config.json")
+        if info.summary:
+            mlflow.log_dict(info.summary, f"package/{SUMMARY_NAME}")
+        model_info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ClipzooEmbedder(),
+            artifacts={PACKAGE_ARTIFACT: str(Path(package_dir).resolve())},
+            pip_requirements=list(conf.get("pip_requirements") or ["clipzoo-core"]),
+            tags=tags,
+        )
+        _ensure_registered_model(client, name, f"clipzoo {info.domain} model ({info.architecture}).")
+        version = client.create_model_version(
+            name, source=model_info.model_uri, run_id=run.info.run_id, tags=tags, model_id=model_info.model_id,
+        )
+        card = render_model_card(info, name=name, version=version.version, benchmarks=benchmarks, template=card_template)
+        mlflow.log_text(card, "model_card.md")
+    client.update_model_version(name, version.version, description=_trim(card))
+    if benchmarks:
+        attach_benchmark(name, version.version, benchmarks, primary or {}, tracking_uri=uri, run_id=run.info.run_id)
+    log.info("registered %s version %s (run %s) in %s", name, version.version, run.info.run_id, uri)
+    for alias in aliases:
+        promote(name, version.version, alias, tracking_uri=uri)
+    return int(version.version)
+
+
+def _trim(card: str) -> str:
+    if len(card) <= MAX_DESCRIPTION:
+        return card
+    note = "\n\n(card truncated; the full card is the run artifact model_card.md)"
+    return card[: MAX_DESCRIPTION - len(note)] + note
+
+
+# -- inspection ------------------------------------------------------------------------------------------
+def _aliases_of(client, name: str) -> dict[str, list[str]]:
+    """``{version: [aliases]}`` (search results do not carry aliases; the registered model does)."""
+    out: dict[str, list[str]] = {}
+    for alias, version in (client.get_registered_model(name).aliases or {}).items():
+        out.setdefault(str(version), []).append(alias)
+    return out
+
+
+def _version_dict(v, aliases: dict[str, list[str]]) -> dict[str, Any]:
+    tags = dict(v.tags)
+    return {
+        "name": v.name,
+        "version": int(v.version),
+        "aliases": sorted(aliases.get(str(v.version), [])),
+        "created": time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.creation_timestamp / 1000)),
+        "run_id": v.run_id,
+        "tags": {k: val for k, val in tags.items() if not k.startswith(BENCH_TAG)},
+        "benchmarks": {t: e["metrics"] for t, e in read_bench_tags(tags).items()},
+        "headline": {t: {"metric": m, "value": val} for t, (m, val) in headline_scores(tags).items()},
+    }
+
+
+def list_models(tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """Every registered model with its versions (newest first)."""
+    from clipzoo.core.registry import store
+
+    client = store.get_client(tracking_uri)
+    out = []
+    for rm in sorted(client.search_registered_models(max_results=1000), key=lambda m: m.name):
+        versions = client.search_model_versions(f"name = '{rm.name}'", max_results=10000)
+        aliases = _aliases_of(client, rm.name)
+        out.append({
+            "name": rm.name,
+            "description": rm.description or "",
+            "versions": [_version_dict(v, aliases) for v in sorted(versions, key=lambda v: -int(v.version))],
+        })
+    return out
+
+
+def show_model(ref: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """One version (``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``NAME`` for the newest) with its card."""
+    from clipzoo.core.registry import store
+    from clipzoo.core.registry.loading import parse_ref, resolve_version
+
+    uri = store.tracking_uri(tracking_uri)
+    client = store.get_client(uri)
+    parsed = parse_ref(ref if ref.startswith("models:/") else f"models:/{ref}")
+    version = resolve_version(parsed, client, uri)
+    out = _version_dict(version, _aliases_of(client, version.name))
+    out["card"] = version.description or ""
+    return out
+
+
+# -- aliases and promotion -------------------------------------------------------------------------------
+def set_alias(name: str, version: str | int, alias: str, *, tracking_uri: str | None = None) -> None:
+    """Move ``alias`` to ``version`` with no check (use :func:`promote` for guarded aliases)."""
+    from clipzoo.core.registry import store
+
+    store.get_client(tracking_uri).set_registered_model_alias(name, alias, str(version))
+
+
+def compare_for_promotion(candidate_tags: dict[str, str], holder_tags: dict[str, str],
+                          task: str | None = None) -> tuple[bool, str]:
+    """Whether a candidate matches or beats the holder on the benchmarks both ran (or on ``task``), and why."""
+    cand, hold = headline_scores(candidate_tags), headline_scores(holder_tags)
+    tasks = [task] if task else sorted(set(cand) & set(hold))
+    if task and (task not in cand or task not in hold):
+        missing = [who for who, scores in (("candidate", cand), ("current holder", hold)) if task not in scores]
+        return False, f"no {task!r} result for the {' and '.join(missing)}"
+    if not tasks:
+        return False, (f"no benchmark in common (candidate: {', '.join(sorted(cand)) or 'none'}; "
+                       f"current holder: {', '.join(sorted(hold)) or 'none'})")
+    worse = []
+    for t in tasks:
+        metric, value = cand[t]
+        hold_metric, hold_value = hold[t]
+        if metric != hold_metric:
+            return False, f"{t}: headline metrics differ ({metric} vs {hold_metric})"
+        if value < hold_value:
+            worse.append(f"{t} {metric} {value:.4f} < {hold_value:.4f}")
+    if worse:
+        return False, "; ".join(worse)
+    return True, ", ".join(f"{t} {cand[t][0]} {cand[t][1]:.4f} >= {hold[t][1]:.4f}" for t in tasks)
+
+
+def promote(
+    name: str,
+    version: str | int,
+    alias: str = "champion",
+    *,
+    task: str | None = None,
+    force: bool = False,
+    reason: str = "",
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Point ``alias`` at ``version``; for a guarded alias, only if its scores are at least the holder's.
+
+    Raises :class:`PromotionRefused` (with the scores that decided it) unless ``force``; a forced
+    promotion over a refusal is recorded as the tag ``promotion_override/<alias>`` on the version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from clipzoo.core.registry import store
+    from clipzoo.core.registry.loading import ModelRef, resolve_version
+
+    uri = store.tracking_uri(tracking_uri)
+    client = store.get_client(uri)
+    candidate = resolve_version(ModelRef(uri=f"models:/{name}/{version}", name=name, version=str(version)), client, uri)
+    guarded = alias in (registry_settings.settings().get("guarded_aliases") or [])
+    try:
+        holder = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        holder = None
+    decision = {"name": name, "version": int(candidate.version), "alias": alias,
+                "previous": int(holder.version) if holder else None, "forced": False, "reason": "no check needed"}
+    if guarded and holder is not None and str(holder.version) != str(candidate.version):
+        ok, why = compare_for_promotion(dict(candidate.tags), dict(holder.tags), task)
+        decision["reason"] = why
+        if not ok and not force:
+            raise PromotionRefused(
+                f"refusing to move {alias!r} of {name!r} from version {holder.version} to {candidate.version}: {why}; "
+                f"benchmark both on the same task (clipzoo bench) or pass --force"
+            )
+        if not ok:
+            decision["forced"] = True
+            who = _user()
+            client.set_model_version_tag(
+                name, candidate.version, f"promotion_override/{alias}",
+                f"forced over version {holder.version} by {who} at {_now()}: {why}" + (f" ({reason})" if reason else ""),
+            )
+    client.set_registered_model_alias(name, alias, candidate.version)
+    client.set_model_version_tag(name, candidate.version, f"promoted/{alias}", f"{_now()} (was {decision['previous']})")
+    log.info("%s: alias %r -> version %s (%s)", name, alias, candidate.version, decision["reason"])
+    return decision
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return os.environ.get("USER", "unknown")
