@@ -13,12 +13,12 @@ transformed the same way on any worker and after a resume.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "npy")
 CAPTION_FIELDS = ("captions.json", "txt")
@@ -34,9 +34,9 @@ def image_to_tensor(image: Any, channels: int) -> torch.Tensor:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / integer / float greyscale
             array = np.asarray(image, dtype=np.float32) / (65535.0 if image.mode.startswith("I;16") else 1.0)
-            tensor = torch.from_numpy(array)[None]
+            tensor = torch.from_numpy(array.copy())[None]
         else:
             mode = {1: "L", 3: "RGB"}.get(channels)
             if mode is None:
@@ -60,19 +60,22 @@ def image_to_tensor(image: Any, channels: int) -> torch.Tensor:
     return tensor.contiguous()
 
 
-def _resize(image: torch.Tensor, size: Sequence[int], interpolation: str) -> torch.Tensor:
-    mode = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest"}.get(interpolation)
-    if mode is None:
-        raise ValueError(f"unknown interpolation {interpolation!r}; use bicubic, bilinear or nearest")
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    extra = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
-    out = F.interpolate(image[None], size=tuple(int(s) for s in size), mode=mode, **extra)[0]
-    return out
+def _mode(interpolation: str):
+    from torchvision.transforms import InterpolationMode
+
+    try:
+        return {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
+                "nearest": InterpolationMode.NEAREST}[interpolation]
+    except KeyError:
+        raise ValueError(f"unknown interpolation {interpolation!r}; use bicubic, bilinear or nearest") from None
+
+
+def _size_of(image: Any) -> tuple[int, int]:
+    return (image.height, image.width) if hasattr(image, "height") else tuple(image.shape[-2:])
 
 
 def resize_crop(
-    image: torch.Tensor,
+    image: Any,
     size: Sequence[int],
     *,
     interpolation: str = "bicubic",
@@ -80,36 +83,41 @@ def resize_crop(
     crop_scale: Sequence[float] | None = None,
     ratio: Sequence[float] = (3 / 4, 4 / 3),
     rng: random.Random | None = None,
-) -> torch.Tensor:
-    """Resize ``[C, H, W]`` to ``size``: a random resized crop when ``crop_scale`` and ``rng`` are given,
-    else ``shortest`` side + centre crop (open_clip's eval transform), ``squash``, or ``longest`` + pad."""
+) -> Any:
+    """Resize a PIL image or ``[C, H, W]`` tensor to ``size`` with torchvision's ops.
+
+    With ``crop_scale`` and ``rng``: a random resized crop (torchvision's sampling, our RNG). Otherwise
+    open_clip's eval geometry: ``shortest`` side + centre crop, ``squash``, or ``longest`` side + pad.
+    """
+    from torchvision.transforms.v2 import functional as TF
+
     out_h, out_w = int(size[0]), int(size[1])
-    _, h, w = image.shape
+    mode = _mode(interpolation)
+    h, w = _size_of(image)
     if crop_scale is not None and rng is not None:
         area = h * w
-        for _ in range(10):  # torchvision's RandomResizedCrop.get_params, with our RNG
+        for _ in range(10):  # torchvision's RandomResizedCrop.get_params, drawn from our RNG
             target = area * rng.uniform(*crop_scale)
-            aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
-            cw, ch = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
+            aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+            cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
             if 0 < cw <= w and 0 < ch <= h:
                 top, left = rng.randint(0, h - ch), rng.randint(0, w - cw)
-                return _resize(image[:, top : top + ch, left : left + cw], (out_h, out_w), interpolation)
-        # fall back to a centre crop of the whole image
+                return TF.resized_crop(image, top, left, ch, cw, [out_h, out_w], interpolation=mode, antialias=True)
+        # as torchvision: fall back to the eval geometry
     if resize_mode == "squash":
-        return _resize(image, (out_h, out_w), interpolation)
+        return TF.resize(image, [out_h, out_w], interpolation=mode, antialias=True)
     if resize_mode == "longest":
         scale = min(out_h / h, out_w / w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        image = _resize(image, (nh, nw), interpolation)
-        pad_h, pad_w = out_h - nh, out_w - nw
-        return F.pad(image, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        image = TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], interpolation=mode, antialias=True)
+        return TF.center_crop(image, [out_h, out_w])  # pads with zeros where the image is smaller
     if resize_mode != "shortest":
         raise ValueError(f"unknown resize_mode {resize_mode!r}; use shortest, squash or longest")
-    scale = max(out_h / h, out_w / w)
-    nh, nw = max(out_h, round(h * scale)), max(out_w, round(w * scale))
-    image = _resize(image, (nh, nw), interpolation)
-    top, left = (nh - out_h) // 2, (nw - out_w) // 2
-    return image[:, top : top + out_h, left : left + out_w]
+    if out_h == out_w:
+        image = TF.resize(image, out_h, interpolation=mode, antialias=True)  # shorter side -> out_h
+    else:
+        scale = max(out_h / h, out_w / w)
+        image = TF.resize(image, [max(out_h, round(h * scale)), max(out_w, round(w * scale))], interpolation=mode, antialias=True)
+    return TF.center_crop(image, [out_h, out_w])
 
 
 def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -146,6 +154,12 @@ def choose_caption(value: Any, rng: random.Random | None) -> str:
     if not captions:
         raise ValueError("captions.json holds no captions")
     return captions[rng.randrange(len(captions))] if rng is not None else captions[0]
+
+
+def _is_pil(value: Any) -> bool:
+    from PIL import Image
+
+    return isinstance(value, Image.Image)
 
 
 # -- the dict wrapper -------------------------------------------------------------------------
@@ -212,17 +226,21 @@ class SampleTransform:
 
     def _image(self, sample: Mapping[str, Any], modality: str, spec: Mapping[str, Any], key: str) -> torch.Tensor:
         _, value = self._field(sample, [f"{modality}.{ext}" for ext in IMAGE_EXTENSIONS], modality, key)
-        image = image_to_tensor(value, int(spec.get("channels", 3)))
+        channels = int(spec.get("channels", 3))
+        if not _is_pil(value):
+            value = image_to_tensor(value, channels)
+        elif value.mode not in ("RGB", "L", "I;16", "I;16B", "I;16L", "I", "F"):
+            value = value.convert("RGB" if channels == 3 else "L")  # palette/RGBA/CMYK -> plain pixels first
         scale = spec.get("train_crop_scale")
         image = resize_crop(
-            image,
+            value,
             spec["size"],
             interpolation=spec.get("interpolation", "bicubic"),
             resize_mode=spec.get("resize_mode", "shortest"),
             crop_scale=scale if self.train else None,
             rng=self._rng(key, modality) if scale else None,
         )
-        return normalize(image, spec["mean"], spec["std"])
+        return normalize(image_to_tensor(image, channels), spec["mean"], spec["std"])
 
     def _text(self, sample: Mapping[str, Any], modality: str, key: str) -> torch.Tensor:
         names = CAPTION_FIELDS if modality == "text" else (f"{modality}.json", f"{modality}.txt")

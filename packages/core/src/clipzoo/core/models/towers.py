@@ -14,6 +14,8 @@ This module is imported by the plugin registration, so it imports torch only ins
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 #: keys clipzoo adds to open_clip's vision/text configs; they are handled here, not by open_clip
@@ -89,6 +91,28 @@ def hf_text(
     """
     from open_clip.hf_model import HFTextEncoder
 
+    with _quiet_transformers():
+        tower = _build_hf_text(HFTextEncoder, embed_dim, path, pooler_type, proj_type, pretrained, hf_config)
+    return finish_text_tower(tower, lock=lock, unlocked_layers=unlocked_layers, freeze_layer_norm=freeze_layer_norm)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers prints a load report (the unused BERT pooler) and a progress bar per model: keep logs readable."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _build_hf_text(HFTextEncoder, embed_dim, path, pooler_type, proj_type, pretrained, hf_config):
     if hf_config is not None:
         from transformers import AutoConfig
 
@@ -101,18 +125,43 @@ def hf_text(
 
         local = resolve_local_model(path)
         tower = HFTextEncoder(str(local), output_dim=embed_dim, pooler_type=pooler_type, proj_type=proj_type, pretrained=pretrained)
-    return finish_text_tower(tower, lock=lock, unlocked_layers=unlocked_layers, freeze_layer_norm=freeze_layer_norm)
+    return tower
 
 
 def finish_text_tower(tower, lock: bool = False, unlocked_layers: int = 0, freeze_layer_norm: bool = True):
-    """LiT locking: freeze the text tower except its last ``unlocked_layers`` layers (projection stays trainable)."""
-    if lock:
-        import contextlib
-        import io
+    """LiT locking: freeze the text tower except its last ``unlocked_layers`` layers (the projection stays trainable).
 
-        with contextlib.redirect_stdout(io.StringIO()):  # open_clip prints "Unlocking k/n layers"
+    ``freeze_layer_norm=False`` leaves the LayerNorms of the frozen part trainable (open_clip's option).
+    """
+    if not lock:
+        return tower
+    transformer = getattr(tower, "transformer", None)
+    if transformer is None or not hasattr(transformer, "config"):  # open_clip's own text transformer
+        with contextlib.redirect_stdout(io.StringIO()):
             tower.lock(unlocked_layers=unlocked_layers, freeze_layer_norm=freeze_layer_norm)
+        return tower
+    # a Hugging Face encoder: open_clip's lock() needs a per-architecture table (BERT lacks it), so find the layers
+    unlocked: set[str] = set()
+    if unlocked_layers:
+        layers = _hf_layers(transformer)
+        if unlocked_layers > len(layers):
+            raise ValueError(f"unlocked_layers={unlocked_layers} but the text model has only {len(layers)} layers")
+        unlocked = {id(p) for layer in layers[len(layers) - unlocked_layers:] for p in layer.parameters()}
+    for name, param in transformer.named_parameters():
+        is_norm = any("layernorm" in part.lower() or part.lower().startswith("ln") for part in name.split("."))
+        param.requires_grad = id(param) in unlocked or (is_norm and not freeze_layer_norm)
     return tower
+
+
+def _hf_layers(transformer):
+    from torch import nn
+
+    encoder = getattr(transformer, "encoder", transformer)
+    for attr in ("layer", "layers", "block", "h"):
+        layers = getattr(encoder, attr, None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ValueError(f"cannot find the layer list of {type(transformer).__name__} to unlock its last layers")
 
 
 def sequence_transformer(embed_dim: int, **cfg: Any):
