@@ -11,6 +11,7 @@ Conversions to RGB (figures come as every kind of TIFF):
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -93,7 +94,9 @@ def load_rgb(source: str | Path | bytes | IO[bytes], max_side: int | None = DEFA
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings(), Image.open(source) as img:
+            # damaged TIFF/EXIF tags warn and are skipped by PIL; a damaged image body still raises below
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             original_size, original_mode, fmt = img.size, img.mode, img.format
             if max_side and fmt == "JPEG":
                 img.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced scale directly
@@ -136,7 +139,7 @@ class NearDuplicateIndex:
         stack = [self._root] if self._root is not None else []
         while stack:
             node = stack.pop()
-            d = h - node[0]
+            d = int(h - node[0])
             if d <= self.max_distance and (best is None or d < best[1]):
                 best = (node[1], d)
             for edge, child in node[2].items():
@@ -151,7 +154,7 @@ class NearDuplicateIndex:
             return
         node = self._root
         while True:
-            d = h - node[0]
+            d = int(h - node[0])
             child = node[2].get(d)
             if child is None:
                 node[2][d] = [h, key, {}]
