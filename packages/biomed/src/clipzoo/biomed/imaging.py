@@ -94,19 +94,19 @@ def load_rgb(source: str | Path | bytes | IO[bytes], max_side: int | None = DEFA
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings(), Image.open(source) as img:
+        with warnings.catch_warnings():
             # damaged TIFF/EXIF tags warn and are skipped by PIL; a damaged image body still raises below
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-            original_size, original_mode, fmt = img.size, img.mode, img.format
-            if max_side and fmt == "JPEG":
-                img.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced scale directly
-            img.load()
-            rgb = to_rgb(img)
-            if max_side and max(rgb.size) > max_side:
-                rgb = rgb.copy()
-                rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            elif rgb is img:
-                rgb = img.copy()
+            with Image.open(source) as img:
+                original_size, original_mode, fmt = img.size, img.mode, img.format
+                if max_side and fmt == "JPEG":
+                    img.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced scale directly
+                img.load()
+                rgb = to_rgb(img)
+                if rgb is img:
+                    rgb = img.copy()
+        if max_side and max(rgb.size) > max_side:
+            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image too large to decode safely: {exc}") from exc
     except UnidentifiedImageError as exc:
