@@ -16,6 +16,7 @@ over the whole global batch (the tests check this with two gloo processes).
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -37,7 +38,10 @@ def gather_features(
         if with_grad and tensor.requires_grad:
             from torch.distributed.nn.functional import all_gather
 
-            out.append(torch.cat(all_gather(tensor), dim=0))
+            with warnings.catch_warnings():
+                # torch 2.14 points to a private replacement (_functional_collectives); the public op still works
+                warnings.filterwarnings("ignore", message=".*nn.functional.all_gather is deprecated", category=FutureWarning)
+                out.append(torch.cat(all_gather(tensor), dim=0))
         else:
             parts = [torch.empty_like(tensor) for _ in range(world_size)]
             dist.all_gather(parts, tensor.detach().contiguous())
@@ -157,16 +161,16 @@ class SigLipLoss(nn.Module):
             raise ValueError("SigLIP needs a logit bias: set 'init_logit_bias' (e.g. -10) in the model config")
         a_name, b_name = _two_modalities(features, self.modalities)
         a, b = features[a_name], features[b_name]
-        valid_a, valid_b = _present(masks, a_name, a), _present(masks, b_name, b)
+        # as in the CLIP loss, a sample takes part only when both of its modalities are present
+        valid = _present(masks, a_name, a) & _present(masks, b_name, b)
         (all_b,) = gather_features([b], self.rank, self.world_size, self.gather_with_grad)
-        (all_valid_b,) = gather_features([valid_b], self.rank, self.world_size, with_grad=False)
+        (all_valid,) = gather_features([valid], self.rank, self.world_size, with_grad=False)
         n = a.shape[0]
         logits = logit_scale * a @ all_b.T + logit_bias
         labels = -torch.ones_like(logits)
         columns = torch.arange(n, device=a.device) + self.rank * n
         labels[torch.arange(n, device=a.device), columns] = 1.0
-        # a pair counts only when both sides are present (a present row vs an absent column says nothing)
-        weight = (valid_a[:, None] & all_valid_b[None, :]).to(logits.dtype)
+        weight = (valid[:, None] & all_valid[None, :]).to(logits.dtype)
         return -(F.logsigmoid(labels * logits) * weight).sum() / n
 
 
