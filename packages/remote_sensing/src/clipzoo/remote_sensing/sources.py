@@ -70,6 +70,7 @@ class CaptionsSource(Source):
         parser.add_argument("--translate-from", default="en", help="translate captions of this language (default en)")
         parser.add_argument("--translate-code", help="NLLB-style forced target token (e.g. deu_Latn)")
         parser.add_argument("--translate-batch-size", type=int, default=16)
+        parser.add_argument("--translate-max-length", type=int, default=128, help="max tokens per translation")
 
     def _opt(self, name: str, default: Any = None) -> Any:
         return getattr(self.options, name, default)
@@ -139,7 +140,8 @@ class CaptionsSource(Source):
             raise IngestError("--translate-model needs --translate-lang (the tag of the new captions, e.g. de)")
         try:
             tr = Translator(model, target, target_code=self._opt("translate_code"),
-                            batch_size=self._opt("translate_batch_size", 16))
+                            batch_size=self._opt("translate_batch_size", 16),
+                            max_length=self._opt("translate_max_length", 128))
         except TranslationError as exc:
             raise IngestError(str(exc)) from None
         src_lang = self._opt("translate_from", "en")

@@ -63,7 +63,8 @@ class Translator:
         self.target_lang = target_lang
         self.target_code = target_code
         self.batch_size = batch_size
-        self.max_length = max_length
+        limit = getattr(self.model.config, "max_position_embeddings", None)  # decoder positions are finite
+        self.max_length = min(max_length, limit - 2) if limit else max_length
         self.device = device
 
     @property
@@ -136,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-code", help="NLLB-style source language (e.g. eng_Latn)")
     parser.add_argument("--split", action="append", default=[], help="split(s) to translate (default: all)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128, help="max tokens per translation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         tr = Translator(args.model, args.lang, target_code=args.target_code, source_code=args.source_code,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, max_length=args.max_length)
         translate_precomp(tr, args.folder, args.out, args.split)
     except (TranslationError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
