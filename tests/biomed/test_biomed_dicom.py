@@ -1,0 +1,210 @@
+"""DICOM ingestion on the shared pydicom/NEMA files and on variants of them made here (series, palette, bad input)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from clipzoo.biomed.dicom import DicomReadError, group_series, plane_name, read_dicom, read_header
+from clipzoo.biomed.sources import DicomSource
+
+IDENTIFYING = ("CompressedSamples", "1CT1", "4MR1", "9RG1", "13US1", "20040119", "20040826")
+
+
+@pytest.fixture(scope="module")
+def dicom_dir(shared_data) -> Path:
+    return shared_data / "biomed" / "medical_images" / "dicom"
+
+
+@pytest.fixture(scope="module")
+def chest_xray(dicom_dir):
+    """RG1_J2KI decoded once (1955x1841 JPEG-2000): (display frames, metadata, raw stored values)."""
+    frames, meta = read_dicom(dicom_dir / "RG1_J2KI.dcm")
+    raw = pydicom.dcmread(dicom_dir / "RG1_J2KI.dcm").pixel_array
+    return frames, meta, raw
+
+
+def test_ct_modality_lut_and_default_soft_tissue_window(dicom_dir):
+    raw = pydicom.dcmread(dicom_dir / "CT_small.dcm").pixel_array
+    frames, meta = read_dicom(dicom_dir / "CT_small.dcm")
+    assert frames.shape == (1, 128, 128, 3) and frames.dtype == np.uint8
+    assert meta["voi"] == {"source": "ct-default:soft-tissue", "center": 40.0, "width": 400.0,
+                           "function": "LINEAR", "inverted": False}
+    # stored -> HU = stored - 1024 (RescaleIntercept) -> window 40/400 (DICOM linear: (x-39.5)/399+0.5)
+    cases = {(0, 48): (958, 60), (0, 49): (1053, 121), (100, 30): (1089, 144), (64, 64): (1928, 255)}
+    for (r, c), (stored, shown) in cases.items():
+        assert raw[r, c] == stored
+        assert tuple(frames[0, r, c]) == (shown, shown, shown)
+    lung, meta = read_dicom(dicom_dir / "CT_small.dcm", window="lung")
+    assert meta["voi"]["source"] == "preset" and lung[0, 0, 49, 0] == 235  # 29 HU in the -600/1500 window
+
+
+def test_mr_window_from_file(dicom_dir):
+    frames, meta = read_dicom(dicom_dir / "MR_small.dcm")
+    assert meta["voi"]["source"] == "file" and (meta["voi"]["center"], meta["voi"]["width"]) == (600.0, 1600.0)
+    # stored 905, 182, 1104 (no rescale) in window 600/1600
+    assert (frames[0, 0, 0, 0], frames[0, 32, 32, 0], frames[0, 10, 50, 0]) == (176, 61, 208)
+
+
+def test_rgb_ultrasound_passes_through(dicom_dir):
+    frames, meta = read_dicom(dicom_dir / "examples_rgb_color.dcm")
+    assert frames.shape == (1, 240, 320, 3)
+    assert np.array_equal(frames[0], pydicom.dcmread(dicom_dir / "examples_rgb_color.dcm").pixel_array)
+    assert meta["modality"] == "US" and meta["voi"] == {"source": "color"}
+
+
+def test_j2k_monochrome1_decoded_windowed_and_inverted(chest_xray, dicom_dir):
+    frames, meta, raw = chest_xray
+    assert frames.shape == (1, 1955, 1841, 3)
+    assert meta["transfer_syntax"] == "1.2.840.10008.1.2.4.91"
+    assert meta["photometric_interpretation"] == "MONOCHROME1" and meta["voi"]["inverted"] is True
+    assert (meta["modality"], meta["body_part"], meta["view_position"]) == ("CR", "CHEST", "PA")
+    # stored values from the J2K codestream; window 15000/30000 from the file; MONOCHROME1: 255 - windowed
+    for (r, c), (stored, shown) in {(0, 0): (18876, 95), (977, 920): (3342, 227), (1954, 1840): (2856, 231)}.items():
+        assert raw[r, c] == stored
+        assert frames[0, r, c, 0] == shown
+    assert (int(raw.min()), int(raw.max())) == (803, 26512)
+
+
+def test_j2k_both_decoder_plugins_agree(chest_xray, dicom_dir):
+    ds = pydicom.dcmread(dicom_dir / "RG1_J2KI.dcm")
+    ds.pixel_array_options(decoding_plugin="pylibjpeg")
+    assert np.array_equal(ds.pixel_array, chest_xray[2])  # the fixture's decode used the default (Pillow) plugin
+
+
+def test_axis_convention_monai_transposes_pydicom_does_not(chest_xray, dicom_dir):
+    from monai.transforms import LoadImage
+
+    from clipzoo.biomed.nifti import load_2d_monai
+
+    path = dicom_dir / "RG1_J2KI.dcm"
+    monai_raw = np.asarray(LoadImage(image_only=True, reader="PydicomReader")(str(path)))
+    assert monai_raw.shape == (1841, 1955)  # MONAI: (width, height)
+    ours = load_2d_monai(path, reader="PydicomReader")
+    assert ours.shape == (1955, 1841) and np.array_equal(ours, chest_xray[2])  # rows, columns like pydicom/PIL
+
+
+def test_metadata_has_no_identifying_tags(chest_xray, dicom_dir):
+    for name in ("CT_small.dcm", "MR_small.dcm", "examples_rgb_color.dcm"):
+        text = json.dumps(read_header(dicom_dir / name).meta)
+        assert not any(s in text for s in IDENTIFYING), text
+    text = json.dumps(chest_xray[1])
+    assert not any(s in text for s in IDENTIFYING) and "SeriesInstanceUID" not in text
+    assert "1.3.6.1.4.1.5962.1.3.9.1.20040826185059.5457" not in text  # the UID only as a hash
+
+
+def _series_copy(src: Path, dest: Path, z: float, instance: int) -> Path:
+    ds = pydicom.dcmread(src)
+    ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1], z]
+    ds.InstanceNumber = instance
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(dest)
+    return dest
+
+
+def test_series_grouped_and_ordered_along_normal(ingest, dicom_dir, tmp_path):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    # instance numbers deliberately disagree with the geometry
+    for name, z, inst in (("a.dcm", -60.0, 1), ("b.dcm", -80.0, 2), ("c.dcm", -70.0, 3)):
+        _series_copy(dicom_dir / "CT_small.dcm", folder / name, z, inst)
+    (folder / "mr.dcm").write_bytes((dicom_dir / "MR_small.dcm").read_bytes())
+    headers = [read_header(p) for p in sorted(folder.glob("*.dcm"))]
+    series = group_series(headers)
+    assert sorted(len(v) for v in series.values()) == [1, 3]
+    ct = next(v for v in series.values() if len(v) == 3)
+    assert [h.path.name for h in ct] == ["b.dcm", "c.dcm", "a.dcm"] and [h.position for h in ct] == [-80.0, -70.0, -60.0]
+    assert plane_name([1, 0, 0, 0, 1, 0]) == "axial" and plane_name([1, 0, 0, 0, 0, -1]) == "coronal"
+
+    summary, samples, _ = ingest(DicomSource, [folder])
+    assert summary["samples_written"] == 4 and summary["notes"]["series"] == 2
+    ct_samples = sorted((s["json"]["series_index"], Path(s["json"]["source"]).name) for s in samples.values()
+                        if s["json"]["modality"] == "CT")
+    assert ct_samples == [(0, "b.dcm"), (1, "c.dcm"), (2, "a.dcm")]
+    one = next(s for s in samples.values() if s["json"]["source"].endswith("b.dcm"))
+    assert one["txt"] == "A computed tomography slice in the axial plane."
+    assert [c["text"] for c in json.loads(json.dumps(one["captions.json"]))] == [
+        "A computed tomography slice in the axial plane.", "A CT scan."]
+    assert one["image.png"].size == (128, 128) and one["image.png"].mode == "RGB"
+    _, middle, _ = ingest(DicomSource, [folder], out_name="middle", slices="middle")
+    assert sorted(Path(s["json"]["source"]).name for s in middle.values()) == ["c.dcm", "mr.dcm"]
+
+
+def test_multiframe_palette_and_ybr(dicom_dir, tmp_path):
+    ct = pydicom.dcmread(dicom_dir / "CT_small.dcm")
+    stored = ct.pixel_array
+    ct.PixelData = np.stack([stored, stored + 100]).astype(stored.dtype).tobytes()
+    ct.NumberOfFrames = 2
+    ct.save_as(tmp_path / "multi.dcm")
+    frames, meta = read_dicom(tmp_path / "multi.dcm")
+    assert frames.shape == (2, 128, 128, 3) and meta["number_of_frames"] == 2
+    assert (frames[0, 0, 49, 0], frames[1, 0, 49, 0]) == (121, 185)  # 29 HU and 129 HU, soft-tissue window
+
+    us = pydicom.dcmread(dicom_dir / "examples_rgb_color.dcm")
+    rgb = us.pixel_array
+    pal_img = Image.fromarray(rgb).quantize(colors=8)
+    palette = np.array(pal_img.getpalette()[: 8 * 3], dtype=np.uint16).reshape(8, 3)
+    pal = pydicom.dcmread(dicom_dir / "examples_rgb_color.dcm")
+    pal.PhotometricInterpretation = "PALETTE COLOR"
+    pal.SamplesPerPixel = 1
+    del pal.PlanarConfiguration
+    pal.PixelData = np.asarray(pal_img, dtype=np.uint8).tobytes()
+    for i in range(3):  # (0028,110x) descriptors and (0028,120x) data for red, green, blue
+        pal.add_new(0x00281101 + i, "US", [8, 0, 16])
+        pal.add_new(0x00281201 + i, "OW", (palette[:, i] * 257).astype("<u2").tobytes())
+    pal.save_as(tmp_path / "palette.dcm")
+    frames, meta = read_dicom(tmp_path / "palette.dcm")
+    assert meta["voi"] == {"source": "palette", "lut_bits": 16}
+    assert np.array_equal(frames[0], palette[np.asarray(pal_img)].astype(np.uint8))
+
+    from pydicom.pixels import convert_color_space
+
+    ybr = pydicom.dcmread(dicom_dir / "examples_rgb_color.dcm")
+    ybr.PixelData = convert_color_space(rgb, "RGB", "YBR_FULL").tobytes()
+    ybr.PhotometricInterpretation = "YBR_FULL"
+    ybr.save_as(tmp_path / "ybr.dcm")
+    frames, _ = read_dicom(tmp_path / "ybr.dcm")
+    assert np.abs(frames[0].astype(int) - rgb.astype(int)).max() <= 2  # YBR -> RGB round trip
+
+
+def test_bad_dicoms_skipped_with_reasons_rest_goes_on(ingest, dicom_dir, tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    ds = pydicom.dcmread(dicom_dir / "CT_small.dcm")
+    del ds.PixelData
+    ds.save_as(bad / "nopixels.dcm")
+    ds = pydicom.dcmread(dicom_dir / "CT_small.dcm")
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(bad / "jpegls.dcm")
+    (bad / "notdicom.dcm").write_text("this is not a DICOM file")
+    (bad / "good.dcm").write_bytes((dicom_dir / "MR_small.dcm").read_bytes())
+
+    with pytest.raises(DicomReadError, match="no pixel data"):
+        read_dicom(bad / "nopixels.dcm")
+    summary, samples, _ = ingest(DicomSource, [bad])
+    assert [s["json"]["modality"] for s in samples.values()] == ["MR"]
+    reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert reasons["nopixels.dcm"].startswith("no pixel data")
+    assert reasons["jpegls.dcm"].startswith("unsupported transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless")
+    assert reasons["notdicom.dcm"].startswith("not a DICOM file")
+    assert summary["inputs_seen"] == 4 and summary["inputs_skipped"] == 3
+
+
+def test_dicom_labels_csv_give_label_captions(ingest, dicom_dir, tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text(f"path,findings\n{dicom_dir / 'MR_small.dcm'},lesion;edema\n")
+    _, samples, _ = ingest(DicomSource, [dicom_dir / "MR_small.dcm"], labels=str(csv))
+    (sample,) = samples.values()
+    assert sample["json"]["labels"] == ["lesion", "edema"]
+    assert sample["txt"] == "An MRI scan showing lesion and edema."
