@@ -268,10 +268,14 @@ class SampleTransform:
         else:
             mask = finite
         array = torch.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+        array[~mask] = 0.0  # an invalid row (or feature) carries no values, only its mask
         if shape is not None:
-            if len(shape) != array.dim() or any(s is not None and s != a for s, a in zip(shape[1:], array.shape[1:])):
+            # sequences [L, C] are cropped/padded along L; a feature vector [F] must match exactly
+            fixed = shape if len(shape) == 1 else shape[1:]
+            if len(shape) != array.dim() or any(s is not None and s != a for s, a in zip(fixed, array.shape[len(shape) - len(fixed):])):
                 raise SampleError(f"sample {key!r}: {modality} has shape {tuple(array.shape)}, the model expects {shape}")
-            array, mask = fit_length(array, mask, shape[0], self._rng(key, modality))
+            if len(shape) > 1:
+                array, mask = fit_length(array, mask, shape[0], self._rng(key, modality))
         return array, mask
 
 
