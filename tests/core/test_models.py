@@ -72,6 +72,9 @@ def test_clipzoo_tiny_is_the_measured_model():
         assert torch.allclose(out["features"][modality].norm(dim=-1), torch.ones(4), atol=1e-5)
         assert out["masks"][modality].tolist() == [True] * 4
     assert out["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-5)  # the multiplier, as open_clip
+    present = torch.tensor([True, False, True, True])  # a [B] mask only says which samples have the modality
+    out = model({"image": image, "text": text, "image_mask": present})
+    assert out["masks"]["image"].tolist() == present.tolist() and out["masks"]["text"].all()
 
 
 def test_config_sources_agree(tmp_path):
@@ -87,6 +90,10 @@ def test_config_sources_agree(tmp_path):
         load_config(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="vision_cfg"):
         create_model({"embed_dim": 8})
+    with pytest.raises(ValueError, match="never downloads"):
+        create_model({**TINY, "vision_cfg": {"timm_model_name": "resnet18", "timm_model_pretrained": True}})
+    with pytest.raises(FileNotFoundError, match="local folders only"):
+        create_model({**TINY, "text_cfg": {"hf_model_name": "roberta-base", "hf_proj_type": "mlp"}})
 
 
 def test_open_clip_vision_config_keys_are_not_leaked():
@@ -108,11 +115,16 @@ def _open_clip_reference(cfg):
     return reference
 
 
-@pytest.mark.parametrize("fmt", ["pt", "safetensors", "wrapped"])
+@pytest.mark.parametrize("fmt", ["pt", "safetensors", "wrapped", "custom_text"])
 def test_loads_open_clip_checkpoints(tmp_path, fmt):
     reference = _open_clip_reference(TINY)
-    state = reference.state_dict()  # old open_clip layout: transformer.*, token_embedding, ...
+    state = reference.state_dict()  # CLIP layout: transformer.*, token_embedding, ...
     assert "token_embedding.weight" in state
+    if fmt == "custom_text":  # CustomTextCLIP layout: text.*
+        from open_clip.model import convert_to_custom_text_state_dict
+
+        state = convert_to_custom_text_state_dict(state)
+        assert "text.token_embedding.weight" in state
     if fmt == "safetensors":
         from safetensors.torch import save_file
 

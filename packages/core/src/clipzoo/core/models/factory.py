@@ -19,6 +19,7 @@ Nothing is ever downloaded: architectures come from JSON, weights from local fil
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import math
@@ -141,6 +142,8 @@ class ContrastiveModel(nn.Module):
                 f"or clipzoo's 'embed_dim'/'towers'; got keys {sorted(self.config)}"
             )
         self.towers = nn.ModuleDict(towers)
+        # open_clip's towers take no mask (text pads with token 0); registered towers do
+        self._takes_mask = {m for m, t in towers.items() if "mask" in inspect.signature(t.forward).parameters}
         # 0-dim like open_clip's (deepspeed 0.19.7 handles it; see constraints.txt)
         self.logit_scale = nn.Parameter(torch.tensor(float(self.config.get("init_logit_scale", DEFAULT_LOGIT_SCALE))))
         bias = self.config.get("init_logit_bias")
@@ -151,6 +154,11 @@ class ContrastiveModel(nn.Module):
     @staticmethod
     def _open_clip_towers(config: dict[str, Any]) -> dict[str, nn.Module]:
         vision_cfg = dict(config["vision_cfg"])
+        if vision_cfg.get("timm_model_pretrained"):
+            raise ValueError(
+                "vision_cfg.timm_model_pretrained=true would download ImageNet weights, and clipzoo never downloads: "
+                "set it to false and pass pretrained=<local open_clip checkpoint> instead"
+            )
         if "image_channels" in config:
             vision_cfg.setdefault("in_channels", int(config["image_channels"]))
         if "multimodal_cfg" in config:
@@ -185,15 +193,20 @@ class ContrastiveModel(nn.Module):
                 log.info("tower %r (%s) has no gradient checkpointing; left as is", name, type(tower).__name__)
                 continue
             fn(enable)
+            if not enable and hasattr(getattr(tower, "transformer", None), "gradient_checkpointing_disable"):
+                tower.transformer.gradient_checkpointing_disable()  # open_clip's HF wrapper only ever enables
 
     # -- encoding
     def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
-        """Embed one modality: ``[B, D]``, L2-normalized unless ``normalize=False``."""
+        """Embed one modality: ``[B, D]``, L2-normalized unless ``normalize=False``.
+
+        ``mask`` (True = valid) goes to towers whose ``forward`` takes one; open_clip towers ignore it.
+        """
         try:
             tower = self.towers[modality]
         except KeyError:
             raise KeyError(f"this model has no {modality!r} tower; it has {self.modalities}") from None
-        features = tower(x) if mask is None else tower(x, mask=mask)
+        features = tower(x, mask=mask) if mask is not None and modality in self._takes_mask else tower(x)
         return F.normalize(features, dim=-1) if normalize else features
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
