@@ -1,6 +1,7 @@
 """Entry point ``clipzoo.plugins: biomed``: registers the biomed sources, model configs and benchmark tasks.
 
-Cheap to import: the source classes pull in lxml/pydicom/MONAI only inside their methods.
+Cheap to import: the source classes pull in lxml/pydicom/MONAI only inside their methods, the task
+factories import core's bench module only when a task is built.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def register(registry) -> None:
     from clipzoo.biomed.sources import DicomSource, ImagesSource, JatsSource, NiftiSource
+    from clipzoo.biomed.tasks import register_tasks
 
     for source in (JatsSource, DicomSource, NiftiSource, ImagesSource):
         registry.add_source(source)
     registry.add_model_config_dir(CONFIG_DIR)
+    register_tasks(registry)
