@@ -1,0 +1,122 @@
+"""clipzoo.biomed JATS figure extraction vs pubmed_parser.parse_pubmed_caption, on the same files, same run.
+
+Compares, per article: figures found, captions (exact text after whitespace normalisation), and whether the
+graphic reference names the figure's image; then parsing speed (articles/s) for both, as a ratio. The
+baseline is PyPI ``pubmed-parser`` (``pubmed_parser.parse_pubmed_caption``), the extractor BIOMEDICA-style
+pipelines commonly start from.
+
+    .venv/bin/python bench/biomed_jats_vs_pubmed_parser.py [--data DIR] [--rounds 20]
+
+``--data`` defaults to ``$CLIPZOO_SHARED_DATA`` or ``../shared/data`` (the folder with PROVENANCE.md); the
+files are ``biomed/pmc_jats/*.nxml`` and ``biomed/jats_packages/*/*.xml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def _files(data: Path) -> list[Path]:
+    files = sorted((data / "biomed" / "pmc_jats").glob("*.nxml")) + sorted((data / "biomed" / "jats_packages").glob("*/*.xml"))
+    if not files:
+        sys.exit(f"no JATS files under {data}/biomed; pass --data DIR (the folder holding PROVENANCE.md)")
+    return files
+
+
+def ours(path: Path) -> list[dict]:
+    from clipzoo.biomed.jats import parse_article
+
+    return [{"id": f.fig_id, "caption": f.caption, "graphic": f.href} for f in parse_article(path).figures]
+
+
+def baseline(path: Path) -> list[dict]:
+    import pubmed_parser
+
+    figs = pubmed_parser.parse_pubmed_caption(str(path)) or []  # returns None for an article without figures
+    return [{"id": f.get("fig_id"), "caption": f.get("fig_caption", ""), "graphic": f.get("graphic_ref")} for f in figs]
+
+
+def _graphic_ok(graphic: str | None, folder: Path) -> bool:
+    """The reference names an image of the package (any extension), or names a plausible image stem when the
+    package ships no images (the pubmed-parser .nxml files)."""
+    from clipzoo.biomed.jats import resolve_graphic
+
+    if not graphic:
+        return False
+    names = {p.name.lower(): p.name for p in folder.iterdir() if p.is_file()}
+    if any(n.endswith((".tif", ".jpg", ".png", ".gif")) for n in names):
+        return resolve_graphic(graphic, names) is not None
+    return "." in graphic or "-" in graphic
+
+
+def _first_difference(name: str, x: dict, y: dict, context: int = 40) -> str:
+    a, b = _norm(x["caption"]), _norm(y["caption"])
+    i = next((k for k, (c, d) in enumerate(zip(a, b)) if c != d), min(len(a), len(b)))
+    lo = max(0, i - context)
+    return f"  {name}#{x['id']}:\n    ours: ...{a[lo:i + context]}...\n    pp:   ...{b[lo:i + context]}..."
+
+
+def _rate(fn, files: list[Path], rounds: int) -> float:
+    fn(files[0])  # warm imports
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for f in files:
+            fn(f)
+    return rounds * len(files) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = os.environ.get("CLIPZOO_SHARED_DATA") or str(REPO.parent / "shared" / "data")
+    parser.add_argument("--data", default=default, help="shared data folder (holds PROVENANCE.md)")
+    parser.add_argument("--rounds", type=int, default=20, help="passes over the files for the speed measurement")
+    args = parser.parse_args(argv)
+    files = _files(Path(args.data))
+
+    rows = [("article", "figs ours", "figs pubmed_parser", "same captions", "graphic ok ours", "graphic ok pp")]
+    totals = [0, 0, 0, 0, 0]
+    differences: list[str] = []
+    for path in files:
+        a, b = ours(path), baseline(path)
+        same = sum(1 for x, y in zip(a, b) if x["id"] == y["id"] and _norm(x["caption"]) == _norm(y["caption"]))
+        differences += [_first_difference(path.name, x, y) for x, y in zip(a, b) if _norm(x["caption"]) != _norm(y["caption"])]
+        ok_a = sum(_graphic_ok(x["graphic"], path.parent) for x in a)
+        ok_b = sum(_graphic_ok(y["graphic"], path.parent) for y in b)
+        rows.append((path.name, str(len(a)), str(len(b)), f"{same}/{max(len(a), len(b))}", f"{ok_a}/{len(a)}", f"{ok_b}/{len(b)}"))
+        for i, v in enumerate((len(a), len(b), same, ok_a, ok_b)):
+            totals[i] += v
+    rows.append(("TOTAL", str(totals[0]), str(totals[1]), f"{totals[2]}/{max(totals[0], totals[1])}",
+                 f"{totals[3]}/{totals[0]}", f"{totals[4]}/{totals[1]}"))
+
+    rate_ours = _rate(ours, files, args.rounds)
+    rate_pp = _rate(baseline, files, args.rounds)
+
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, row in enumerate(rows):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if j == 0 or j == len(rows) - 2:
+            print("  ".join("-" * w for w in widths))
+    if differences:
+        print("\ncaptions that differ (first difference, ours / pubmed_parser):")
+        print("\n".join(differences))
+    print()
+    print(f"speed ({len(files)} articles x {args.rounds} rounds, parse only, same process):")
+    print(f"  clipzoo.biomed.jats  {rate_ours:8.1f} articles/s")
+    print(f"  pubmed_parser        {rate_pp:8.1f} articles/s")
+    print(f"  ratio ours/pubmed_parser = {rate_ours / rate_pp:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
