@@ -10,4 +10,12 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 
 
 def register(registry: PluginRegistry) -> None:
+    from clipzoo.core.bench import register_core_tasks
+    from clipzoo.core.models.towers import register_builtin_towers
+    from clipzoo.core.sources import ImagesSource, SyntheticSource
+
     registry.add_model_config_dir(MODEL_CONFIG_DIR)
+    registry.add_source(ImagesSource)
+    registry.add_source(SyntheticSource)
+    register_builtin_towers(registry)
+    register_core_tasks(registry)

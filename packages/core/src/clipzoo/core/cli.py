@@ -1,0 +1,217 @@
+"""``clipzoo``: the command line.
+
+Every subcommand lives in a module exposing ``add_parser(subparsers)``; heavy libraries (torch,
+mlflow, webdataset, domain readers) are imported inside the command functions, so ``--help`` is fast.
+A command function returns the exit code. Errors a user can fix are printed as one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import import_module
+from pathlib import Path
+
+log = logging.getLogger("clipzoo")
+
+# Command modules contributed by other parts of core (each has add_parser(subparsers)).
+EXTERNAL_COMMANDS = ("clipzoo.core.bench.cli", "clipzoo.core.registry.cli", "clipzoo.core.pipeline")
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line without a traceback."""
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+def _add_ingest(sub) -> None:
+    from clipzoo.core.plugins import get_registry
+
+    p = sub.add_parser(
+        "ingest",
+        help="turn a raw archive into webdataset shards + manifest.json",
+        description="clipzoo ingest DOMAIN SOURCE INPUT... --out DIR [source options]. Writes tar shards and "
+        "DIR/manifest.json (inputs seen, samples written, inputs skipped with path and reason). Exits 0 when it ran "
+        "to the end (skips included), non-zero on bad arguments or when nothing could be read.",
+    )
+    registry = get_registry()
+    domains = p.add_subparsers(dest="domain", metavar="DOMAIN", required=True)
+    by_domain: dict[str, list[type]] = {}
+    for (domain, _), cls in sorted(registry.sources.items()):
+        by_domain.setdefault(domain, []).append(cls)
+    for domain, classes in by_domain.items():
+        dp = domains.add_parser(domain, help=f"{domain} sources: {', '.join(c.name for c in classes)}")
+        srcs = dp.add_subparsers(dest="source", metavar="SOURCE", required=True)
+        for cls in classes:
+            sp = srcs.add_parser(cls.name, help=cls.help, description=(cls.__doc__ or cls.help).strip(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+            sp.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or archives to read")
+            sp.add_argument("--out", required=True, type=Path, help="output folder for shards and manifest.json")
+            sp.add_argument("--shard-size", type=int, default=10_000, help="max samples per shard (default: %(default)s)")
+            sp.add_argument("--shard-bytes", type=float, default=1.0, help="max GiB per shard (default: %(default)s)")
+            sp.add_argument("--prefix", default=None, help="shard file prefix (default: the source name)")
+            cls.add_arguments(sp)
+            sp.set_defaults(func=_cmd_ingest, source_cls=cls)
+
+
+def _cmd_ingest(args) -> int:
+    from clipzoo.core.ingest import run_ingest
+
+    cls = args.source_cls
+    options = argparse.Namespace(**{k: v for k, v in vars(args).items()
+                                    if k not in ("func", "source_cls", "inputs", "out", "shard_size", "shard_bytes",
+                                                 "prefix", "domain", "source", "command", "verbose")})
+    source = cls(options)
+    summary = run_ingest(
+        source, args.inputs, args.out, max_count=args.shard_size, max_bytes=int(args.shard_bytes * (1 << 30)),
+        prefix=args.prefix or cls.name,
+    )
+    skipped = summary["skipped"]
+    print(f"{args.out}: {summary['samples_written']} samples from {summary['inputs_seen']} inputs; "
+          f"{len(skipped)} skipped")
+    for item in skipped[:20]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+    if len(skipped) > 20:
+        print(f"  ... {len(skipped) - 20} more in {args.out / 'manifest.json'}")
+    if summary["samples_written"] == 0:
+        print("error: nothing could be read from the inputs", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- shards ---------------------------------------------------------------------------------------
+def _add_shards(sub) -> None:
+    p = sub.add_parser("shards", help="inspect shard folders")
+    ss = p.add_subparsers(dest="shards_command", metavar="COMMAND", required=True)
+    i = ss.add_parser("inspect", help="print a shard folder's manifest summary and a few decoded samples")
+    i.add_argument("folder", type=Path)
+    i.add_argument("-n", "--samples", type=int, default=3, help="samples to decode and show (default: %(default)s)")
+    i.set_defaults(func=_cmd_shards_inspect)
+
+
+def _describe_value(value) -> str:
+    import numpy as np
+
+    if hasattr(value, "size") and hasattr(value, "mode"):
+        return f"image {value.size[0]}x{value.size[1]} {value.mode}"
+    if isinstance(value, np.ndarray):
+        return f"array {value.dtype} {list(value.shape)}"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 100 else value[:97] + "...")
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _cmd_shards_inspect(args) -> int:
+    from itertools import islice
+
+    from clipzoo.core.data.loader import _decoder, _tar_samples
+    from clipzoo.core.data.writer import Manifest
+
+    try:
+        manifest = Manifest.load(args.folder)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    ing = manifest.ingest
+    print(f"{args.folder}: {manifest.num_samples} samples in {len(manifest.shards)} shards (created {manifest.created})")
+    if manifest.source:
+        print(f"  source: {manifest.source.get('domain')} {manifest.source.get('name')}")
+    if ing:
+        print(f"  inputs seen {ing.get('inputs_seen')}, samples written {ing.get('samples_written')}, "
+              f"skipped {len(ing.get('skipped', []))}")
+        for name, counts in ing.get("counters", {}).items():
+            print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        for item in ing.get("skipped", [])[:5]:
+            print(f"  skipped {item['path']}: {item['reason']}")
+    for s in manifest.shards[:10]:
+        print(f"  {s.name}  {s.samples} samples  {s.bytes / 1e6:.1f} MB  sha256 {s.sha256[:12]}")
+    decode = _decoder()
+    for sample in islice(_tar_samples(manifest.shard_paths(args.folder)), args.samples):
+        sample = decode(sample)
+        print(f"-- {sample['__key__']}")
+        for name, value in sorted(sample.items()):
+            if not name.startswith("__"):
+                print(f"   {name}: {_describe_value(value)}")
+    return 0
+
+
+# -- train ----------------------------------------------------------------------------------------
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a contrastive model from a YAML config",
+        description="Train (or resume: the latest whole checkpoint under run.output_dir is picked up) a contrastive "
+        "model. Override any config value with --section.key=value, e.g. --train.max_steps=200 "
+        "--train.backend=deepspeed --train.zero_stage=3. For several processes use "
+        "'torchrun --nproc-per-node N -m clipzoo.core.train CONFIG ...' or "
+        "'deepspeed --module clipzoo.core.train CONFIG ...'.",
+    )
+    p.add_argument("config", type=Path, help="trainer YAML (sections run/model/loss/data/optim/train)")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from clipzoo.core.train import ConfigError, load_config, train
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    result = train(cfg)
+    if result.model_dir is not None:
+        print(f"trained {result.steps} steps ({result.samples_seen} samples, {result.samples_per_s:.1f} samples/s); "
+              f"model package: {result.model_dir}")
+    return 0
+
+
+# -- main -----------------------------------------------------------------------------------------
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipzoo",
+        description="Domain-specialised CLIP models: ingest raw archives into shards, train, benchmark, register.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if argv[:1] == ["ingest"] or not argv or argv[0].startswith("-"):
+        _add_ingest(sub)  # loads the plugins: only when ingest is asked for (or for top-level help)
+    else:
+        sub.add_parser("ingest", help="turn a raw archive into webdataset shards + manifest.json")
+    _add_shards(sub)
+    _add_train(sub)
+    for module in EXTERNAL_COMMANDS:
+        import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if a.startswith("--") and "=" in a and "." in a.split("=", 1)[0]]
+    unknown = [a for a in extra if a not in overrides]
+    if unknown or (overrides and args.command not in ("train", "pipeline")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    args.overrides = overrides
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("urllib3", "PIL", "matplotlib", "alembic", "mlflow", "DeepSpeed", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from clipzoo.core.ingest import IngestError
+        from clipzoo.core.plugins import UnknownNameError
+
+        if isinstance(exc, (IngestError, UnknownNameError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

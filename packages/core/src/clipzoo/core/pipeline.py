@@ -1,0 +1,258 @@
+"""End-to-end pipelines: ingest -> shards -> train -> register -> bench -> promote, from one YAML recipe.
+
+A recipe (``pipelines/<name>.yaml``)::
+
+    name: synthetic
+    description: shapes set, tiny CLIP
+    domain: core
+    ingest:                       # each step is exactly a `clipzoo ingest` command
+      - name: train
+        source: core synthetic    # DOMAIN SOURCE
+        inputs: []
+        args: [--count, 3000]
+    train:                        # a trainer config (clipzoo train); ${ingest.train} is that step's shard folder
+      model: {config: clipzoo-tiny}
+      data: {train: "${ingest.train}", batch_size: 32}
+      train: {max_steps: 600, max_time_s: 100}
+    register: {name: clipzoo-synthetic-tiny, aliases: [candidate], promote: champion}
+    bench:
+      tasks: [core/synthetic-retrieval]
+      options: {core/synthetic-retrieval: {count: 100}}
+
+Strings may use ``${shared}`` (the shared data folder: $CLIPZOO_SHARED_DATA, else ``../shared/data`` beside
+the repository), ``${workdir}``, ``${repo}`` and ``${ingest.NAME}``. Everything a run writes goes under
+its workdir (default ``runs/<name>``). Running a recipe again resumes: ingest steps whose manifest exists
+are kept, and training continues from its last checkpoint (``--fresh`` starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("clipzoo.pipeline")
+
+REPO_ROOT = Path(__file__).resolve().parents[5]  # packages/core/src/clipzoo/core/pipeline.py -> repo
+_VAR = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
+
+
+class PipelineError(Exception):
+    pass
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("CLIPZOO_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def _substitute(value: Any, variables: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match) -> str:
+            if m.group(1) not in variables:
+                raise PipelineError(f"unknown variable ${{{m.group(1)}}}; known: {', '.join(sorted(variables))}")
+            return variables[m.group(1)]
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, list):
+        return [_substitute(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables) for k, v in value.items()}
+    return value
+
+
+def find_recipe(ref: str) -> Path:
+    """A recipe by path, or by name among the repository's pipelines/ and the plugins' registered ones."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    from clipzoo.core.plugins import get_registry
+
+    candidates = {p.stem: p for p in sorted((REPO_ROOT / "pipelines").glob("*.yaml"))}
+    candidates.update(get_registry().pipelines)
+    if ref in candidates:
+        return candidates[ref]
+    raise PipelineError(f"no pipeline {ref!r}; available: {', '.join(sorted(candidates)) or 'none'}")
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    workdir: Path
+    ingest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    registered: dict[str, Any] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, overrides: list[str] | None = None,
+                 fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
+    import yaml
+
+    from clipzoo.core.cli import main as cli_main
+    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
+    from clipzoo.core.train import load_config, train
+
+    t0 = time.time()
+    recipe_path = Path(recipe_path)
+    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
+    unknown = set(recipe) - {"name", "description", "domain", "ingest", "train", "bench", "register"}
+    if unknown:
+        raise PipelineError(f"{recipe_path}: unknown section(s) {', '.join(sorted(unknown))}")
+    name = recipe.get("name") or recipe_path.stem
+    work = Path(workdir or Path("runs") / name).resolve()
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    variables = {"shared": str(shared_data_dir()), "workdir": str(work), "repo": str(REPO_ROOT)}
+    result = PipelineResult(name=name, workdir=work)
+    log.info("pipeline %s -> %s", name, work)
+
+    # 1. ingest: each step is a `clipzoo ingest DOMAIN SOURCE INPUT... --out DIR ARGS`
+    for step in recipe.get("ingest") or []:
+        step = _substitute(step, variables)
+        out = work / "shards" / step["name"]
+        variables[f"ingest.{step['name']}"] = str(out)
+        if (out / MANIFEST_NAME).is_file():
+            log.info("ingest %s: kept existing shards in %s", step["name"], out)
+        else:
+            domain, source = step["source"].split()
+            argv = ["ingest", domain, source, *map(str, step.get("inputs") or []), "--out", str(out),
+                    *map(str, step.get("args") or [])]
+            log.info("$ clipzoo %s", " ".join(argv))
+            code = cli_main(argv)
+            if code != 0:
+                raise PipelineError(f"ingest step {step['name']!r} failed (exit {code}); see the messages above")
+        m = Manifest.load(out)
+        result.ingest[step["name"]] = {"samples": m.num_samples, "skipped": len(m.ingest.get("skipped", []))}
+
+    # 2. train
+    train_cfg = _substitute(recipe.get("train") or {}, variables)
+    train_cfg.setdefault("run", {})
+    train_cfg["run"].setdefault("name", name)
+    train_cfg["run"]["output_dir"] = str(work / "train")
+    if tracking_uri:
+        train_cfg["run"]["tracking_uri"] = tracking_uri
+    cfg = load_config(base=train_cfg, overrides=overrides)
+    res = train(cfg)
+    result.train = {"steps": res.steps, "samples_seen": res.samples_seen, "samples_per_s": res.samples_per_s,
+                    "final_loss": res.history[-1]["loss"] if res.history else None, "model_dir": str(res.model_dir)}
+    model_ref: str = str(res.model_dir)
+
+    # 3. register (the version the benchmarks attach to)
+    reg = _substitute(recipe.get("register") or {}, variables)
+    if register and reg:
+        from clipzoo.core.registry.client import register_model
+
+        version = register_model(res.model_dir, reg["name"], aliases=reg.get("aliases", ["candidate"]),
+                                 tracking_uri=tracking_uri)
+        model_ref = f"models:/{reg['name']}/{version}"
+        result.registered = {"name": reg["name"], "version": version, "uri": model_ref}
+
+    # 4. bench
+    bench = _substitute(recipe.get("bench") or {}, variables)
+    if bench.get("tasks"):
+        from clipzoo.core.bench import run_benchmark
+
+        results = run_benchmark(model_ref, list(bench["tasks"]), task_options=bench.get("options"),
+                                tracking_uri=tracking_uri, log=bool(result.registered),
+                                out=work / "bench.json", print_table=False)
+        result.bench = {t: (r["primary"], r["metrics"][r["primary"]]) for t, r in results["tasks"].items()}
+
+    # 5. promote (guarded: refused unless the benchmark is at least the current champion's)
+    if result.registered and reg.get("promote"):
+        from clipzoo.core.registry.errors import PromotionRefused
+        from clipzoo.core.registry.client import promote
+
+        try:
+            decision = promote(reg["name"], result.registered["version"], reg["promote"], tracking_uri=tracking_uri)
+            result.registered["promoted"] = f"{reg['promote']} ({decision['reason']})"
+        except PromotionRefused as exc:
+            result.registered["promoted"] = f"refused: {exc}"
+    result.seconds = time.time() - t0
+    return result
+
+
+def format_results(results: list[PipelineResult]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"== {r.name}  ({r.seconds:.0f} s, {r.workdir})")
+        for step, s in r.ingest.items():
+            lines.append(f"   ingest {step:<12} {s['samples']:>6} samples  {s['skipped']:>4} skipped")
+        t = r.train
+        if t:
+            loss = f"{t['final_loss']:.3f}" if t.get("final_loss") is not None else "-"
+            lines.append(f"   train  {t['steps']:>5} steps  {t['samples_seen']:>7} samples  "
+                         f"{t['samples_per_s']:>7.1f} samples/s  final loss {loss}")
+        for task, (metric, value) in r.bench.items():
+            lines.append(f"   bench  {task:<34} {metric:<16} {value:.4f}")
+        if r.registered:
+            lines.append(f"   registry {r.registered['uri']}  {r.registered.get('promoted', '')}")
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("pipeline", help="run end-to-end recipes (ingest -> train -> register -> bench)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ps = p.add_subparsers(dest="pipeline_command", metavar="COMMAND", required=True)
+    r = ps.add_parser("run", help="run one or more recipes, then print a results table and the leaderboard",
+                      description="Run recipes in order. Trainer overrides (--train.max_steps=50) apply to each.")
+    r.add_argument("recipes", nargs="+", help="recipe files or names (see 'clipzoo pipeline list')")
+    r.add_argument("--workdir", type=Path, default=None, help="parent folder of the runs (default: runs/)")
+    r.add_argument("--fresh", action="store_true", help="delete each run's workdir first instead of resuming")
+    r.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or ~/.clipzoo)")
+    r.add_argument("--no-register", action="store_true", help="train and benchmark without registering")
+    r.set_defaults(func=_cmd_run)
+    ls = ps.add_parser("list", help="list the available recipes")
+    ls.set_defaults(func=_cmd_list)
+
+
+def _cmd_list(args) -> int:
+    from clipzoo.core.plugins import get_registry
+
+    names = {p.stem: p for p in sorted((REPO_ROOT / "pipelines").glob("*.yaml"))}
+    names.update(get_registry().pipelines)
+    for n, p in sorted(names.items()):
+        print(f"{n:<20} {p}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    results = []
+    for ref in args.recipes:
+        try:
+            path = find_recipe(ref)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        name = path.stem
+        workdir = (args.workdir / name) if args.workdir else None
+        try:
+            results.append(run_pipeline(path, workdir=workdir, overrides=args.overrides, fresh=args.fresh,
+                                        tracking_uri=args.tracking_uri, register=not args.no_register))
+        except PipelineError as exc:
+            print(f"error: pipeline {name}: {exc}", file=sys.stderr)
+            return 1
+    print()
+    print(format_results(results))
+    if any(r.registered for r in results):
+        from clipzoo.core.bench.leaderboard import collect
+
+        board = collect(args.tracking_uri)
+        print("\nleaderboard (every registered version x task, headline metric):")
+        print(board.to_terminal())
+        out = (args.workdir or Path("runs")) / "leaderboard"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.md").write_text(board.to_markdown(), encoding="utf-8")
+        if board.rows and board.tasks:
+            board.to_png(out / "leaderboard.png")
+        print(f"\nleaderboard written to {out}/leaderboard.md and .png")
+    return 0

@@ -1,0 +1,233 @@
+"""Training backends: plain torch (one process or DDP) and DeepSpeed ZeRO 1/2/3.
+
+Both expose the same small surface to the training loop: ``module`` (what to call forward on),
+``backward(loss)`` (sums gradients over micro-steps: contrastive accumulation needs the sum, not the
+mean), ``no_sync()`` for non-final micro-steps, ``step()`` at the accumulation boundary,
+``autocast()``, ``save(dir)`` / ``load(dir)`` of model + optimiser + scheduler (+ scaler), and ``lr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipzoo.core.train.config import Config
+from clipzoo.core.train.dist import DistInfo
+
+log = logging.getLogger(__name__)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms, embeddings-like 0/1-dim tensors and the temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_" in name or "norm" in name or "bn" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(cfg: Config):
+    warmup, total, floor = cfg.optim.warmup_steps, max(1, cfg.train.max_steps), cfg.optim.min_lr_ratio
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    # A torch AdamW handed to DeepSpeed compiles nothing; a DeepSpeed-config "Adam" would JIT fused_adam.
+    return torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
+    )
+
+
+def _autocast_dtype(precision: str):
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, dist: DistInfo):
+        self.cfg, self.dist = cfg, dist
+        if cfg.train.precision == "fp16" and not dist.device.startswith("cuda"):
+            raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+        self.raw_model = model.to(dist.device)
+        if dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [dist.local_rank] if dist.device.startswith("cuda") else None
+            self.module = DistributedDataParallel(self.raw_model, device_ids=ids)
+        else:
+            self.module = self.raw_model
+        self.optimizer = make_optimizer(self.raw_model, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.precision == "fp16")
+
+    def autocast(self):
+        dtype = _autocast_dtype(self.cfg.train.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.dist.device.split(":")[0], dtype=dtype)
+
+    def no_sync(self):
+        return self.module.no_sync() if self.dist.distributed else contextlib.nullcontext()
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def backward(self, loss: torch.Tensor, *, boundary: bool = True) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self) -> float | None:
+        grad_norm = None
+        if self.cfg.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.cfg.optim.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return grad_norm
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def save(self, folder: Path) -> None:
+        if self.dist.is_main:
+            torch.save(
+                {
+                    "model": self.raw_model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                },
+                folder / "training_state.pt",
+            )
+
+    def load(self, folder: Path) -> None:
+        state = torch.load(folder / "training_state.pt", map_location=self.dist.device, weights_only=False)
+        self.raw_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.raw_model.state_dict()
+
+
+def deepspeed_config(cfg: Config, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed JSON config, derived from the trainer config (never written by hand)."""
+    zero: dict[str, Any] = {"stage": cfg.train.zero_stage}
+    if cfg.train.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
+    if cfg.train.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    ds: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "gradient_accumulation_steps": cfg.optim.accum_steps,
+        "train_batch_size": cfg.data.batch_size * cfg.optim.accum_steps * world_size,
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if cfg.optim.grad_clip:
+        ds["gradient_clipping"] = cfg.optim.grad_clip
+    if cfg.train.precision == "bf16":
+        ds["bf16"] = {"enabled": True}
+    elif cfg.train.precision == "fp16":
+        ds["fp16"] = {"enabled": True, "initial_scale_power": 16}
+    if cfg.train.offload_optimizer:
+        # A torch optimizer with ZeRO-Offload: DeepSpeed would otherwise insist on compiling DeepSpeedCPUAdam.
+        ds["zero_force_ds_cpu_optimizer"] = False
+    return ds
+
+
+class DeepSpeedBackend:
+    name = "deepspeed"
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, dist: DistInfo):
+        import deepspeed
+
+        self.cfg, self.dist = cfg, dist
+        deepspeed.init_distributed(dist_backend="nccl" if dist.device.startswith("cuda") else "gloo")
+        optimizer = make_optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        self.ds_config = deepspeed_config(cfg, dist.world_size)
+        engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=self.ds_config
+        )
+        self.module = engine
+        self.engine = engine
+        self.raw_model = engine.module
+
+    def autocast(self):
+        return contextlib.nullcontext()  # the engine casts weights and inputs itself (bf16/fp16 configs)
+
+    def no_sync(self):
+        return contextlib.nullcontext()  # ZeRO handles gradient reduction at the accumulation boundary
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Move to the device; float inputs take the engine's weight dtype (bf16/fp16 engines cast weights only)."""
+        dtype = next(self.raw_model.parameters()).dtype
+        out = {}
+        for k, v in batch.items():
+            if torch.is_tensor(v):
+                v = v.to(self.dist.device, non_blocking=True)
+                if v.is_floating_point():
+                    v = v.to(dtype)
+            out[k] = v
+        return out
+
+    def backward(self, loss: torch.Tensor, *, boundary: bool = True) -> None:
+        # Sum over micro-steps (scale_wrt_gas=False); DeepSpeed counts micro-steps through engine.step(),
+        # which only updates the weights at the accumulation boundary.
+        self.engine.backward(loss, scale_wrt_gas=False)
+        if not boundary:
+            self.engine.step()
+
+    def step(self) -> float | None:
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else None
+
+    @property
+    def lr(self) -> float:
+        return self.engine.get_lr()[0]
+
+    def save(self, folder: Path) -> None:
+        self.engine.save_checkpoint(str(folder), tag="deepspeed", save_latest=False)
+
+    def load(self, folder: Path) -> None:
+        path, _ = self.engine.load_checkpoint(str(folder), tag="deepspeed")
+        if path is None:
+            raise RuntimeError(f"DeepSpeed found no checkpoint in {folder}")
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full (unpartitioned) fp32-shaped weights on every rank, for export."""
+        if self.cfg.train.zero_stage == 3:
+            import deepspeed
+
+            params = list(self.raw_model.parameters())
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return {k: v.detach().float().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+        return {k: v.detach().float().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+
+
+def make_backend(model: torch.nn.Module, cfg: Config, dist: DistInfo):
+    if cfg.train.backend == "torch":
+        return TorchBackend(model, cfg, dist)
+    if cfg.train.backend == "deepspeed":
+        return DeepSpeedBackend(model, cfg, dist)
+    raise ValueError(f"train.backend must be 'torch' or 'deepspeed', not {cfg.train.backend!r}")

@@ -1,0 +1,278 @@
+"""The contrastive training loop: one path, read top to bottom.
+
+Launch:
+    clipzoo train CONFIG.yaml [--section.key=value ...]                         # one process
+    torchrun --nproc-per-node 2 -m clipzoo.core.train CONFIG.yaml ...          # DDP or DeepSpeed
+    deepspeed --num_gpus 2 --module clipzoo.core.train CONFIG.yaml --train.backend=deepspeed
+
+Contrastive accumulation (``optim.accum_steps = k``): the features of all k micro-batches are first
+computed without gradients and cached; then each micro-batch is recomputed with gradients and its
+loss taken against the cached features of all the others, so every sample sees the negatives of the
+whole k-micro-batch (and, with gathering, all-rank) batch. The k backward passes sum into the
+gradient of the full-batch loss (GradCache; open_clip's ``--accum-freq``). It works the same under
+DDP and DeepSpeed ZeRO, whose engine counts the k micro-steps itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipzoo.core.train import dist as distu
+from clipzoo.core.train.config import Config
+
+log = logging.getLogger("clipzoo.train")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    model_dir: Path | None
+    steps: int
+    samples_seen: int
+    resumed_from: int | None
+    samples_per_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _cat_features(cached: list[dict[str, Any]], live: dict[str, Any], j: int, key: str) -> dict[str, torch.Tensor]:
+    """Micro-batch j's live tensors in place of its cached ones, concatenated over micro-batches."""
+    return {
+        m: torch.cat([live[key][m] if i == j else c[key][m] for i, c in enumerate(cached)])
+        for m in live[key]
+    }
+
+
+def _data_summary(urls_spec) -> list[dict[str, Any]]:
+    """What the model was trained on, from each shard folder's manifest (for the model card)."""
+    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
+
+    specs = urls_spec if isinstance(urls_spec, (list, tuple)) else [urls_spec]
+    out = []
+    for spec in specs:
+        folder = Path(str(spec))
+        if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
+            m = Manifest.load(folder)
+            out.append({
+                "name": folder.name,
+                "path": str(folder),
+                "num_samples": m.num_samples,
+                "shards": [{"name": s.name, "samples": s.samples, "sha256": s.sha256} for s in m.shards],
+                "source": m.source,
+                "ingest": {k: v for k, v in m.ingest.items() if k != "skipped"},
+            })
+        else:
+            out.append({"name": str(spec), "path": str(spec)})
+    return out
+
+
+def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
+    """Train (or resume) the run described by ``cfg``. ``stop_after_steps`` ends this process early
+    (as if killed after a checkpoint) without changing the schedule; tests use it."""
+    from clipzoo.core.data.loader import ResumableLoader, ShardStream, StreamConfig, resolve_shards
+    from clipzoo.core.data.transforms import SampleTransform
+    from clipzoo.core.losses import create_loss
+    from clipzoo.core.models import create_model, save_pretrained
+    from clipzoo.core.train.backends import make_backend
+    from clipzoo.core.train.checkpoint import Checkpointer
+
+    # -- 1. processes, seeds, output folder ------------------------------------------------------
+    info = distu.init(cfg.train.device, cfg.train.dist_backend)
+    _seed_everything(cfg.run.seed + info.rank)
+    out = Path(cfg.run.output_dir)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    if cfg.optim.accum_steps < 1:
+        raise ValueError("optim.accum_steps must be >= 1")
+    if not cfg.data.train:
+        raise ValueError("data.train is empty: name a shard folder, brace pattern or URL")
+
+    # -- 2. model and loss -----------------------------------------------------------------------
+    torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+    model = create_model(cfg.model.config, pretrained=cfg.model.pretrained)
+    if cfg.model.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    loss_cfg = {"type": cfg.loss.type, **cfg.loss.options} if cfg.loss.type else dict(model.config.get("loss") or {})
+    loss_fn = create_loss(loss_cfg, rank=info.rank, world_size=info.world_size)
+    n_params = sum(p.numel() for p in model.parameters())
+    _seed_everything(cfg.run.seed + info.rank)
+
+    # -- 3. data ---------------------------------------------------------------------------------
+    urls = resolve_shards(cfg.data.train)
+    stream = ShardStream(
+        urls,
+        SampleTransform(model.preprocess, train=True, seed=cfg.run.seed),
+        StreamConfig(
+            batch_size=cfg.data.batch_size,
+            seed=cfg.run.seed,
+            shuffle_buffer=cfg.data.shuffle_buffer,
+            split=cfg.data.split,
+            rank=info.rank,
+            world_size=info.world_size,
+        ),
+    )
+    loader = ResumableLoader(stream, num_workers=cfg.data.workers, pin_memory=info.device.startswith("cuda"))
+
+    # -- 4. backend (torch DDP or DeepSpeed ZeRO) --------------------------------------------------
+    backend = make_backend(model, cfg, info)
+    ckpt = Checkpointer(out / "checkpoints", cfg.train.keep_last, info)
+
+    # -- 5. resume -------------------------------------------------------------------------------
+    step, samples_seen, elapsed, resumed_from, mlflow_run_id = 0, 0, 0.0, None, None
+    latest = ckpt.latest()
+    if latest is not None:
+        rank_state, meta = ckpt.load(latest, backend)
+        loader.load_state_dict(rank_state["loader"])
+        step, samples_seen, elapsed = meta["step"], meta["samples_seen"], meta["elapsed_s"]
+        resumed_from, mlflow_run_id = step, meta.get("mlflow_run_id")
+        if info.is_main:
+            log.info("resumed from %s (step %d, epoch %d)", latest, step, loader.state.epoch)
+
+    # -- 6. metrics: MLflow (rank 0) and a progress bar ------------------------------------------
+    mlflow = None
+    if info.is_main and cfg.run.mlflow:
+        import mlflow as _mlflow
+
+        from clipzoo.core.registry.store import setup_mlflow
+
+        setup_mlflow(cfg.run.tracking_uri, cfg.run.experiment)
+        mlflow = _mlflow
+        mlflow.start_run(run_id=mlflow_run_id, run_name=None if mlflow_run_id else cfg.run.name)
+        mlflow_run_id = mlflow.active_run().info.run_id
+        if resumed_from is None:
+            mlflow.log_params({"backend": cfg.train.backend, "world_size": info.world_size, "params": n_params,
+                               "model": str(cfg.model.config)[:250], "batch_size": cfg.data.batch_size,
+                               "accum_steps": cfg.optim.accum_steps, "lr": cfg.optim.lr,
+                               "precision": cfg.train.precision, "zero_stage": cfg.train.zero_stage})
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.train.max_steps, initial=step, desc=cfg.run.name, unit="step",
+               disable=not (info.is_main and cfg.run.progress))
+    history: list[dict[str, float]] = []
+    metrics_file = out / "metrics.jsonl"
+
+    def save_checkpoint() -> None:
+        ckpt.save(step, backend, {"loader": loader.state_dict()}, {
+            "samples_seen": samples_seen, "elapsed_s": elapsed + (time.time() - t_start),
+            "world_size": info.world_size, "mlflow_run_id": mlflow_run_id, "backend": cfg.train.backend})
+
+    # -- 7. the loop -----------------------------------------------------------------------------
+    k = cfg.optim.accum_steps
+    global_batch = cfg.data.batch_size * k * info.world_size
+    batches = iter(loader)
+    module = backend.module
+    t_start = time.time()
+    t_window, steps_window, stopped_early = time.time(), 0, False
+    backend.raw_model.train()
+    while step < cfg.train.max_steps:
+        if cfg.train.max_time_s is not None and elapsed + (time.time() - t_start) >= cfg.train.max_time_s:
+            break
+        micro = [backend.to_device(next(batches)) for _ in range(k)]
+        if k == 1:
+            with backend.autocast():
+                outputs = module(micro[0])
+                loss = loss_fn(outputs["features"], outputs["logit_scale"], outputs["logit_bias"], outputs["masks"])
+            backend.backward(loss, boundary=True)
+            loss_value = loss.detach().float().item()
+        else:
+            # 7a. features of every micro-batch, no graph; remember RNG so the recompute matches
+            cached, rng_states = [], []
+            with torch.no_grad(), backend.autocast():
+                for b in micro:
+                    rng_states.append(torch.get_rng_state())
+                    o = module(b)
+                    cached.append({"features": {m: f.detach() for m, f in o["features"].items()}, "masks": o["masks"]})
+            # 7b. recompute each micro-batch with gradients against all cached negatives
+            loss_value = 0.0
+            for j, b in enumerate(micro):
+                torch.set_rng_state(rng_states[j])
+                sync = contextlib.nullcontext() if j == k - 1 else backend.no_sync()
+                with sync, backend.autocast():
+                    o = module(b)
+                    feats = _cat_features(cached, o, j, "features")
+                    masks = _cat_features(cached, o, j, "masks")
+                    loss = loss_fn(feats, o["logit_scale"], o["logit_bias"], masks)
+                    backend.backward(loss, boundary=j == k - 1)
+                loss_value = loss.detach().float().item()  # every micro-loss is the full-batch loss
+        grad_norm = backend.step()
+        step += 1
+        samples_seen += global_batch
+        steps_window += 1
+        bar.update(1)
+
+        if step % cfg.run.log_every == 0 or step == cfg.train.max_steps:
+            now = time.time()
+            loss_mean = distu.all_reduce_mean(loss_value)
+            sps = steps_window * global_batch / max(now - t_window, 1e-9)
+            t_window, steps_window = now, 0
+            scale = float(backend.raw_model.logit_scale.exp().item()) if hasattr(backend.raw_model, "logit_scale") else float("nan")
+            row = {"step": step, "loss": loss_mean, "lr": backend.lr, "temperature": 1.0 / scale,
+                   "logit_scale": scale, "samples_per_s": sps, "samples_seen": samples_seen}
+            if grad_norm is not None:
+                row["grad_norm"] = grad_norm
+            history.append(row)
+            if info.is_main:
+                bar.set_postfix(loss=f"{loss_mean:.3f}", lr=f"{backend.lr:.2e}", sps=f"{sps:.0f}")
+                with open(metrics_file, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                if mlflow is not None:
+                    mlflow.log_metrics({k_: v for k_, v in row.items() if k_ != "step"}, step=step)
+        if step % cfg.train.checkpoint_every == 0:
+            save_checkpoint()
+        if stop_after_steps is not None and step - (resumed_from or 0) >= stop_after_steps:
+            stopped_early = True
+            break
+    bar.close()
+    elapsed += time.time() - t_start
+    trained_s = time.time() - t_start
+
+    # -- 8. final checkpoint and the exported model package --------------------------------------
+    if not ckpt.latest() or ckpt.latest().name != f"step-{step:08d}":
+        t_start = time.time()  # elapsed already counts this session; save_checkpoint adds the remainder
+        save_checkpoint()
+    model_dir = None
+    state = backend.full_state_dict()  # every rank takes part (ZeRO-3 gathers)
+    if info.is_main and not stopped_early:
+        export = create_model(cfg.model.config)
+        export.load_state_dict({k_: v.to(export.state_dict()[k_].dtype) for k_, v in state.items()})
+        model_dir = save_pretrained(export, out / "model")
+        summary = {
+            "name": cfg.run.name,
+            "architecture": cfg.model.config if isinstance(cfg.model.config, str) else "custom",
+            "parameters": n_params,
+            "steps": step,
+            "samples_seen": samples_seen,
+            "world_size": info.world_size,
+            "backend": cfg.train.backend,
+            "elapsed_s": round(elapsed, 1),
+            "final_metrics": history[-1] if history else {},
+            "training_config": cfg.to_dict(),
+            "data": _data_summary(cfg.data.train),
+            "mlflow_run_id": mlflow_run_id,
+        }
+        (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        log.info("model package written to %s", model_dir)
+    if mlflow is not None:
+        mlflow.end_run()
+    distu.barrier()
+    done = max(1, step - (resumed_from or 0))
+    return TrainResult(out, model_dir, step, samples_seen, resumed_from,
+                       samples_per_s=done * global_batch / max(trained_s, 1e-9), history=history)
