@@ -75,6 +75,13 @@ def test_zeroshot_folder_and_csv_evaluate(class_folder, tiny_model, tmp_path):
         zeroshot(modality="fundus")
 
 
+def test_zeroshot_on_labelled_shards(ingest, class_folder):
+    summary, _, out = ingest(ImagesSource, [class_folder], modality="generic", max_side=64)
+    task = zeroshot(shards=out)
+    assert task.dataset.classnames == ["fundus photo", "tissue"]
+    assert sorted(s["cls"] for s in task.dataset.samples()) == [0, 1]
+
+
 def test_retrieval_on_ingested_caption_shards(ingest, class_folder, tiny_model, tmp_path):
     from clipzoo.core.bench.cache import Embedder
 

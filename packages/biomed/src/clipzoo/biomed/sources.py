@@ -113,6 +113,15 @@ def _unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
 
 
 class JatsSource(Source):
+    """Figure-caption pairs from PMC/JATS articles (BIOMEDICA-style).
+
+    Inputs: .nxml/.xml articles, article package folders, PMC OA .tar.gz packages (streamed, never extracted;
+    members with absolute or '..' paths refused) and folders of them. One sample per <fig> (not tables,
+    inline graphics, formulae or supplementary material): image.jpg (RGB, downscaled to --max-side with the
+    original size in the metadata), txt (caption title + paragraphs) and json (PMCID, PMID, DOI, title, journal,
+    year, license). The manifest counts articles with/without figures and articles per license.
+    """
+
     domain = "biomed"
     name = "jats"
     help = "PMC/JATS figure-caption pairs from .nxml/.xml files, article folders and PMC OA .tar.gz packages"
@@ -290,6 +299,14 @@ class JatsSource(Source):
 # DICOM
 # ======================================================================================================
 class DicomSource(Source):
+    """DICOM files or folders -> one sample per slice/frame, display-ready RGB.
+
+    Modality LUT, VOI LUT or window (CT presets when the file has none), MONOCHROME1 inverted, palette and YBR
+    to RGB, compressed syntaxes through pydicom's plugins. Slices are grouped by SeriesInstanceUID and ordered
+    along the slice normal; only non-identifying tags reach the metadata. Captions from the modality's templates
+    (labels from --labels CSV when given).
+    """
+
     domain = "biomed"
     name = "dicom"
     help = "DICOM slices/frames (series grouped and ordered along the slice normal) with template captions"
@@ -396,6 +413,13 @@ class DicomSource(Source):
 # NIfTI
 # ======================================================================================================
 class NiftiSource(Source):
+    """NIfTI 3-D/4-D volumes via MONAI (LoadImage, Orientation RAS, optional Spacing, intensity scaling).
+
+    Emits slices in the chosen planes (all, middle or every Nth) and/or per-volume projections (mip, mean),
+    in radiological display; 4-D files keep one frame or the mean. The choices are recorded in every sample's
+    metadata and in the manifest notes.
+    """
+
     domain = "biomed"
     name = "nifti"
     help = "NIfTI 3-D/4-D volumes via MONAI (RAS, optional resampling): slices in chosen planes and/or projections"
@@ -515,6 +539,12 @@ class NiftiSource(Source):
 # Plain 2-D images
 # ======================================================================================================
 class ImagesSource(Source):
+    """Plain 2-D images (fundus, pathology, microscopy...) with labels from a CSV or from folder names.
+
+    Labels become UniMed-style caption variants from the modality's templates (txt + captions.json), and a
+    'cls' class index when an image has exactly one label. The class list is in the manifest notes.
+    """
+
     domain = "biomed"
     name = "images"
     help = "2-D fundus/pathology/microscopy images, labels from a CSV or folder names, template captions"

@@ -53,25 +53,36 @@ def _fields(template: str) -> set[str]:
 def zeroshot(
     root: str | Path | None = None,
     csv: str | Path | None = None,
+    shards: str | Path | None = None,
     modality: str = "generic",
     classnames: Sequence[str] | None = None,
     templates: str | Path | Sequence[str] | None = None,
     path_column: str = "path",
     label_column: str = "label",
+    image_root: str | Path | None = None,
     **options: Any,
 ):
-    """Zero-shot classification of a labelled image folder (``root``) or CSV (``csv``)."""
-    from clipzoo.core.bench.datasets import CsvDataset, ImageFolder
+    """Zero-shot classification of labelled images: an image folder (``root/<class>/<image>``), a CSV
+    (``path,label``; paths relative to ``image_root`` or the CSV's folder), or a shard folder written by
+    ``clipzoo ingest biomed images`` (its ``cls`` labels; class names from the manifest's notes)."""
+    from clipzoo.core.bench.datasets import CsvDataset, DatasetError, ImageFolder, ShardFolder
     from clipzoo.core.bench.tasks import ZeroShotClassification
 
-    if (root is None) == (csv is None):
-        raise ValueError("biomed zero-shot: give exactly one of root=<image folder> or csv=<file.csv>")
+    if sum(x is not None for x in (root, csv, shards)) != 1:
+        raise ValueError("biomed zero-shot: give exactly one of root=<image folder>, csv=<file.csv> or shards=<folder>")
     names = list(classnames) if classnames is not None else None
     if root is not None:
         dataset = ImageFolder(root=root, classnames=names, name=f"{modality}:{Path(root).name}")
+    elif csv is not None:
+        dataset = CsvDataset(csv_path=csv, root=image_root, path_column=path_column, label_column=label_column,
+                             classnames=names, name=f"{modality}:{Path(csv).stem}")
     else:
-        dataset = CsvDataset(csv_path=csv, path_column=path_column, label_column=label_column, classnames=names,
-                             name=f"{modality}:{Path(csv).stem}")
+        dataset = ShardFolder(folder=shards, name=f"{modality}:{Path(shards).name}")
+        if names is None:
+            names = [c.replace("_", " ") for c in dataset.manifest.ingest.get("notes", {}).get("classes", [])]
+        if not names:
+            raise DatasetError(f"{shards}: no class names in its manifest notes; pass classnames=[...]")
+        dataset.classnames = names
     return ZeroShotClassification(dataset=dataset, templates=prompt_templates(modality, templates), **options)
 
 
