@@ -145,6 +145,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                     yield sample
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if hasattr(self.transform, "set_epoch"):
+            self.transform.set_epoch(self.epoch)
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         decode = _decoder()
@@ -205,31 +207,35 @@ class ResumableLoader:
         self.pin_memory = pin_memory
         self.state = LoaderState(num_workers=num_workers, world_size=stream.cfg.world_size)
 
+    def epoch_batches(self) -> Iterator[dict[str, Any]]:
+        """The rest of the current epoch (all of it, or what is left after a resume); then the epoch advances."""
+        self.stream.set_position(self.state.epoch, self.state.consumed)
+        loader = torch.utils.data.DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        delivered = 0
+        for batch in loader:
+            worker = int(batch.pop("__worker__"))
+            self.state.consumed[worker] = int(batch.pop("__position__"))
+            self.state.batches += 1
+            delivered += 1
+            yield batch
+        if delivered == 0 and not self.state.consumed:
+            raise RuntimeError(
+                f"an epoch produced no batch: fewer samples per rank/worker than batch_size "
+                f"({self.stream.cfg.batch_size}); lower the batch size or the worker count"
+            )
+        log.info("epoch %d done (%d batches)", self.state.epoch, delivered)
+        self.state.epoch += 1
+        self.state.consumed = {}
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
-            self.stream.set_position(self.state.epoch, self.state.consumed)
-            loader = torch.utils.data.DataLoader(
-                self.stream,
-                batch_size=None,
-                num_workers=self.num_workers,
-                pin_memory=self.pin_memory,
-                persistent_workers=False,
-            )
-            delivered = 0
-            for batch in loader:
-                worker = int(batch.pop("__worker__"))
-                self.state.consumed[worker] = int(batch.pop("__position__"))
-                self.state.batches += 1
-                delivered += 1
-                yield batch
-            if delivered == 0 and not self.state.consumed:
-                raise RuntimeError(
-                    f"an epoch produced no batch: fewer samples per rank/worker than batch_size "
-                    f"({self.stream.cfg.batch_size}); lower the batch size or the worker count"
-                )
-            log.info("epoch %d done (%d batches)", self.state.epoch, delivered)
-            self.state.epoch += 1
-            self.state.consumed = {}
+            yield from self.epoch_batches()
 
     def state_dict(self) -> dict[str, Any]:
         s = self.state

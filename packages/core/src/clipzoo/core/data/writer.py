@@ -112,7 +112,8 @@ class ShardWriter:
 
     ``max_count`` and ``max_bytes`` bound each shard (the shard closes once either is reached). Use as
     a context manager; on a clean exit the manifest is written. If the body raises, the current
-    partial shard is deleted, complete shards stay, and the manifest lists only complete ones.
+    partial shard is deleted and no manifest is written: the folder holds only whole shards, and
+    without a manifest nobody mistakes it for a finished shard set.
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class ShardWriter:
         if self._tar is None:
             return
         try:
+            self._tar.close()  # the tar ends cleanly before the file goes, so nothing writes to a closed file
             self._raw.close()
         finally:
             (self.out_dir / (self._shard_name() + ".partial")).unlink(missing_ok=True)

@@ -9,7 +9,8 @@ Contrastive accumulation (``optim.accum_steps = k``): the features of all k micr
 computed without gradients and cached; then each micro-batch is recomputed with gradients and its
 loss taken against the cached features of all the others, so every sample sees the negatives of the
 whole k-micro-batch (and, with gathering, all-rank) batch. The k backward passes sum into the
-gradient of the full-batch loss (GradCache; open_clip's ``--accum-freq``). It works the same under
+gradient of the full-batch loss (GradCache; open_clip's ``--accum-freq``, except that the temperature
+is counted once, so accumulation gives exactly the large-batch gradient). It works the same under
 DDP and DeepSpeed ZeRO, whose engine counts the k micro-steps itself.
 """
 
@@ -209,7 +210,13 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
                     o = module(b)
                     feats = _cat_features(cached, o, j, "features")
                     masks = _cat_features(cached, o, j, "masks")
-                    loss = loss_fn(feats, o["logit_scale"], o["logit_bias"], masks)
+                    # the temperature (and bias) gets its gradient from one micro-step only, so the
+                    # summed gradient equals the full-batch one for every parameter
+                    scale, bias = o["logit_scale"], o["logit_bias"]
+                    if j > 0:
+                        scale = scale.detach()
+                        bias = bias.detach() if bias is not None else None
+                    loss = loss_fn(feats, scale, bias, masks)
                     backend.backward(loss, boundary=j == k - 1)
                 loss_value = loss.detach().float().item()  # every micro-loss is the full-batch loss
         grad_norm = backend.step()
