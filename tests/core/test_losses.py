@@ -158,7 +158,8 @@ def _run(towers, inputs, masks, loss_fn, bias, rows):
     scale = torch.tensor(8.0)
     loss = loss_fn(features, scale, torch.tensor(-2.0) if bias else None, {m: v[rows] for m, v in masks.items()})
     loss.backward()
-    return loss.detach(), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for t in towers.values() for p in t.parameters()]
+    params = [p for t in towers.values() for p in t.parameters()]
+    return loss.detach(), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
 
 
 def _worker(rank, init_file, results):

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from clipzoo.core.models import (
-    ContrastiveModel,
     create_model,
     get_tokenizer,
     load_config,
@@ -30,7 +28,9 @@ TINY = {
 NMODAL = {
     "embed_dim": 16,
     "towers": {
-        "lightcurve": {"type": "sequence_transformer", "in_channels": 3, "width": 32, "layers": 2, "heads": 4, "max_len": 40},
+        "lightcurve": {
+            "type": "sequence_transformer", "in_channels": 3, "width": 32, "layers": 2, "heads": 4, "max_len": 40
+        },
         "spectrum": {"type": "conv1d", "in_channels": 1, "width": 16, "depth": 3, "length": 64},
         "metadata": {"type": "mlp", "in_features": 6, "hidden": [24]},
     },
@@ -185,7 +185,8 @@ def test_bad_pretrained_files_say_what_is_wrong(tmp_path):
 
 # -- save / load --------------------------------------------------------------------------------
 def test_save_load_roundtrip_is_complete_and_atomic(tmp_path, monkeypatch):
-    model = create_model({**TINY, "image_channels": 4, "preprocess": {"image": {"mean": [0.1] * 4, "std": [0.2] * 4}}}).eval()
+    overrides = {"image": {"mean": [0.1] * 4, "std": [0.2] * 4}}
+    model = create_model({**TINY, "image_channels": 4, "preprocess": overrides}).eval()
     target = save_pretrained(model, tmp_path / "saved")
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
     document = json.loads((target / "config.json").read_text())
@@ -305,7 +306,9 @@ def test_plugin_towers_and_unknown_types():
     fresh = PluginRegistry()
     register_builtin_towers(fresh)
     register_builtin_towers(fresh)  # idempotent
-    assert sorted(fresh.towers) == ["conv1d", "hf_text", "mlp", "open_clip_text", "open_clip_vision", "sequence_transformer"]
+    assert sorted(fresh.towers) == [
+        "conv1d", "hf_text", "mlp", "open_clip_text", "open_clip_vision", "sequence_transformer"
+    ]
 
 
 def test_open_clip_towers_inside_an_nmodal_config():
@@ -333,7 +336,8 @@ def test_tokenizer_json_trained_with_tokenizers(tmp_path):
 
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(["red square", "blue circle", "red circle"], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"]))
+    trainer = trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"])
+    tok.train_from_iterator(["red square", "blue circle", "red circle"], trainer)
     tok.save(str(tmp_path / "tokenizer.json"))
     tokenize = get_tokenizer({"type": "hf", "path": str(tmp_path / "tokenizer.json"), "context_length": 4})
     vocab = tok.get_vocab()
@@ -344,7 +348,8 @@ def test_tokenizer_json_trained_with_tokenizers(tmp_path):
     text_cfg = {"context_length": 4, "vocab_size": len(vocab), "width": 16, "heads": 2, "layers": 1,
                 "hf_tokenizer_name": str(tmp_path / "tokenizer.json"), "pad_id": 0, "pool_type": "last"}
     model = create_model({**TINY, "text_cfg": text_cfg})
-    assert model.preprocess["text"]["tokenizer"] == {"type": "hf", "path": str(tmp_path / "tokenizer.json"), "context_length": 4}
+    expected = {"type": "hf", "path": str(tmp_path / "tokenizer.json"), "context_length": 4}
+    assert model.preprocess["text"]["tokenizer"] == expected
     save_pretrained(model, tmp_path / "saved")
     (tmp_path / "tokenizer.json").unlink()
     loaded = load_pretrained(tmp_path / "saved")
@@ -385,7 +390,8 @@ def test_minilm_partly_unlocked():
     transformer_trainable = {n for n in trainable if n.startswith("transformer.")}
     assert {n.split(".")[3] for n in transformer_trainable} == {"4", "5"}  # the last two of six layers, whole
     last_two = [*text.transformer.encoder.layer[4].parameters(), *text.transformer.encoder.layer[5].parameters()]
-    assert sum(p.numel() for p in text.parameters() if p.requires_grad) == sum(p.numel() for p in last_two) + 384 * 224 + 224 * 64
+    projection = 384 * 224 + 224 * 64
+    assert sum(p.numel() for p in text.parameters() if p.requires_grad) == sum(p.numel() for p in last_two) + projection
     cfg["text_cfg"].update(unlocked_layers=0, freeze_layer_norm=False)
     text = create_model(cfg).towers["text"]
     trainable = {n for n, p in text.named_parameters() if p.requires_grad and n.startswith("transformer.")}

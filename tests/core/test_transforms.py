@@ -43,7 +43,8 @@ def test_native_size_png_is_only_normalized(shared_data):
     assert image.getpixel((0, 0)) == (156, 118, 81)
     expected = [(v / 255 - m) / s for v, m, s in zip((156, 118, 81), MEAN, STD)]
     assert out["image"][:, 0, 0].tolist() == pytest.approx(expected, abs=1e-6)
-    grey = SampleTransform({"image": image_pp(size=512)}, train=False)({"__key__": "g", "image.png": image.convert("L")})
+    native = SampleTransform({"image": image_pp(size=512)}, train=False)
+    grey = native({"__key__": "g", "image.png": image.convert("L")})
     assert grey["image"].shape == (3, 512, 512)  # greyscale repeated to the model's three channels
     pixels = grey["image"] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
     assert torch.allclose(pixels[0], pixels[1], atol=1e-6) and torch.allclose(pixels[0], pixels[2], atol=1e-6)
@@ -58,7 +59,8 @@ def test_multispectral_geotiff_bands(shared_data):
     native = {"image": {**image_pp(channels=5, mean=mean, std=std), "size": [17, 11]}}
     out = SampleTransform(native, train=False)({"__key__": "tile", "image.npy": bands})
     assert out["image"].shape == (5, 17, 11)
-    assert out["image"][:, 0, 0].tolist() == pytest.approx([(v - 0.2) / 0.1 for v in (0.2168, 0.2195, 0.3467, 0.1574, 0.1769)], abs=1e-5)
+    first_pixel = (0.2168, 0.2195, 0.3467, 0.1574, 0.1769)  # band values at row 0, column 0
+    assert out["image"][:, 0, 0].tolist() == pytest.approx([(v - 0.2) / 0.1 for v in first_pixel], abs=1e-5)
     resized = SampleTransform({"image": image_pp(size=8, channels=5, mean=mean, std=std)}, train=False)
     assert resized({"__key__": "tile", "image.npy": bands})["image"].shape == (5, 8, 8)
     holes = bands.copy()
@@ -163,7 +165,9 @@ def test_errors_name_the_sample_and_field():
 
 def test_collate_and_pickle_for_workers():
     transform = SampleTransform(PREPROCESS, train=True, seed=0)
-    samples = [transform({"__key__": f"k{i}", "image.png": Image.new("RGB", (70, 64), (i, 0, 0)), "txt": f"red {i}"}) for i in range(3)]
+    raw = [{"__key__": f"k{i}", "image.png": Image.new("RGB", (70, 64), (i, 0, 0)), "txt": f"red {i}"}
+           for i in range(3)]
+    samples = [transform(sample) for sample in raw]
     batch = collate(samples)
     assert batch["image"].shape == (3, 3, 64, 64) and batch["text"].shape == (3, 16)
     assert batch["__key__"] == ["k0", "k1", "k2"]

@@ -40,7 +40,7 @@ def gather_features(
 
             with warnings.catch_warnings():
                 # torch 2.14 points to a private replacement (_functional_collectives); the public op still works
-                warnings.filterwarnings("ignore", message=".*nn.functional.all_gather is deprecated", category=FutureWarning)
+                warnings.filterwarnings("ignore", ".*nn.functional.all_gather is deprecated", FutureWarning)
                 out.append(torch.cat(all_gather(tensor), dim=0))
         else:
             parts = [torch.empty_like(tensor) for _ in range(world_size)]

@@ -30,7 +30,10 @@ class SampleError(ValueError):
 
 # -- array functions --------------------------------------------------------------------------
 def image_to_tensor(image: Any, channels: int) -> torch.Tensor:
-    """PIL image, uint8 ``HxWxC``/``HxW`` array or float ``CxHxW`` array -> float ``[C, H, W]`` (uint8 scaled to 0..1)."""
+    """PIL image, uint8 ``HxWxC``/``HxW`` array or float ``CxHxW`` array -> float ``[C, H, W]``.
+
+    8-bit values are scaled to 0..1 (16-bit PIL images by 1/65535); float arrays are kept as they are.
+    """
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -108,7 +111,8 @@ def resize_crop(
         return TF.resize(image, [out_h, out_w], interpolation=mode, antialias=True)
     if resize_mode == "longest":
         scale = min(out_h / h, out_w / w)
-        image = TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], interpolation=mode, antialias=True)
+        new_size = [max(1, round(h * scale)), max(1, round(w * scale))]
+        image = TF.resize(image, new_size, interpolation=mode, antialias=True)
         return TF.center_crop(image, [out_h, out_w])  # pads with zeros where the image is smaller
     if resize_mode != "shortest":
         raise ValueError(f"unknown resize_mode {resize_mode!r}; use shortest, squash or longest")
@@ -116,7 +120,8 @@ def resize_crop(
         image = TF.resize(image, out_h, interpolation=mode, antialias=True)  # shorter side -> out_h
     else:
         scale = max(out_h / h, out_w / w)
-        image = TF.resize(image, [max(out_h, round(h * scale)), max(out_w, round(w * scale))], interpolation=mode, antialias=True)
+        new_size = [max(out_h, round(h * scale)), max(out_w, round(w * scale))]
+        image = TF.resize(image, new_size, interpolation=mode, antialias=True)
     return TF.center_crop(image, [out_h, out_w])
 
 
@@ -254,7 +259,7 @@ class SampleTransform:
         shape = spec.get("shape")
         if f"{modality}.npy" not in sample:
             if shape is None or any(s is None for s in shape):
-                raise SampleError(f"sample {key!r} has no {modality}.npy and the model gives no fixed shape to zero-fill")
+                raise SampleError(f"sample {key!r} has no {modality}.npy and the model gives no shape to zero-fill")
             return torch.zeros(shape), torch.zeros(shape[:1], dtype=torch.bool)
         array = torch.from_numpy(np.asarray(sample[f"{modality}.npy"], dtype=np.float32).copy())
         finite = torch.isfinite(array)
@@ -262,7 +267,9 @@ class SampleTransform:
         if f"{modality}_mask.npy" in sample:
             mask = torch.from_numpy(np.asarray(sample[f"{modality}_mask.npy"]).astype(bool).copy())
             if mask.shape != array.shape[: mask.dim()]:
-                raise SampleError(f"sample {key!r}: {modality}_mask shape {tuple(mask.shape)} does not fit {tuple(array.shape)}")
+                raise SampleError(
+                    f"sample {key!r}: {modality}_mask shape {tuple(mask.shape)} does not fit {tuple(array.shape)}"
+                )
             mask = mask.reshape(mask.shape[0], -1).all(1) if mask.dim() > 1 else mask
             mask = mask & finite
         else:
@@ -272,8 +279,11 @@ class SampleTransform:
         if shape is not None:
             # sequences [L, C] are cropped/padded along L; a feature vector [F] must match exactly
             fixed = shape if len(shape) == 1 else shape[1:]
-            if len(shape) != array.dim() or any(s is not None and s != a for s, a in zip(fixed, array.shape[len(shape) - len(fixed):])):
-                raise SampleError(f"sample {key!r}: {modality} has shape {tuple(array.shape)}, the model expects {shape}")
+            actual = array.shape[len(shape) - len(fixed) :]
+            if len(shape) != array.dim() or any(s is not None and s != a for s, a in zip(fixed, actual)):
+                raise SampleError(
+                    f"sample {key!r}: {modality} has shape {tuple(array.shape)}, the model expects {shape}"
+                )
             if len(shape) > 1:
                 array, mask = fit_length(array, mask, shape[0], self._rng(key, modality))
         return array, mask
@@ -286,7 +296,8 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     keys = set(samples[0])
     for sample in samples[1:]:
         if set(sample) != keys:
-            raise ValueError(f"samples disagree on fields: {sorted(keys ^ set(sample))} (key {sample.get('__key__')!r})")
+            differ = sorted(keys ^ set(sample))
+            raise ValueError(f"samples disagree on fields: {differ} (key {sample.get('__key__')!r})")
     batch: dict[str, Any] = {}
     for name in samples[0]:
         values = [s[name] for s in samples]

@@ -142,7 +142,9 @@ class Conv1dEncoder(nn.Module):
 class MLPEncoder(nn.Module):
     """MLP for tabular features ``[B, F]`` with missing values: zero-filled, and the mask fed as extra inputs."""
 
-    def __init__(self, embed_dim: int, in_features: int, hidden: list[int] | tuple[int, ...] = (128,), dropout: float = 0.0):
+    def __init__(
+        self, embed_dim: int, in_features: int, hidden: list[int] | tuple[int, ...] = (128,), dropout: float = 0.0
+    ):
         super().__init__()
         self.in_features = in_features
         layers: list[nn.Module] = []

@@ -204,7 +204,9 @@ class ContrastiveModel(nn.Module):
                 tower.transformer.gradient_checkpointing_disable()  # open_clip's HF wrapper only ever enables
 
     # -- encoding
-    def encode(self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+    def encode(
+        self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None, normalize: bool = True
+    ) -> torch.Tensor:
         """Embed one modality: ``[B, D]``, L2-normalized unless ``normalize=False``.
 
         ``mask`` (True = valid) goes to towers whose ``forward`` takes one; open_clip towers ignore it.
@@ -235,7 +237,12 @@ class ContrastiveModel(nn.Module):
                 masks[modality] = mask.reshape(mask.shape[0], -1).any(dim=1)
         if not features:
             raise ValueError(f"batch has none of this model's modalities {self.modalities}; keys: {sorted(batch)}")
-        return {"features": features, "masks": masks, "logit_scale": self.logit_scale.exp(), "logit_bias": self.logit_bias}
+        return {
+            "features": features,
+            "masks": masks,
+            "logit_scale": self.logit_scale.exp(),
+            "logit_bias": self.logit_bias,
+        }
 
 
 # -- preprocessing derived from the config ------------------------------------------------------
@@ -378,7 +385,9 @@ def load_weights(model: ContrastiveModel, pretrained: str | os.PathLike) -> Cont
     return model
 
 
-def create_model(config: Mapping[str, Any] | str | os.PathLike, *, pretrained: str | os.PathLike | None = None) -> ContrastiveModel:
+def create_model(
+    config: Mapping[str, Any] | str | os.PathLike, *, pretrained: str | os.PathLike | None = None
+) -> ContrastiveModel:
     """Build a :class:`ContrastiveModel` from a config (dict, JSON path, clipzoo name or open_clip architecture).
 
     ``pretrained`` loads weights from a local file (open_clip or clipzoo format) or a saved model folder.
@@ -466,8 +475,9 @@ def load_pretrained(directory: str | os.PathLike) -> ContrastiveModel:
     preprocess = document["preprocess"]
     for spec in preprocess.values():
         tok = spec.get("tokenizer") if isinstance(spec, dict) else None
-        if tok and tok.get("type") == "hf" and not Path(tok["path"]).is_absolute() and (directory / tok["path"]).exists():
-            tok["path"] = str((directory / tok["path"]).resolve())
+        if tok and tok.get("type") == "hf" and not Path(tok["path"]).is_absolute():
+            if (directory / tok["path"]).exists():  # saved alongside: make it usable from anywhere
+                tok["path"] = str((directory / tok["path"]).resolve())
     model = ContrastiveModel(document["model"], preprocess=preprocess)
     try:
         load_model(model, str(directory / WEIGHTS_NAME), strict=True)

@@ -32,7 +32,9 @@ def open_clip_vision(embed_dim: int, *, quick_gelu: bool = False, **cfg: Any):
     return finish_vision_tower(tower, **extra)
 
 
-def finish_vision_tower(tower, in_channels: int = 3, lock: bool = False, unlocked_groups: int = 0, freeze_bn_stats: bool = False):
+def finish_vision_tower(
+    tower, in_channels: int = 3, lock: bool = False, unlocked_groups: int = 0, freeze_bn_stats: bool = False
+):
     """Apply clipzoo's vision options (input channels, LiT locking) to a built open_clip vision tower."""
     from torch import nn
 
@@ -43,8 +45,9 @@ def finish_vision_tower(tower, in_channels: int = 3, lock: bool = False, unlocke
                 f"in_channels={in_channels} is supported for open_clip ViT towers only (patch-embedding conv1); "
                 f"this tower is a {type(tower).__name__}"
             )
-        new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
-        tower.conv1 = new
+        tower.conv1 = nn.Conv2d(
+            in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+        )
     tower.in_channels = in_channels
     if lock:
         tower.lock(unlocked_groups=unlocked_groups, freeze_bn_stats=freeze_bn_stats)
@@ -124,7 +127,9 @@ def _build_hf_text(HFTextEncoder, embed_dim, path, pooler_type, proj_type, pretr
         from clipzoo.core.models.factory import resolve_local_model
 
         local = resolve_local_model(path)
-        tower = HFTextEncoder(str(local), output_dim=embed_dim, pooler_type=pooler_type, proj_type=proj_type, pretrained=pretrained)
+        tower = HFTextEncoder(
+            str(local), output_dim=embed_dim, pooler_type=pooler_type, proj_type=proj_type, pretrained=pretrained
+        )
     return tower
 
 
