@@ -141,7 +141,6 @@ def register_model(
 
     from clipzoo.core.registry import store
     from clipzoo.core.registry.card import SUMMARY_NAME, read_package, render_model_card
-    from clipzoo.core.registry.loading import PACKAGE_ARTIFACT
     from clipzoo.core.registry.pyfunc import ClipzooEmbedder
 
     info = read_package(package_dir)
@@ -160,13 +159,7 @@ def register_model(
         mlflow.log_dict(info.config, "package/config.json")
         if info.summary:
             mlflow.log_dict(info.summary, f"package/{SUMMARY_NAME}")
-        model_info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ClipzooEmbedder(),
-            artifacts={PACKAGE_ARTIFACT: str(Path(package_dir).resolve())},
-            pip_requirements=list(conf.get("pip_requirements") or ["clipzoo-core"]),
-            tags=tags,
-        )
+        model_info = _log_pyfunc(mlflow, ClipzooEmbedder, package_dir, conf, tags)
         _ensure_registered_model(client, name, f"clipzoo {info.domain} model ({info.architecture}).")
         version = client.create_model_version(
             name, source=model_info.model_uri, run_id=run.info.run_id, tags=tags, model_id=model_info.model_id,
@@ -180,6 +173,18 @@ def register_model(
     for alias in aliases:
         promote(name, version.version, alias, tracking_uri=uri)
     return int(version.version)
+
+
+def _log_pyfunc(mlflow, embedder_cls, package_dir, conf: dict[str, Any], tags: dict[str, str]):
+    from clipzoo.core.registry.loading import PACKAGE_ARTIFACT
+
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=embedder_cls(),
+        artifacts={PACKAGE_ARTIFACT: str(Path(package_dir).resolve())},
+        pip_requirements=list(conf.get("pip_requirements") or ["clipzoo-core"]),  # explicit: inference costs ~15 s
+        tags=tags,
+    )
 
 
 def _trim(card: str) -> str:

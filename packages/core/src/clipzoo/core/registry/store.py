@@ -45,9 +45,27 @@ def _is_local_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite:///")
 
 
+_READY: set[str] = set()
+
+
 def _prepare_local_store(uri: str) -> None:
+    """Create the folder and the schema of a local sqlite store, one process at a time.
+
+    MLflow creates (and migrates) the tables when a store is first opened; two processes doing
+    that at once on a fresh file collide ("duplicate column"), so the first opening holds a file lock.
+    """
+    if uri in _READY:
+        return
+    from filelock import FileLock
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
     db_path = Path(uri[len("sqlite:///"):])
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db_path) + ".lock", timeout=300):
+        TrackingStore(uri, local_artifact_root(uri).as_uri())
+        RegistryStore(uri)
+    _READY.add(uri)
 
 
 def get_client(uri: str | None = None, *, home: str | Path | None = None):
