@@ -176,3 +176,48 @@ def test_collate_and_pickle_for_workers():
     assert torch.equal(again["text"], samples[1]["text"]) and torch.equal(again["image"], samples[1]["image"])
     with pytest.raises(ValueError, match="disagree on fields"):
         collate([samples[0], {**samples[1], "cls": torch.tensor(1)}])
+
+
+def test_shards_written_by_core_feed_an_nmodal_model(shared_data, tmp_path):
+    """Writer -> webdataset decode -> SampleTransform -> collate -> model: the field names agree end to end."""
+    import webdataset as wds
+
+    from clipzoo.core.data.writer import ShardWriter, safe_key
+    from clipzoo.core.models import create_model
+
+    model = create_model({
+        "embed_dim": 16,
+        "towers": {
+            "image": {"type": "open_clip_vision", "image_size": 32, "patch_size": 8, "width": 32, "head_width": 16,
+                      "layers": 1},
+            "text": {"type": "open_clip_text", "context_length": 16, "width": 32, "heads": 2, "layers": 1},
+            "lightcurve": {"type": "sequence_transformer", "in_channels": 2, "width": 16, "layers": 1, "heads": 2,
+                           "max_len": 50},
+        },
+        "loss": {"type": "pairwise"},
+    })
+    ihc = Image.open(shared_data / "biomed/medical_images/pathology/ihc.png")
+    captions = _ucm_captions(shared_data)
+    with ShardWriter(tmp_path / "shards", max_count=2) as writer:
+        for i in range(3):
+            curve = np.random.default_rng(i).normal(size=(40 + i, 2)).astype(np.float32)
+            writer.write({
+                "__key__": safe_key("ihc", i),
+                "image.png": ihc.crop((i * 64, 0, i * 64 + 128, 128)),
+                "captions.json": captions,
+                "lightcurve.npy": curve,
+                "lightcurve_mask.npy": np.arange(40 + i) % 7 != 0,
+                "cls": i,
+                "json": {"source": "ihc.png"},
+            })
+    shards = sorted(str(p) for p in (tmp_path / "shards").glob("*.tar"))
+    assert len(shards) == 2
+    transform = SampleTransform(model.preprocess, train=True, seed=0)
+    samples = [transform(s) for s in wds.WebDataset(shards, shardshuffle=False).decode("pil")]
+    batch = collate(samples)
+    assert batch["__key__"] == ["ihc_0", "ihc_1", "ihc_2"] and batch["cls"].tolist() == [0, 1, 2]
+    assert batch["image"].shape == (3, 3, 32, 32) and batch["text"].shape == (3, 16)
+    assert batch["lightcurve"].shape == (3, 50, 2)
+    assert batch["lightcurve_mask"].sum(1).tolist() == [34, 35, 36]  # every 7th cadence flagged, then padding
+    out = model(batch)
+    assert sorted(out["features"]) == ["image", "lightcurve", "text"] and out["masks"]["lightcurve"].all()
