@@ -208,3 +208,34 @@ def test_dicom_labels_csv_give_label_captions(ingest, dicom_dir, tmp_path):
     (sample,) = samples.values()
     assert sample["json"]["labels"] == ["lesion", "edema"]
     assert sample["txt"] == "An MRI scan showing lesion and edema."
+
+
+@pytest.mark.parametrize("bits, scale", [(8, 8), (16, 32)])
+def test_voi_lut_sequence(dicom_dir, tmp_path, bits, scale):
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(dicom_dir / "MR_small.dcm")
+    item = Dataset()
+    item.add_new(0x00283002, "US", [2048, 0, bits])  # LUT Descriptor: entries, first mapped value, bits
+    lut = np.arange(2048) // 8 if bits == 8 else np.arange(2048) * 32
+    item.add_new(0x00283006, "US", [int(v) for v in lut])  # LUT Data
+    item.LUTExplanation = "linear"
+    ds.VOILUTSequence = [item]  # takes precedence over the file's window 600/1600
+    ds.save_as(tmp_path / "voi.dcm")
+    frames, meta = read_dicom(tmp_path / "voi.dcm")
+    assert meta["voi"]["source"] == "voi-lut"
+    top = 2**bits - 1
+    # stored 905, 182, 1104 (> 255: an 8-bit LUT must still be indexed with the full value), 2145 clamps to the end
+    for (r, c), stored in {(0, 0): 905, (32, 32): 182, (10, 50): 1104}.items():
+        assert frames[0, r, c, 0] == round(lut[stored] / top * 255)
+    assert frames[0].max() == round(lut[-1] / top * 255)
+
+
+def test_all_files_reads_extensionless_dicom(ingest, dicom_dir, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "IM000001").write_bytes((dicom_dir / "MR_small.dcm").read_bytes())
+    (folder / "README").write_text("exported by a PACS")
+    summary, samples, _ = ingest(DicomSource, [folder], all_files=True)
+    assert [s["json"]["modality"] for s in samples.values()] == ["MR"]
+    assert [(Path(s["path"]).name, s["reason"][:16]) for s in summary["skipped"]] == [("README", "not a DICOM file")]

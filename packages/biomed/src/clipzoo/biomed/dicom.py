@@ -5,9 +5,9 @@ Pixel pipeline (DICOM PS3.3 C.11 / C.7.6.3), with pydicom doing each step:
    (JPEG-2000 via Pillow or pylibjpeg-openjpeg, JPEG baseline via Pillow, RLE natively); YBR is converted
    to RGB by pydicom;
 2. grey images: modality LUT (``apply_modality_lut``: rescale slope/intercept -> HU for CT), then the VOI
-   transform: a user window or preset, else the file's VOI LUT Sequence (``apply_voi_lut``), else its window
-   centre/width (``apply_windowing``), else a CT preset (``--ct-window``, soft tissue by default), else the
-   image's min..max; MONOCHROME1 is inverted afterwards so that high values are always bright;
+   transform: a user window or preset, else the file's VOI LUT Sequence (looked up here, see
+   ``_lookup_voi_lut``), else its window centre/width (``apply_windowing``), else a CT preset (``--ct-window``,
+   soft tissue by default), else the image's min..max; MONOCHROME1 is inverted afterwards so that high values are always bright;
 3. PALETTE COLOR through its lookup tables (``apply_color_lut``).
 
 Frames come back as ``uint8 [frames, rows, columns, 3]`` - (height, width) order as pydicom and PIL give
@@ -227,12 +227,34 @@ def _voi_dataset(ds, window: tuple[float, float]):
     return view
 
 
+def _lookup_voi_lut(values, ds, item):
+    """Map integer modality-LUT output through a VOI LUT Sequence item (PS3.3 C.11.2.1.1) -> (float array, bits).
+
+    Done here rather than with ``pydicom.pixels.apply_voi_lut``: pydicom 3.0 indexes with an array of the LUT's
+    entry type, so an 8-bit LUT with more than 256 entries wraps around.
+    """
+    import numpy as np
+
+    n, first, bits = (int(v) for v in item.LUTDescriptor)
+    n = n or 65536  # 0 means 2**16 entries
+    data = item.LUTData
+    if isinstance(data, bytes):
+        tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        little = True if tsuid is None else tsuid.is_little_endian
+        lut = np.frombuffer(data, dtype="<u2" if little else ">u2")[:n]
+    else:
+        lut = np.asarray(data if isinstance(data, (list, tuple)) or hasattr(data, "__len__") else [data])
+    index = np.clip(np.asarray(values, dtype=np.int64) - first, 0, len(lut) - 1)
+    return lut[index].astype(np.float64), bits
+
+
 def grey_to_unit(arr, ds, window=None, ct_window: str = "soft-tissue"):
     """Stored grey values -> float [0, 1] after modality LUT and VOI (see module docstring); plus what was used."""
     import numpy as np
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, apply_windowing
+    from pydicom.pixels import apply_modality_lut, apply_windowing
 
-    values = apply_modality_lut(arr, ds).astype(np.float64)
+    modality_values = apply_modality_lut(arr, ds)
+    values = modality_values.astype(np.float64)
     modality = str(ds.get("Modality", "")).upper()
     if isinstance(window, str):
         window = CT_WINDOWS[window]
@@ -241,10 +263,10 @@ def grey_to_unit(arr, ds, window=None, ct_window: str = "soft-tissue"):
         source = "user"
     if window is None and ds.get("VOILUTSequence"):
         item = ds.VOILUTSequence[0]
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
-        top = float(2 ** int(item.LUTDescriptor[2]) - 1)
+        lut_input = modality_values if np.issubdtype(modality_values.dtype, np.integer) else np.rint(values).astype(np.int64)
+        out, bits = _lookup_voi_lut(lut_input, ds, item)
         used = {"source": "voi-lut", "explanation": str(item.get("LUTExplanation", ""))}
-        unit = out / top
+        unit = out / float(2**bits - 1)
     else:
         if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
             center = ds["WindowCenter"].value
