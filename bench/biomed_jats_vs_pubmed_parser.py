@@ -28,7 +28,8 @@ def _norm(text: str) -> str:
 
 
 def _files(data: Path) -> list[Path]:
-    files = sorted((data / "biomed" / "pmc_jats").glob("*.nxml")) + sorted((data / "biomed" / "jats_packages").glob("*/*.xml"))
+    files = sorted((data / "biomed" / "pmc_jats").glob("*.nxml"))
+    files += sorted((data / "biomed" / "jats_packages").glob("*/*.xml"))
     if not files:
         sys.exit(f"no JATS files under {data}/biomed; pass --data DIR (the folder holding PROVENANCE.md)")
     return files
@@ -90,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         a, b = ours(path), baseline(path)
         same = sum(1 for x, y in zip(a, b) if x["id"] == y["id"] and _norm(x["caption"]) == _norm(y["caption"]))
-        differences += [_first_difference(path.name, x, y) for x, y in zip(a, b) if _norm(x["caption"]) != _norm(y["caption"])]
+        differences += [_first_difference(path.name, x, y)
+                        for x, y in zip(a, b) if _norm(x["caption"]) != _norm(y["caption"])]
         ok_a = sum(_graphic_ok(x["graphic"], path.parent) for x in a)
         ok_b = sum(_graphic_ok(y["graphic"], path.parent) for y in b)
-        rows.append((path.name, str(len(a)), str(len(b)), f"{same}/{max(len(a), len(b))}", f"{ok_a}/{len(a)}", f"{ok_b}/{len(b)}"))
+        rows.append((path.name, str(len(a)), str(len(b)), f"{same}/{max(len(a), len(b))}",
+                     f"{ok_a}/{len(a)}", f"{ok_b}/{len(b)}"))
         for i, v in enumerate((len(a), len(b), same, ok_a, ok_b)):
             totals[i] += v
     rows.append(("TOTAL", str(totals[0]), str(totals[1]), f"{totals[2]}/{max(totals[0], totals[1])}",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from clipzoo.core.cli import main
 
 
@@ -34,9 +32,9 @@ def test_cli_dicom(shared_data, tmp_path):
 
 def test_cli_nifti(shared_data, tmp_path):
     out = tmp_path / "nifti"
-    assert main(["ingest", "biomed", "nifti", str(shared_data / "biomed" / "medical_images" / "nifti" / "anatomical.nii"),
-                 "--out", str(out), "--planes", "axial,sagittal", "--slices", "middle", "--views", "mip",
-                 "--modality", "mri"]) == 0
+    volume = shared_data / "biomed" / "medical_images" / "nifti" / "anatomical.nii"
+    assert main(["ingest", "biomed", "nifti", str(volume), "--out", str(out), "--planes", "axial,sagittal",
+                 "--slices", "middle", "--views", "mip", "--modality", "mri"]) == 0
     m = _manifest(out)
     assert m["num_samples"] == 4 and m["ingest"]["notes"]["nifti"]["planes"] == ["axial", "sagittal"]
 

@@ -118,7 +118,8 @@ def test_series_grouped_and_ordered_along_normal(ingest, dicom_dir, tmp_path):
     series = group_series(headers)
     assert sorted(len(v) for v in series.values()) == [1, 3]
     ct = next(v for v in series.values() if len(v) == 3)
-    assert [h.path.name for h in ct] == ["b.dcm", "c.dcm", "a.dcm"] and [h.position for h in ct] == [-80.0, -70.0, -60.0]
+    assert [h.path.name for h in ct] == ["b.dcm", "c.dcm", "a.dcm"]
+    assert [h.position for h in ct] == [-80.0, -70.0, -60.0]
     assert plane_name([1, 0, 0, 0, 1, 0]) == "axial" and plane_name([1, 0, 0, 0, 0, -1]) == "coronal"
 
     summary, samples, _ = ingest(DicomSource, [folder])

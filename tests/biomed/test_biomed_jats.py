@@ -59,7 +59,8 @@ def elife(shared_data) -> Path:
 def test_pmc_articles_metadata_and_figure_counts(pmc, name, n_figs, pmcid, pmid, doi, year, journal):
     article = parse_article(pmc / name)
     assert len(article.figures) == n_figs
-    assert (article.pmcid, article.pmid, article.doi, article.year, article.journal) == (pmcid, pmid, doi, year, journal)
+    got = (article.pmcid, article.pmid, article.doi, article.year, article.journal)
+    assert got == (pmcid, pmid, doi, year, journal)
     assert article.license == "cc-by"
 
 
@@ -102,7 +103,8 @@ def test_license_family_rules():
 
 
 def test_license_unknown_when_absent_and_ali_license_ref():
-    bare = b"<article><front><article-meta><title-group><article-title>T</article-title></title-group></article-meta></front></article>"
+    bare = (b"<article><front><article-meta><title-group><article-title>T</article-title></title-group>"
+            b"</article-meta></front></article>")
     assert parse_article(bare).license == "unknown"
     ali = (b'<article xmlns:ali="http://www.niso.org/schemas/ali/1.0/"><front><article-meta><permissions><license>'
            b"<ali:license_ref>https://creativecommons.org/licenses/by-sa/4.0/</ali:license_ref></license></permissions>"
@@ -201,7 +203,8 @@ def test_ingest_all_shared_jats(ingest, pmc, elife):
     sample = samples["doi-10-7554-eLife-19405_fig1"]
     assert sample["txt"].startswith(ELIFE_FIG1_START)
     meta = sample["json"]
-    assert (meta["doi"], meta["license"], meta["year"], meta["journal"]) == ("10.7554/eLife.19405", "cc-by", 2016, "eLife")
+    got = (meta["doi"], meta["license"], meta["year"], meta["journal"])
+    assert got == ("10.7554/eLife.19405", "cc-by", 2016, "eLife")
     assert (meta["image_file"], meta["original_width"], meta["original_height"]) == ("elife-19405-fig1.tif", 1417, 1252)
     assert sample["image.jpg"].mode == "RGB" and max(sample["image.jpg"].size) == 1024
     assert summary["inputs_seen"] == 5

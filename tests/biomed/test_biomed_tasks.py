@@ -21,7 +21,8 @@ def test_register_adds_sources_configs_and_tasks():
     register(registry)
     assert sorted(n for d, n in registry.sources if d == "biomed") == ["dicom", "images", "jats", "nifti"]
     assert registry.model_config_names() == ["biomed-tiny", "biomed-vit-b16"]
-    assert {"biomed/zeroshot", "biomed/fundus-zeroshot", "biomed/xray-zeroshot", "biomed/figure-retrieval"} <= set(registry.tasks)
+    expected = {"biomed/zeroshot", "biomed/fundus-zeroshot", "biomed/xray-zeroshot", "biomed/figure-retrieval"}
+    assert expected <= set(registry.tasks)
 
 
 def test_plugin_import_stays_light():
@@ -64,7 +65,8 @@ def test_zeroshot_folder_and_csv_evaluate(class_folder, tiny_model, tmp_path):
     from clipzoo.core.bench.cache import Embedder
 
     task = zeroshot(root=class_folder, modality="fundus")
-    assert task.dataset.classnames == ["fundus photo", "tissue"] and task.templates[0] == "A fundus photograph showing {c}."
+    assert task.dataset.classnames == ["fundus photo", "tissue"]
+    assert task.templates[0] == "A fundus photograph showing {c}."
     metrics = task.evaluate(Embedder(tiny_model, cache_dir=tmp_path / "cache"))
     assert metrics["top1"] in (0.0, 0.5, 1.0)  # 2 images, 2 classes
     csv = class_folder / "labels.csv"

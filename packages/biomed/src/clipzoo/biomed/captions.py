@@ -91,7 +91,9 @@ class CaptionTemplates:
                 try:
                     _fields(t)
                 except ValueError as exc:
-                    raise ValueError(f"caption template {t!r} ({modality}) is not a valid format string: {exc}") from exc
+                    raise ValueError(
+                        f"caption template {t!r} ({modality}) is not a valid format string: {exc}"
+                    ) from exc
 
     @classmethod
     def from_file(cls, path: str | Path | None, replace: bool = False) -> "CaptionTemplates":
@@ -117,7 +119,9 @@ class CaptionTemplates:
             return mine
         return mine + list(builtin_templates(modality))
 
-    def captions(self, modality: str, labels: list[str] | None = None, max_variants: int | None = None, **fields) -> list[str]:
+    def captions(
+        self, modality: str, labels: list[str] | None = None, max_variants: int | None = None, **fields
+    ) -> list[str]:
         """Caption variants for one image, in template order, without duplicates."""
         modality = _modality_key(modality)
         values = {k: str(v) for k, v in fields.items() if v not in (None, "")}

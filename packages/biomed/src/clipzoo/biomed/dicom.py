@@ -7,7 +7,8 @@ Pixel pipeline (DICOM PS3.3 C.11 / C.7.6.3), with pydicom doing each step:
 2. grey images: modality LUT (``apply_modality_lut``: rescale slope/intercept -> HU for CT), then the VOI
    transform: a user window or preset, else the file's VOI LUT Sequence (looked up here, see
    ``_lookup_voi_lut``), else its window centre/width (``apply_windowing``), else a CT preset (``--ct-window``,
-   soft tissue by default), else the image's min..max; MONOCHROME1 is inverted afterwards so that high values are always bright;
+   soft tissue by default), else the image's min..max; MONOCHROME1 is inverted afterwards so that high
+   values are always bright;
 3. PALETTE COLOR through its lookup tables (``apply_color_lut``).
 
 Frames come back as ``uint8 [frames, rows, columns, 3]`` - (height, width) order as pydicom and PIL give
@@ -263,7 +264,8 @@ def grey_to_unit(arr, ds, window=None, ct_window: str = "soft-tissue"):
         source = "user"
     if window is None and ds.get("VOILUTSequence"):
         item = ds.VOILUTSequence[0]
-        lut_input = modality_values if np.issubdtype(modality_values.dtype, np.integer) else np.rint(values).astype(np.int64)
+        integral = np.issubdtype(modality_values.dtype, np.integer)
+        lut_input = modality_values if integral else np.rint(values).astype(np.int64)
         out, bits = _lookup_voi_lut(lut_input, ds, item)
         used = {"source": "voi-lut", "explanation": str(item.get("LUTExplanation", ""))}
         unit = out / float(2**bits - 1)

@@ -141,7 +141,8 @@ def _license(root) -> tuple[str, str | None]:
         if not url and ali is not None:
             url = (ali.text or "").strip()
         if not url:  # a link inside the statement: <ext-link xlink:href="http://creativecommons.org/...">
-            url = next((e.get(XLINK_HREF) for e in lic.iter("ext-link") if "creativecommons" in (e.get(XLINK_HREF) or "")), None)
+            links = (e.get(XLINK_HREF) or "" for e in lic.iter("ext-link"))
+            url = next((link for link in links if "creativecommons" in link), None)
         family = license_family(url, clean_text(lic), lic.get("license-type"))
         if family != "unknown":
             return family, url

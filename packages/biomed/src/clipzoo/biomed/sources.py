@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -69,7 +68,8 @@ def _templates(options):
     from clipzoo.biomed.captions import CaptionTemplates
 
     try:
-        return CaptionTemplates.from_file(getattr(options, "templates", None), replace=getattr(options, "templates_replace", False))
+        return CaptionTemplates.from_file(getattr(options, "templates", None),
+                                          replace=getattr(options, "templates_replace", False))
     except (OSError, ValueError) as exc:
         raise IngestError(f"--templates: {exc}") from exc
 
@@ -141,7 +141,8 @@ class JatsSource(Source):
         parser.add_argument("--near-duplicates", choices=("drop", "keep", "off"), default="drop",
                             help="perceptual-hash near-duplicate images across the run: drop (default), keep "
                                  "(flagged in metadata) or off (no hashing)")
-        parser.add_argument("--phash-distance", type=int, default=4, help="max pHash Hamming distance of a near duplicate")
+        parser.add_argument("--phash-distance", type=int, default=4,
+                            help="max pHash Hamming distance of a near duplicate")
         parser.add_argument("--max-member-mb", type=float, default=256.0,
                             help="archive members larger than this are not read")
 
@@ -185,8 +186,8 @@ class JatsSource(Source):
                     if not low.endswith(self.XML_SUFFIXES + IMAGE_EXTENSIONS):
                         continue
                     if member.size > self.max_member:
-                        report.skip(f"{path}::{member.name}", f"member larger than --max-member-mb ({member.size} bytes)",
-                                    kind="member")
+                        report.skip(f"{path}::{member.name}",
+                                    f"member larger than --max-member-mb ({member.size} bytes)", kind="member")
                         continue
                     fh = tar.extractfile(member)
                     members[member.name] = fh.read() if fh is not None else b""
@@ -235,8 +236,8 @@ class JatsSource(Source):
             self._seen_articles[ident] = package.source
             report.count("license", article.license)
             if self.allowed is not None and article.license not in self.allowed:
-                report.skip(package.source, f"license {article.license!r} not in --licenses {','.join(sorted(self.allowed))}",
-                            kind="policy")
+                allowed = ",".join(sorted(self.allowed))
+                report.skip(package.source, f"license {article.license!r} not in --licenses {allowed}", kind="policy")
                 report.count("articles", "excluded_by_license")
                 continue
             if not article.figures:
@@ -261,8 +262,10 @@ class JatsSource(Source):
             member = resolve_graphic(fig.href, package.names) if fig.href else None
             sample: dict[str, Any] = {"__key__": key, "txt": fig.caption}
             if member is None:
-                reason = (f"image {fig.href!r} not found in the package (tried the name and .jpg/.png/.tif/.gif, any case)"
-                          if fig.href else "<fig> has no <graphic>")
+                reason = "<fig> has no <graphic>"
+                if fig.href:
+                    reason = (f"image {fig.href!r} not found in the package "
+                              "(tried the name and .jpg/.png/.tif/.gif, any case)")
                 if self.missing != "caption-only":
                     report.skip(where, reason, kind="figure")
                     continue
@@ -284,7 +287,8 @@ class JatsSource(Source):
                 if hit is not None:
                     report.count("figures", "near_duplicates")
                     if self.duplicates == "drop":
-                        report.skip(where, f"near-duplicate image of {hit[0]} (pHash distance {hit[1]})", kind="duplicate")
+                        report.skip(where, f"near-duplicate image of {hit[0]} (pHash distance {hit[1]})",
+                                    kind="duplicate")
                         continue
                     meta["near_duplicate_of"] = hit[0]
                     meta["near_duplicate_distance"] = hit[1]
@@ -317,7 +321,8 @@ class DicomSource(Source):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--window", default=None,
                             help="CENTRE,WIDTH or a CT preset (soft-tissue, lung, bone, brain, mediastinum, liver); "
-                                 "default: the file's VOI LUT/window, else the --ct-window preset for CT, else min..max")
+                                 "default: the file's VOI LUT/window, else the --ct-window preset for CT, "
+                                 "else min..max")
         parser.add_argument("--ct-window", default="soft-tissue", help="CT preset used when a CT file names no window")
         parser.add_argument("--slices", choices=("all", "middle"), default="all",
                             help="every slice of a series, or only its middle slice along the normal")
@@ -532,7 +537,8 @@ class NiftiSource(Source):
                         "width": image.size[0], "height": image.size[1], **{"choice": choice}}
                 name = f"{plane}-{index:04d}" if kind == "slice" else f"{plane}-{kind}"
                 report.count("images", f"{kind}:{plane}")
-                yield {"__key__": self.key(stem, name), self.image_field: image, **_caption_fields(captions), "json": meta}
+                yield {"__key__": self.key(stem, name), self.image_field: image, **_caption_fields(captions),
+                       "json": meta}
 
 
 # ======================================================================================================
