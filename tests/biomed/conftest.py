@@ -49,11 +49,6 @@ def no_partials(out_dir: Path) -> bool:
     return not any(p.name.endswith((".partial",)) or ".tmp" in p.name for p in Path(out_dir).iterdir())
 
 
-@pytest.fixture(scope="session")
-def biomed_data(shared_data) -> Path:
-    return shared_data / "biomed"
-
-
 @pytest.fixture
 def ingest(tmp_path):
     """``ingest(SourceCls, inputs, out_name="out", **options) -> (summary, samples, out_dir)`` via core's run_ingest."""
