@@ -302,3 +302,22 @@ def test_same_article_twice_is_ingested_once(ingest, elife, tmp_path):
     summary, samples, _ = ingest(JatsSource, [elife, archive], near_duplicates="off")
     assert list(samples) == ["doi-10-7554-eLife-19405_fig1"]
     assert [s["kind"] for s in summary["skipped"]] == ["duplicate"]
+
+
+def test_archive_streamed_package_by_package_damage_keeps_earlier_articles(ingest, elife, tmp_path):
+    xml = (elife / "elife-19405.xml").read_text(encoding="utf-8")
+    archive = tmp_path / "bulk.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(elife / "elife-19405.xml", arcname="a/elife-19405.xml")
+        tar.add(elife / "elife-19405-fig1.tif", arcname="a/elife-19405-fig1.tif")
+        data = xml.replace("10.7554/eLife.19405", "10.9999/other.2").encode()
+        info = tarfile.TarInfo("b/other.xml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(elife / "elife-19405-inf1.tif", arcname="b/elife-19405-fig1.tif")
+    archive.write_bytes(archive.read_bytes()[:-50_000])  # cut inside b's image
+    summary, samples, _ = ingest(JatsSource, [archive])
+    assert list(samples) == ["doi-10-7554-eLife-19405_fig1"]  # package a was complete and went in
+    (skip,) = summary["skipped"]
+    assert skip["path"] == str(archive) and skip["reason"].startswith("truncated or corrupt archive")
+    assert skip["reason"].endswith("1 article(s) read before the damage were kept")

@@ -168,13 +168,28 @@ class JatsSource(Source):
         return self._folder_names[folder]
 
     def _archive_packages(self, path: Path, report: IngestReport) -> Iterator[_Package]:
-        """Stream an archive once (no extraction to disk): keep XML and image members in memory by folder."""
+        """Stream an archive once, never extracting to disk.
+
+        Members are grouped by their top-level folder (a PMC OA package is ``PMCxxxx/...``); a group's XML and
+        image members are held in memory until the stream moves on to another folder, then its articles are
+        handed on and the group is freed. Memory is thus bounded by the largest package, not the archive.
+        """
         from clipzoo.biomed.jats import IMAGE_EXTENSIONS
 
-        mode = "r|*"
-        members: dict[str, bytes] = {}
+        group: dict[str, bytes] = {}
+        group_folder: str | None = None
+        articles = 0
+
+        def flush() -> Iterator[_Package]:
+            members = dict(group)
+            names = {PurePosixPath(n).name.lower(): n for n in members}
+            for name in sorted(n for n in members if n.lower().endswith(self.XML_SUFFIXES)):
+                yield _Package(source=f"{path}::{name}", xml=lambda n=name: members[n], names=names,
+                               open_file=lambda n: members[n])
+            group.clear()
+
         try:
-            with tarfile.open(str(path), mode) as tar:
+            with tarfile.open(str(path), "r|*") as tar:
                 for member in tar:
                     reason = _unsafe_member_reason(member)
                     if reason:
@@ -189,25 +204,24 @@ class JatsSource(Source):
                         report.skip(f"{path}::{member.name}",
                                     f"member larger than --max-member-mb ({member.size} bytes)", kind="member")
                         continue
+                    parts = PurePosixPath(member.name).parts
+                    folder = parts[0] if len(parts) > 1 else ""
+                    if folder != group_folder and group:
+                        for package in flush():
+                            articles += 1
+                            yield package
+                    group_folder = folder
                     fh = tar.extractfile(member)
-                    members[member.name] = fh.read() if fh is not None else b""
+                    group[member.name] = fh.read() if fh is not None else b""
         except (tarfile.TarError, EOFError, OSError) as exc:
-            report.skip(path, f"truncated or corrupt archive ({type(exc).__name__}: {exc}); nothing taken from it")
+            report.skip(path, f"truncated or corrupt archive ({type(exc).__name__}: {exc}); "
+                              f"{articles} article(s) read before the damage were kept")
             return
-        by_folder: dict[str, dict[str, str]] = {}
-        for name in members:
-            folder = str(PurePosixPath(name).parent)
-            by_folder.setdefault(folder, {})[PurePosixPath(name).name.lower()] = name
-        xml_members = sorted(n for n in members if n.lower().endswith(self.XML_SUFFIXES))
-        if not xml_members:
+        for package in flush():
+            articles += 1
+            yield package
+        if articles == 0:
             report.skip(path, "archive holds no .nxml/.xml article")
-        for name in xml_members:
-            yield _Package(
-                source=f"{path}::{name}",
-                xml=lambda n=name: members[n],
-                names=by_folder[str(PurePosixPath(name).parent)],
-                open_file=lambda n: members[n],
-            )
 
     def _packages(self, inputs: list[Path], report: IngestReport) -> Iterator[_Package]:
         for path in expand_inputs(inputs, self.XML_SUFFIXES + self.ARCHIVE_SUFFIXES, report):
