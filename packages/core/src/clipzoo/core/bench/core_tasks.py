@@ -87,3 +87,46 @@ TASKS = {
     "core/synthetic-colour-probe": synthetic_colour_probe,
     "core/synthetic-shape-gda": synthetic_shape_gda,
 }
+
+
+# -- generic tasks on a user's own data (options name the data: clipzoo bench ... --set root=DIR) ---------
+def imagefolder_zeroshot(root: str, templates: list[str] | None = None, classnames: list[str] | None = None, **options: Any):
+    """Zero-shot classification of an image folder (class subfolders); ``root=DIR``."""
+    from clipzoo.core.bench.datasets import ImageFolder
+    from clipzoo.core.bench.tasks import DEFAULT_TEMPLATES, ZeroShotClassification
+
+    return ZeroShotClassification(dataset=ImageFolder(root=root, classnames=classnames),
+                                  templates=templates or DEFAULT_TEMPLATES, **options)
+
+
+def imagefolder_linear_probe(train_root: str, test_root: str, **options: Any):
+    """Linear probe from one image folder (``train_root=DIR``) to another (``test_root=DIR``)."""
+    from clipzoo.core.bench.datasets import ImageFolder
+    from clipzoo.core.bench.tasks import LinearProbe
+
+    return LinearProbe(train=ImageFolder(root=train_root), test=ImageFolder(root=test_root), **options)
+
+
+def csv_zeroshot(csv: str, templates: list[str] | None = None, classnames: list[str] | None = None, **options: Any):
+    """Zero-shot classification of the images listed in a CSV (``path,label`` columns); ``csv=FILE``."""
+    from clipzoo.core.bench.datasets import CsvDataset
+    from clipzoo.core.bench.tasks import DEFAULT_TEMPLATES, ZeroShotClassification
+
+    return ZeroShotClassification(dataset=CsvDataset(csv_path=csv, classnames=classnames),
+                                  templates=templates or DEFAULT_TEMPLATES, **options)
+
+
+def shards_retrieval(folder: str, limit: int | None = None, **options: Any):
+    """Image <-> caption retrieval on a shard folder written by clipzoo ingest; ``folder=DIR``."""
+    from clipzoo.core.bench.datasets import ShardFolder
+    from clipzoo.core.bench.tasks import Retrieval
+
+    return Retrieval(dataset=ShardFolder(folder=folder, limit=limit), **options)
+
+
+TASKS.update({
+    "core/imagefolder-zeroshot": imagefolder_zeroshot,
+    "core/imagefolder-linear-probe": imagefolder_linear_probe,
+    "core/csv-zeroshot": csv_zeroshot,
+    "core/shards-retrieval": shards_retrieval,
+})

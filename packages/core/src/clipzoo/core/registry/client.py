@@ -4,7 +4,8 @@ A registered version holds (in its logged pyfunc's artifacts) the whole model pa
 ``config.json`` (architecture + preprocessing + tokenizer settings), ``model.safetensors``, the
 trainer's ``train_summary.json`` and ``model_card.md``. Its tags carry ``domain``, ``architecture``,
 ``data_fingerprint``, ``weights_sha256``, ``modalities``, ``licenses`` and, once benchmarked,
-``bench/<task>/<metric>`` scores with ``bench/<task>/primary`` naming the task's headline metric.
+``bench/<task>/<metric>`` scores with ``bench/<task>/primary`` naming the task's headline metric
+(``bench_run/<task>`` is the MLflow run that produced them).
 
 Guarded aliases (``champion`` by default, see ``registry/settings.yaml``) move only to a version
 whose headline score is at least the current holder's on every benchmark both have run; ``force``
@@ -77,7 +78,7 @@ def attach_benchmark(name: str, version: str | int, results: dict[str, dict[str,
         client.set_model_version_tag(name, str(version), key, value)
     if run_id:
         for task in results:
-            client.set_model_version_tag(name, str(version), f"{BENCH_TAG}{task}/run_id", run_id)
+            client.set_model_version_tag(name, str(version), f"bench_run/{task}", run_id)
 
 
 # -- registration ---------------------------------------------------------------------------------------

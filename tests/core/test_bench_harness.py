@@ -1,0 +1,203 @@
+"""The benchmark harness end to end: registry versions, cached embeddings, MLflow logging, leaderboard, CLI.
+
+Two versions of a tiny seeded model are registered in a sqlite store under a temporary CLIPZOO_HOME
+and benchmarked on core's synthetic-set tasks (small counts), through the Python API and the
+`clipzoo bench` / `clipzoo registry` command modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 16, "width": 32, "head_width": 16, "layers": 1},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+TASKS = ["core/synthetic-shape", "core/synthetic-retrieval"]
+SMALL = {t: {"count": 24, "image_size": 32} for t in TASKS}
+
+
+def clipzoo_main(argv: list[str]) -> int:
+    """What the lead's `clipzoo` entry point does with our two command modules."""
+    from clipzoo.core.bench import cli as bench_cli
+    from clipzoo.core.registry import cli as registry_cli
+
+    parser = argparse.ArgumentParser(prog="clipzoo")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench_cli.add_parser(sub)
+    registry_cli.add_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from clipzoo.core.bench import register_core_tasks
+    from clipzoo.core.models import create_model, save_pretrained
+    from clipzoo.core.plugins import get_registry
+    from clipzoo.core.registry import register_model
+
+    registry = get_registry()
+    if "core/synthetic-shape" not in registry.tasks:  # until core's builtin.register calls it
+        register_core_tasks(registry)
+    home = tmp_path_factory.mktemp("home")
+    old = {k: os.environ.get(k) for k in ("CLIPZOO_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["CLIPZOO_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    packages = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        packages.append(save_pretrained(create_model(TINY), home / f"pkg{seed}"))
+        assert register_model(packages[-1], "bench-tiny", aliases=["candidate"]) == seed + 1
+    yield {"home": home, "packages": packages}
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_run_benchmark_logs_caches_and_tags_the_version(store, capsys):
+    from clipzoo.core.bench import run_benchmark
+    from clipzoo.core.registry import get_client, show_model
+
+    out = store["home"] / "results" / "v1.json"
+    results = run_benchmark("models:/bench-tiny/1", TASKS, task_options=SMALL, out=out)
+    assert results["name"] == "bench-tiny" and results["version"] == 1
+    shape, retrieval = (results["tasks"][t] for t in TASKS)
+    assert shape["kind"] == "zeroshot_classification" and shape["primary"] == "top1"
+    assert set(shape["metrics"]) == {"top1", "mean_per_class_recall"}  # 4 shapes: no top-5
+    assert retrieval["primary"] == "mean_recall"
+    assert set(retrieval["metrics"]) == {f"{d}_R{k}" for d in ("image2text", "text2image") for k in (1, 5, 10)} | {"mean_recall"}
+    for value in [*shape["metrics"].values(), *retrieval["metrics"].values()]:
+        assert 0.0 <= value <= 1.0
+    # 24 test pairs: every recall is a multiple of 1/24
+    assert all(abs(v * 24 - round(v * 24)) < 1e-9 for k, v in retrieval["metrics"].items() if "_R" in k)
+    assert results["cache"]["misses"] == 3 and results["cache"]["hits"] == 0  # shape images, retrieval images, captions
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    table = capsys.readouterr().out
+    assert "core/synthetic-shape" in table and "top1 *" in table and "mean_recall *" in table
+
+    # logged to MLflow, and attached to the version
+    client = get_client()
+    run = client.get_run(results["mlflow_run_id"])
+    assert run.data.metrics["core/synthetic-shape/top1"] == pytest.approx(shape["metrics"]["top1"])
+    assert run.data.tags["clipzoo.model_version"] == "1"
+    info = show_model("models:/bench-tiny/1")
+    assert info["headline"]["core/synthetic-retrieval"] == {"metric": "mean_recall", "value": pytest.approx(retrieval["metrics"]["mean_recall"])}
+    assert info["benchmarks"]["core/synthetic-shape"]["mean_per_class_recall"] == pytest.approx(shape["metrics"]["mean_per_class_recall"])
+
+    # the same model again: every embedding comes from the cache, same numbers
+    again = run_benchmark("models:/bench-tiny/1", TASKS, task_options=SMALL, log=False, print_table=False)
+    assert again["cache"] == {**results["cache"], "hits": 3, "misses": 0}
+    assert again["tasks"]["core/synthetic-retrieval"]["metrics"] == retrieval["metrics"]
+
+
+def test_folder_model_is_not_attached_and_other_weights_miss_the_cache(store):
+    from clipzoo.core.bench import run_benchmark
+
+    results = run_benchmark(store["packages"][1], TASKS[:1], task_options=SMALL, log=False, print_table=False)
+    assert results["version"] is None and results["mlflow_run_id"] is None
+    assert results["cache"]["misses"] == 1  # v2's weights differ from v1's: its own cache entry
+
+
+def test_cli_bench_promote_and_leaderboard(store, capsys):
+    from PIL import Image
+
+    from clipzoo.core.registry import list_models
+
+    assert clipzoo_main(["bench", "models:/bench-tiny@candidate", "--task", *TASKS, "--set", "count=24",
+                         "--set", "image_size=32", "--out", str(store["home"] / "v2.json")]) == 0
+    v2 = json.loads((store["home"] / "v2.json").read_text())
+    assert v2["version"] == 2
+    capsys.readouterr()
+
+    scores = {v["version"]: v["headline"] for v in list_models()[0]["versions"]}
+    assert set(scores) == {1, 2} and set(scores[2]) == set(TASKS)
+    # v1 is champion; v2 may take it only with scores >= v1's on both tasks
+    assert clipzoo_main(["registry", "promote", "bench-tiny", "1"]) == 0
+    better = all(scores[2][t]["value"] >= scores[1][t]["value"] for t in TASKS)
+    assert clipzoo_main(["registry", "promote", "bench-tiny", "2"]) == (0 if better else 1)
+    err = capsys.readouterr().err
+    assert better or ("refused" in err and "<" in err and "--force" in err)
+
+    md, png = store["home"] / "board.md", store["home"] / "board.png"
+    assert clipzoo_main(["registry", "leaderboard", "--markdown", str(md), "--png", str(png)]) == 0
+    terminal = capsys.readouterr().out
+    assert "core/synthetic-retrieval (mean_recall)" in terminal
+    lines = md.read_text().splitlines()
+    assert lines[0] == "| model | version | aliases | core/synthetic-retrieval (mean_recall) | core/synthetic-shape (top1) |"
+    row2 = f"| bench-tiny | 2 | candidate{',champion' if better else ''} | {scores[2]['core/synthetic-retrieval']['value']:.4f} | {scores[2]['core/synthetic-shape']['value']:.4f} |"
+    assert lines[2] == row2 and lines[3].startswith(f"| bench-tiny | 1 | {'-' if better else 'champion'} |")
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] >= 600
+
+    assert clipzoo_main(["registry", "list"]) == 0
+    assert "v2 @candidate" in capsys.readouterr().out
+    assert clipzoo_main(["registry", "show", "bench-tiny/1"]) == 0
+    assert "# bench-tiny (version 1)" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_clear_line(store, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "cats").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no images here")
+    cases = [
+        (["bench", "models:/nope@champion", "--task", TASKS[0]], "no registered model 'nope' in sqlite:///", "registered: bench-tiny"),
+        (["bench", "models:/bench-tiny/7", "--task", TASKS[0]], "has no version 7", "versions: 1, 2"),
+        (["bench", "models:/bench-tiny/1", "--task", "core/no-such-task"], "unknown benchmark task 'core/no-such-task'",
+         "core/csv-zeroshot, core/imagefolder-linear-probe, core/imagefolder-zeroshot, core/shards-retrieval"),
+        (["bench", "models:/bench-tiny/1", "--task", "core/imagefolder-zeroshot", "--set", f"root={empty}"],
+         f"image folder {empty} holds no images", "found: cats; loose files: notes.txt"),
+        (["registry", "show", "models:/bench-tiny@nope"], "has no alias 'nope'", "aliases: candidate"),
+        (["registry", "register", str(tmp_path), "--name", "x"], f"{tmp_path} is not a model package", "no config.json, model.safetensors"),
+    ]
+    for argv, what, instead in cases:
+        assert clipzoo_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert what in err and instead in err, err
+    assert clipzoo_main(["bench", "--list-tasks"]) == 0
+    listing = capsys.readouterr().out
+    assert "core/synthetic-retrieval" in listing and "Caption <-> image retrieval" in listing
+
+
+def test_nmodal_tasks_on_arrays(tmp_path):
+    """Tri-modal retrieval and classification on arrays (an astro-like model: light curve, spectrum, metadata)."""
+    from clipzoo.core.bench.cache import Embedder
+    from clipzoo.core.bench.datasets import array_dataset
+    from clipzoo.core.bench.tasks import NModalClassification, NModalRetrieval
+    from clipzoo.core.models import create_model, save_pretrained
+    from clipzoo.core.registry import LoadedModel
+
+    config = {"embed_dim": 16, "towers": {
+        "lightcurve": {"type": "sequence_transformer", "in_channels": 2, "width": 16, "layers": 1, "heads": 2, "max_len": 20},
+        "spectrum": {"type": "conv1d", "in_channels": 1, "width": 16, "length": 24},
+        "metadata": {"type": "mlp", "in_features": 5, "hidden": [16]}}}
+    torch.manual_seed(0)
+    loaded = LoadedModel.from_package(save_pretrained(create_model(config), tmp_path / "astro"), device="cpu")
+    rng = np.random.default_rng(0)
+    n = 30
+    labels = np.arange(n) % 3
+    arrays = {"lightcurve": rng.normal(size=(n, 20, 2)).astype(np.float32) + labels[:, None, None],
+              "spectrum": rng.normal(size=(n, 24, 1)).astype(np.float32) - labels[:, None, None],
+              "metadata": rng.normal(size=(n, 5)).astype(np.float32) + labels[:, None]}
+    masks = {"spectrum": np.ones((n, 24), dtype=bool)}
+    masks["spectrum"][:6] = False  # six objects without a spectrum
+    data = array_dataset(arrays, masks=masks, labels=labels, classnames=["a", "b", "c"])
+    embedder = Embedder(loaded, tmp_path / "cache")
+    got = NModalRetrieval(dataset=data, modalities=["lightcurve", "spectrum", "metadata"]).evaluate(embedder)
+    assert got["lightcurve_spectrum_pairs"] == 24.0 and got["lightcurve_metadata_pairs"] == 30.0
+    assert {"lightcurve2spectrum_R1", "spectrum2lightcurve_R10", "metadata2spectrum_R5"} <= set(got)
+    assert got["mean_recall"] == pytest.approx(np.mean([v for k, v in got.items() if "_R" in k]))
+    cls = NModalClassification(train=data, test=data, modalities=["lightcurve", "spectrum", "metadata"]).evaluate(embedder)
+    assert {"lightcurve_top1", "spectrum_top1", "metadata_top1", "fused_top1", "fused_mean_per_class_recall"} <= set(cls)
+    assert cls["fused_top1"] > 1 / 3  # separable classes, scored on the training set itself
+    assert embedder.misses == 3 and embedder.hits == 6  # each modality embedded once; train and test re-read it
