@@ -240,3 +240,14 @@ def test_all_files_reads_extensionless_dicom(ingest, dicom_dir, tmp_path):
     summary, samples, _ = ingest(DicomSource, [folder], all_files=True)
     assert [s["json"]["modality"] for s in samples.values()] == ["MR"]
     assert [(Path(s["path"]).name, s["reason"][:16]) for s in summary["skipped"]] == [("README", "not a DICOM file")]
+
+
+def test_rle_compressed_copy_decodes_like_the_original(dicom_dir, tmp_path):
+    from pydicom.uid import RLELossless
+
+    ds = pydicom.dcmread(dicom_dir / "CT_small.dcm")
+    ds.compress(RLELossless)  # pydicom's own RLE encoder
+    ds.save_as(tmp_path / "rle.dcm")
+    frames, meta = read_dicom(tmp_path / "rle.dcm")
+    assert meta["transfer_syntax"] == "1.2.840.10008.1.2.5"
+    assert np.array_equal(frames, read_dicom(dicom_dir / "CT_small.dcm")[0])
