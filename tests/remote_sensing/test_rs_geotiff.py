@@ -74,12 +74,24 @@ def test_float_tile_epsg4326_stats(geo):
     assert stats[4].mean == pytest.approx(0.18556096273310044)
 
 
-def test_decimated_stats_for_large_rasters_stay_close(geo):
+def test_large_raster_stats_are_estimated_from_bounded_samples(geo, tmp_path):
     with gt.open_raster(geo / LANDSAT) as src:
-        s = gt.band_statistics(src, [1], [0.0], max_pixels=50_000)[0]
-    assert s.method.startswith("decimated read 257x194 of 1003x758")
-    assert s.valid_pixels < 50_000
-    assert abs(s.p_low - 7460.0) < 20 and abs(s.p_high - 8499.0) < 60
+        s = gt.band_statistics(src, [1], [0.0], max_pixels=300_000)[0]
+        assert [(w.col_off, w.row_off) for w in gt.sample_windows(src.width, src.height, 300_000)] == [
+            (0, 0), (512, 0), (0, 256), (512, 256)]
+    assert s.method == "4 sampled 256x256 windows of 1003x758"
+    assert s.valid_pixels == 4 * 256 * 256  # the sampled windows miss the zero border
+    assert abs(s.p_low - 7460.0) < 50 and abs(s.p_high - 8499.0) < 150  # exact: 7460 / 8499
+    copy = tmp_path / "with_overviews.tif"
+    copy.write_bytes((geo / LANDSAT).read_bytes())
+    with rasterio.open(copy, "r+") as dst:
+        from rasterio.enums import Resampling
+
+        dst.build_overviews([2, 4], Resampling.nearest)
+    with gt.open_raster(copy) as src:
+        o = gt.band_statistics(src, [1], [0.0], max_pixels=100_000)[0]
+    assert o.method == "overview read 363x274 of 1003x758"
+    assert abs(o.p_low - 7460.0) < 50 and abs(o.p_high - 8499.0) < 150
 
 
 def test_chip_offsets_and_counts():

@@ -8,7 +8,7 @@ sample, never on the raster size: a raster larger than RAM, or a cloud-optimised
 - :func:`resolve_bands` turns ``"rgb"``, ``"rgbn"``, ``"all"`` or ``"4,3,2"`` / ``"red,nir"`` into band indexes,
   using band descriptions, colour interpretation, or a declared :class:`Sensor`'s band order.
 - :func:`band_statistics` computes per-band percentiles/mean/std over the valid pixels (full-resolution
-  windowed pass for rasters up to ``max_pixels``, an overview/decimated read above that).
+  windowed pass for rasters up to ``max_pixels``, overviews or sampled windows above that).
 - :func:`iter_chips` yields :class:`Chip` objects: a float32 ``[C, H, W]`` array, its valid mask and metadata
   (window, CRS, bounds, centre lon/lat in EPSG:4326).
 """
@@ -24,7 +24,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 DEFAULT_PERCENTILES = (2.0, 98.0)
-DEFAULT_STATS_PIXELS = 4_000_000
+DEFAULT_STATS_PIXELS = 1_000_000
+SAMPLE_WINDOW = 256  # block-aligned for the usual 256-px GeoTIFF/COG tiles
 
 
 class RasterError(ValueError):
@@ -205,6 +206,21 @@ class BandStats:
         return asdict(self)
 
 
+def sample_windows(width: int, height: int, max_pixels: int, size: int | None = None) -> list:
+    """About ``max_pixels`` worth of ``size``-square windows spread on a regular grid over the raster."""
+    from rasterio.windows import Window
+
+    size = size or SAMPLE_WINDOW
+    n = max(1, max_pixels // (size * size))
+    cols_fit, rows_fit = max(1, width // size), max(1, height // size)
+    n_cols = max(1, min(cols_fit, round(math.sqrt(n * width / height))))
+    n_rows = max(1, min(rows_fit, n // n_cols))
+    col_offs = np.linspace(0, max(0, width - size), n_cols).astype(int) // size * size
+    row_offs = np.linspace(0, max(0, height - size), n_rows).astype(int) // size * size
+    return [Window(int(c), int(r), min(size, width - int(c)), min(size, height - int(r)))
+            for r in sorted(set(row_offs.tolist())) for c in sorted(set(col_offs.tolist()))]
+
+
 def band_statistics(
     src,
     bands: Sequence[int],
@@ -214,9 +230,10 @@ def band_statistics(
 ) -> list[BandStats]:
     """Per-band statistics of the valid pixels (a pixel is valid when none of ``bands`` is missing there).
 
-    Rasters of at most ``max_pixels`` pixels are read block by block at full resolution (exact values).
-    Larger ones are read once at a decimated size of about ``max_pixels`` (GDAL uses the overviews of a
-    COG, otherwise it subsamples blocks), so memory stays bounded whatever the raster size.
+    Rasters of at most ``max_pixels`` pixels are read strip by strip at full resolution (exact values).
+    Larger ones are estimated from about ``max_pixels`` pixels: an overview read when the file has
+    overviews (COGs), else full-resolution windows sampled on a regular grid (a decimated read without
+    overviews would decode every block). Memory and I/O stay bounded whatever the raster size.
     """
     from rasterio.enums import Resampling
     from rasterio.windows import Window
@@ -225,27 +242,40 @@ def band_statistics(
     total = src.width * src.height
     if total <= max_pixels:
         method = "exact (full-resolution windowed pass)"
-        rows = max(1, min(src.height, (1 << 22) // max(1, src.width)))
-        parts = [[] for _ in bands]
+        rows = max(1, min(src.height, (1 << 20) // max(1, src.width)))
+        parts: list[list[np.ndarray]] = [[] for _ in bands]
         for row in range(0, src.height, rows):
             win = Window(0, row, src.width, min(rows, src.height - row))
             data = src.read(bands, window=win)
             ok = valid_mask(data, nodata)
             for i in range(len(bands)):
-                parts[i].append(data[i][ok].astype(np.float64))
-        values = [np.concatenate(p) if p else np.empty(0) for p in parts]
-    else:
+                parts[i].append(data[i][ok])  # native dtype: at most max_pixels values per band
+    elif src.overviews(bands[0]):
         scale = math.sqrt(max_pixels / total)
         h, w = max(1, int(src.height * scale)), max(1, int(src.width * scale))
-        method = f"decimated read {w}x{h} of {src.width}x{src.height} (overviews where present)"
+        method = f"overview read {w}x{h} of {src.width}x{src.height}"
         data = src.read(bands, out_shape=(len(bands), h, w), resampling=Resampling.nearest)
         ok = valid_mask(data, nodata)
-        values = [data[i][ok].astype(np.float64) for i in range(len(bands))]
+        parts = [[data[i][ok]] for i in range(len(bands))]
+        del data
+    else:
+        # No overviews: a decimated read would visit every block, so sample whole windows on a regular grid.
+        parts = [[] for _ in bands]
+        windows = sample_windows(src.width, src.height, max_pixels)
+        for win in windows:
+            data = src.read(bands, window=win)
+            ok = valid_mask(data, nodata)
+            for i in range(len(bands)):
+                parts[i].append(data[i][ok])
+        method = f"{len(windows)} sampled {SAMPLE_WINDOW}x{SAMPLE_WINDOW} windows of {src.width}x{src.height}"
     stats = []
-    for band, v in zip(bands, values):
+    for i, band in enumerate(bands):
+        v = np.concatenate(parts[i]) if parts[i] else np.empty(0)
+        parts[i] = []  # one band's float64 copy at a time
         if v.size == 0:
             stats.append(BandStats(band, 0, *(float("nan"),) * 6, tuple(percentiles), method))
             continue
+        v = v.astype(np.float64)
         lo, hi = np.percentile(v, percentiles)
         stats.append(BandStats(band, int(v.size), float(v.min()), float(v.max()), float(v.mean()), float(v.std()),
                                float(lo), float(hi), tuple(percentiles), method))

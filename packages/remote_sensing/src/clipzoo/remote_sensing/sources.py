@@ -263,8 +263,10 @@ class GeoTiffSource(Source):
         parser.add_argument("--percentiles", type=float, nargs=2, default=[2.0, 98.0], metavar=("LOW", "HIGH"),
                             help="per-band stretch percentiles (default 2 98)")
         parser.add_argument("--normalize", choices=("percentile", "none"), default="percentile")
-        parser.add_argument("--stats-pixels", type=int, default=4_000_000, help="rasters above this many pixels "
+        parser.add_argument("--stats-pixels", type=int, default=1_000_000, help="rasters above this many pixels "
                             "get statistics from a decimated/overview read (bounded memory)")
+        parser.add_argument("--gdal-cache-mb", type=int, default=256, help="GDAL block cache while chipping "
+                            "(bounds memory together with the chip size; default 256)")
         parser.add_argument("--license", default="unknown (see the raster's provider)")
 
     def _opt(self, name: str, default: Any = None) -> Any:
@@ -296,7 +298,10 @@ class GeoTiffSource(Source):
             if stem in seen_stems:  # two rasters with one name in different folders
                 stem = f"{stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
             seen_stems.add(stem)
-            yield from self._raster_samples(path, stem, size, stride, max_nodata, report)
+            import rasterio
+
+            with rasterio.Env(GDAL_CACHEMAX=self._opt("gdal_cache_mb", 256)):
+                yield from self._raster_samples(path, stem, size, stride, max_nodata, report)
 
     def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float,
                         report: IngestReport) -> Iterator[dict[str, Any]]:
@@ -316,7 +321,7 @@ class GeoTiffSource(Source):
                 sensor = gt.SENSORS[self._opt("sensor")] if self._opt("sensor") else None
                 bands = gt.resolve_bands(self._opt("bands", "all"), src, sensor)
                 nodata = gt.nodata_values(src, self._opt("nodata", []))
-                stats = gt.band_statistics(src, bands, nodata, percentiles, self._opt("stats_pixels", 4_000_000))
+                stats = gt.band_statistics(src, bands, nodata, percentiles, self._opt("stats_pixels", 1_000_000))
             except gt.RasterError as exc:
                 report.skip(path, str(exc))
                 return
