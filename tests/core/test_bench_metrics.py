@@ -191,3 +191,46 @@ def test_gda_task_uses_k_shots(loaded, image_folder, tmp_path):
     assert got["top1"] == pytest.approx(M.topk_accuracy(logits, se.labels, 1), abs=1e-12)
     assert got["zeroshot_top1"] == pytest.approx(M.topk_accuracy(100 * se.emb @ clip_weights, se.labels, 1), abs=1e-6)
     assert embedder.hits >= 2  # train and test are the same dataset: embedded once
+
+
+def test_corrupt_images_are_reported_and_left_out(loaded, image_folder, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(image_folder, broken)
+    png = broken / "green_circle" / "1.png"
+    png.write_bytes(png.read_bytes()[:60])  # truncated mid-header
+    (broken / "white_dot" / "9.png").write_text("not an image")
+    clean = tmp_path / "clean"
+    shutil.copytree(broken, clean)
+    (clean / "green_circle" / "1.png").unlink()
+    (clean / "white_dot" / "9.png").unlink()
+
+    dataset = ImageFolder(root=broken, classnames=CLASSES)
+    task = ZeroShotClassification(dataset=dataset, templates=TEMPLATES)
+    embedder = Embedder(loaded, tmp_path / "cache")
+    got = task.evaluate(embedder)
+    assert [(s["path"], s["reason"].split(":")[0]) for s in embedder.skipped[dataset.name]] == [
+        (str(png), "unreadable image"), (str(broken / "white_dot" / "9.png"), "unreadable image")]
+    assert len(embedder.samples(dataset, "image").labels) == 17  # 19 files, 2 unreadable
+    want = ZeroShotClassification(dataset=ImageFolder(root=clean, classnames=CLASSES), templates=TEMPLATES)
+    assert got == want.evaluate(Embedder(loaded, tmp_path / "cache2"))
+    # the skip list survives the cache: a second embedder reads it back with the embeddings
+    again = Embedder(loaded, tmp_path / "cache")
+    task.evaluate(again)
+    assert again.misses == 0 and len(again.skipped[dataset.name]) == 2
+
+
+def test_truncated_shard_is_reported_and_the_rest_read(caption_shards, tmp_path):
+    import shutil
+
+    folder, _ = caption_shards
+    copy = tmp_path / "shards"
+    shutil.copytree(folder, copy)
+    shard = copy / "shard-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:700])  # inside the first member's data
+    dataset = ShardFolder(folder=copy)
+    keys = [s["__key__"] for s in dataset.samples()]
+    assert keys == ["s000", "s001", "s002", "s003", "s004", "s010", "s011"]
+    assert len(dataset.skipped) == 1 and dataset.skipped[0]["path"].endswith("shard-000001.tar")
+    assert dataset.skipped[0]["reason"].startswith("unreadable shard:")

@@ -288,3 +288,37 @@ def test_against_a_real_mlflow_server(mlflow_server, home, tmp_path, monkeypatch
     assert promote("served", 2, "champion")["previous"] is None
     # the artifacts went through the server (proxied), not to a local path of this process
     assert any((tmp_path / "server-artifacts").rglob("model.safetensors"))
+
+
+def test_card_from_a_trainer_summary(tmp_path):
+    """The summary clipzoo.core.train writes: training_config, final_metrics, data from shard manifests."""
+    from clipzoo.core.data.synthetic import synthetic_samples
+    from clipzoo.core.data.writer import ShardWriter
+    from clipzoo.core.registry.card import read_package, render_model_card
+
+    source = {"domain": "core", "name": "synthetic", "options": {}}
+    with ShardWriter(tmp_path / "shards", max_count=4, source=source) as writer:
+        for sample in synthetic_samples(6, 0, "train", 32):
+            writer.write(sample)
+    manifest = writer.manifest
+    package = make_package(tmp_path / "pkg", seed=0)
+    summary = {
+        "name": "synthetic", "architecture": "custom", "steps": 10, "mlflow_run_id": "abc123",
+        "final_metrics": {"step": 10, "loss": 2.5, "lr": 0.001},
+        "training_config": {"optim": {"lr": 0.002}, "train": {"max_steps": 10}},
+        "data": [{"name": "shards", "path": str(tmp_path / "shards"), "num_samples": manifest.num_samples,
+                  "shards": [{"name": s.name, "samples": s.samples, "sha256": s.sha256} for s in manifest.shards],
+                  "source": manifest.source, "ingest": {"counters": {"license": {"cc0": 6}}, "samples_written": 6}}],
+    }
+    (package / "train_summary.json").write_text(json.dumps(summary))
+    info = read_package(package)
+    assert info.domain == "core" and info.architecture == "open_clip"  # "custom" says nothing; the config does
+    assert info.data_fingerprint == hashlib.sha256(
+        hashlib.sha256("".join(s.sha256 for s in manifest.shards).encode()).hexdigest()[:16].encode()).hexdigest()[:16]
+    assert len(manifest.shards) == 2 and info.licenses == {"cc0": 6}
+    card = render_model_card(info, name="synthetic-tiny", version=3,
+                             benchmarks={"core/synthetic-shape": {"top1": 0.75}})
+    assert "| shards | 6 | cc0 (6) |" in card
+    assert "max_steps: 10" in card and "`loss` = 2.5" in card and "`step`" not in card
+    assert "| core/synthetic-shape | top1 | 0.7500 |" in card
+    assert read_package(package, domain="astro").domain == "astro"

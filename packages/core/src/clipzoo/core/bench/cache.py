@@ -50,6 +50,7 @@ class Embedder:
         self.batch_size = batch_size
         self.hits = 0
         self.misses = 0
+        self.skipped: dict[str, list[dict[str, str]]] = {}  # dataset name -> what its samples() could not read
 
     # -- keys and files
     def _key(self, dataset: Dataset, what: str, modality: str) -> str:
@@ -95,8 +96,10 @@ class Embedder:
             emb, present = self.model.encode_samples(recording(), modality, batch_size=self.batch_size)
             if len(emb) == 0:
                 raise DatasetError(f"dataset {dataset.name} yielded no samples")
-            cached = {"emb": emb, "present": present, "labels": np.asarray(labels, dtype=np.int64)}
+            cached = {"emb": emb, "present": present, "labels": np.asarray(labels, dtype=np.int64),
+                      "skipped": np.asarray(json.dumps(dataset.skipped))}
             self._save(key, **cached)
+        self._note_skipped(dataset, cached)
         return SampleEmbeddings(cached["emb"], cached["present"].astype(bool), cached["labels"])
 
     def captions(self, dataset: Dataset, modality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -115,9 +118,16 @@ class Embedder:
                 texts.extend(caps)
                 owners.extend([i] * len(caps))
             log.info("embedding %d captions of %s", len(texts), dataset.name)
-            cached = {"emb": self.model.encode_texts(texts, modality=modality), "owners": np.asarray(owners, dtype=np.int64)}
+            cached = {"emb": self.model.encode_texts(texts, modality=modality), "owners": np.asarray(owners, dtype=np.int64),
+                      "skipped": np.asarray(json.dumps(dataset.skipped))}
             self._save(key, **cached)
+        self._note_skipped(dataset, cached)
         return cached["emb"], cached["owners"]
+
+    def _note_skipped(self, dataset: Dataset, cached: dict[str, np.ndarray]) -> None:
+        skipped = json.loads(str(cached["skipped"])) if "skipped" in cached else []
+        if skipped:
+            self.skipped[dataset.name] = skipped
 
     def texts(self, texts: list[str]) -> np.ndarray:
         """Embeddings of prompts (cheap; not cached)."""

@@ -77,9 +77,15 @@ class Dataset:
 
     name: str = ""
     classnames: list[str] | None = None
+    # files or samples the last pass could not read: {"path", "reason"}; the pass goes on without them
+    skipped: list[dict[str, str]] = field(default_factory=list, repr=False, compare=False)
 
     def samples(self) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
+
+    def skip(self, path: object, reason: str) -> None:
+        log.warning("%s: skipped %s: %s", self.name or type(self).__name__, path, reason)
+        self.skipped.append({"path": str(path), "reason": reason})
 
     def fingerprint(self) -> str:
         raise NotImplementedError
@@ -135,8 +141,13 @@ class ImageFolder(Dataset):
     def samples(self) -> Iterator[dict[str, Any]]:
         from clipzoo.core.data.writer import safe_key
 
+        self.skipped = []
         for i, (path, label) in enumerate(self.files):
-            sample = load_image_sample(path, safe_key(f"{i:06d}", path.stem))
+            try:
+                sample = load_image_sample(path, safe_key(f"{i:06d}", path.stem))
+            except (OSError, ValueError, SyntaxError) as exc:  # truncated or not an image
+                self.skip(path, f"unreadable image: {exc}")
+                continue
             sample["cls"] = label
             sample["json"] = {"source": str(path), "classname": self.classnames[label]}
             yield sample
@@ -205,9 +216,14 @@ class CsvDataset(Dataset):
     def samples(self) -> Iterator[dict[str, Any]]:
         from clipzoo.core.data.writer import safe_key
 
+        self.skipped = []
         for i, row in enumerate(self.rows):
             path = self.root / row[self.path_column]
-            sample = load_image_sample(path, safe_key(f"{i:06d}", path.stem))
+            try:
+                sample = load_image_sample(path, safe_key(f"{i:06d}", path.stem))
+            except (OSError, ValueError, SyntaxError) as exc:
+                self.skip(path, f"unreadable image: {exc}")
+                continue
             sample["json"] = {"source": str(path)}
             if self._labels:
                 sample["cls"] = self._labels[i]
@@ -269,16 +285,28 @@ class ShardFolder(Dataset):
     def samples(self) -> Iterator[dict[str, Any]]:
         import webdataset as wds
 
+        self.skipped = []
+
+        def on_error(exc: Exception) -> bool:  # a truncated or corrupt shard: note it, go on with the next
+            self.skip(exc.args[-1] if exc.args and isinstance(exc.args[-1], str) else self.folder, f"unreadable shard: {exc.args[0]}")
+            return True
+
         urls = self.manifest.shard_paths(self.folder)
-        stream = wds.tariterators.tarfile_samples(iter({"url": u} for u in urls))
+        stream = wds.tariterators.tarfile_samples(iter({"url": u} for u in urls), handler=on_error)
         decode = wds.autodecode.Decoder([wds.autodecode.imagehandler("pil")])
-        for i, raw in enumerate(stream):
-            if self.limit is not None and i >= self.limit:
+        emitted = 0
+        for raw in stream:
+            if self.limit is not None and emitted >= self.limit:
                 break
-            sample = decode({k: v for k, v in raw.items() if k != "__url__"})
+            try:
+                sample = decode({k: v for k, v in raw.items() if k != "__url__"})
+            except Exception as exc:  # noqa: BLE001 -- any decoder failure (PIL, JSON, npy) is one bad sample
+                self.skip(f"{raw.get('__url__')}:{raw.get('__key__')}", f"undecodable sample: {exc}")
+                continue
             label = self._label(sample)
             if label is not None:
                 sample["cls"] = label
+            emitted += 1
             yield sample
 
     def fingerprint(self) -> str:

@@ -45,6 +45,8 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append("  ".join(c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for dataset, items in (results.get("skipped") or {}).items():
+        lines.append(f"! {dataset}: {len(items)} unreadable file(s) left out (listed in the results JSON)")
     return "\n".join(lines)
 
 
@@ -126,6 +128,9 @@ def run_benchmark(
             "settings": task.describe(),
         }
     results["cache"] = {"hits": embedder.hits, "misses": embedder.misses, "dir": str(embedder.cache_dir)}
+    results["skipped"] = embedder.skipped
+    for dataset, items in embedder.skipped.items():
+        logger.warning("%s: %d unreadable file(s) left out, e.g. %s (%s)", dataset, len(items), items[0]["path"], items[0]["reason"])
     results["mlflow_run_id"] = _log_to_mlflow(results, loaded, tracking_uri) if log else None
     if out is not None:
         from clipzoo.core.data.writer import atomic_write_text

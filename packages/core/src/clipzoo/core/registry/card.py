@@ -3,12 +3,15 @@
 A model package (``save_pretrained`` output) holds ``config.json`` and ``model.safetensors``; the
 trainer adds ``train_summary.json``. The card reads from the summary (all keys optional):
 
-- ``domain``, ``architecture`` (model-config name), ``description``, ``intended_use``, ``limitations``;
-- ``config``: the training configuration (rendered as YAML);
+- ``domain`` (else the domain of the data's ingest sources), ``architecture`` (model-config name),
+  ``description``, ``intended_use``, ``limitations``, ``mlflow_run_id`` (the training run);
+- ``training_config`` (or ``config``): the training configuration (rendered as YAML);
 - ``data``: the training data, a list (or a name-keyed dict) of entries with ``name``/``path``,
   ``num_samples``, ``licenses`` ``{license: count}`` and ``fingerprint`` or ``shards`` (each with
   ``sha256``); a shard ``manifest.json`` dict is understood too (``ingest.counters.license``);
-- ``metrics``: final training metrics.
+- ``final_metrics`` (or ``metrics``): final training metrics.
+
+This is what ``clipzoo.core.train`` writes; a summary written by other tools may hold only some of it.
 """
 
 from __future__ import annotations
@@ -45,15 +48,29 @@ class PackageInfo:
     summary: dict[str, Any]
     weights_sha256: str
     datasets: list[DataEntry] = field(default_factory=list)
+    domain_override: str | None = None
 
     @property
     def domain(self) -> str:
-        return str(self.summary.get("domain") or self.config.get("domain") or "general")
+        if self.domain_override or self.summary.get("domain"):
+            return str(self.domain_override or self.summary["domain"])
+        sources = {(d.get("source") or {}).get("domain") for d in _data_items(self.summary.get("data"))}
+        sources.discard(None)
+        return sources.pop() if len(sources) == 1 else "general"
+
+    @property
+    def training_config(self) -> dict[str, Any]:
+        return dict(self.summary.get("training_config") or self.summary.get("config") or {})
+
+    @property
+    def train_metrics(self) -> dict[str, Any]:
+        metrics = self.summary.get("final_metrics") or self.summary.get("metrics") or {}
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "step"}
 
     @property
     def architecture(self) -> str:
         arch = self.summary.get("architecture") or self.config.get("name") or self.config.get("architecture")
-        if arch:
+        if arch and arch != "custom":
             return str(arch)
         towers = self.config.get("towers")
         if isinstance(towers, dict):
@@ -99,15 +116,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _data_entries(data: Any) -> list[DataEntry]:
+def _data_items(data: Any) -> list[dict[str, Any]]:
     if isinstance(data, dict):
-        items = [dict(v, name=v.get("name", k)) if isinstance(v, dict) else {"name": k} for k, v in data.items()]
-    elif isinstance(data, list):
-        items = [d if isinstance(d, dict) else {"name": str(d)} for d in data]
-    else:
-        return []
+        return [dict(v, name=v.get("name", k)) if isinstance(v, dict) else {"name": k} for k, v in data.items()]
+    if isinstance(data, list):
+        return [d if isinstance(d, dict) else {"name": str(d)} for d in data]
+    return []
+
+
+def _data_entries(data: Any) -> list[DataEntry]:
     entries = []
-    for item in items:
+    for item in _data_items(data):
         ingest = item.get("ingest") or {}
         licenses = item.get("licenses") or (ingest.get("counters") or {}).get("license") or {}
         if isinstance(licenses, list):
@@ -127,7 +146,7 @@ def _data_entries(data: Any) -> list[DataEntry]:
     return entries
 
 
-def read_package(path: str | Path) -> PackageInfo:
+def read_package(path: str | Path, *, domain: str | None = None) -> PackageInfo:
     """Read a model package folder; a clear error names what is missing."""
     path = Path(path)
     if not path.is_dir():
@@ -149,6 +168,7 @@ def read_package(path: str | Path) -> PackageInfo:
         summary=summary,
         weights_sha256=sha256_file(path / WEIGHTS_NAME),
         datasets=_data_entries(summary.get("data")),
+        domain_override=domain,
     )
 
 
@@ -169,8 +189,7 @@ def render_model_card(
     tmpl = env.from_string(template_path.read_text(encoding="utf-8"))
     summary = info.summary
     totals = [d.num_samples for d in info.datasets]
-    training_config = summary.get("config")
-    metrics = summary.get("metrics") or {}
+    training_config = info.training_config
     return tmpl.render(
         name=name,
         version=str(version) if version is not None else None,
@@ -189,6 +208,6 @@ def render_model_card(
         licenses=info.licenses,
         preprocess_json=json.dumps(info.preprocess, indent=2, sort_keys=True),
         training_config=yaml.safe_dump(training_config, sort_keys=False).strip() if training_config else "",
-        train_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+        train_metrics=info.train_metrics,
         benchmarks={t: {m: float(v) for m, v in ms.items()} for t, ms in (benchmarks or {}).items()},
     )

@@ -23,6 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("package", help="model package folder (config.json, model.safetensors, train_summary.json)")
     p.add_argument("--name", required=True, help="registered model name, e.g. biomed-clip")
     p.add_argument("--alias", action="append", default=[], help="alias to set (candidate, champion...); repeatable")
+    p.add_argument("--domain", help="domain tag (default: train_summary.json's, else its data sources')")
     _store_arg(p)
     p.set_defaults(func=_register)
 
@@ -86,7 +87,7 @@ def _guard(fn):
 def _register(args: argparse.Namespace) -> int:
     from clipzoo.core.registry.client import register_model
 
-    version = register_model(args.package, args.name, aliases=args.alias, tracking_uri=args.tracking_uri)
+    version = register_model(args.package, args.name, aliases=args.alias, tracking_uri=args.tracking_uri, domain=args.domain)
     print(f"registered {args.name} version {version}" + (f" ({', '.join(args.alias)})" if args.alias else ""))
     return 0
 

@@ -94,7 +94,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
 def _version_tags(info) -> dict[str, str]:
     licenses = info.licenses
     total = [d.num_samples for d in info.datasets]
+    train_run = info.summary.get("mlflow_run_id")
     return {
+        **({"train_run_id": str(train_run)} if train_run else {}),
         "domain": info.domain,
         "architecture": info.architecture,
         "data_fingerprint": info.data_fingerprint,
@@ -132,11 +134,13 @@ def register_model(
     primary: dict[str, str] | None = None,
     extra_tags: dict[str, str] | None = None,
     card_template: str | os.PathLike | None = None,
+    domain: str | None = None,
 ) -> int:
     """Log the model package at ``package_dir`` and register it as a new version of ``name``; return the version.
 
     ``benchmarks``/``primary`` record results already known (e.g. from the trainer); ``aliases`` are
-    set afterwards through :func:`promote` (so ``champion`` obeys the promotion rule).
+    set afterwards through :func:`promote` (so ``champion`` obeys the promotion rule). ``domain``
+    overrides the summary's (or the data sources') domain.
     """
     import mlflow
 
@@ -144,7 +148,7 @@ def register_model(
     from clipzoo.core.registry.card import SUMMARY_NAME, read_package, render_model_card
     from clipzoo.core.registry.pyfunc import ClipzooEmbedder
 
-    info = read_package(package_dir)
+    info = read_package(package_dir, domain=domain)
     conf = registry_settings.settings()
     experiment = experiment or conf.get("experiments", {}).get("register", "clipzoo-registry")
     uri = store.setup_mlflow(tracking_uri, experiment=experiment)
@@ -154,7 +158,7 @@ def register_model(
 
     with mlflow.start_run(run_name=f"register {name}") as run:
         mlflow.set_tags({**tags, "clipzoo.kind": "register", "clipzoo.model_name": name})
-        params = _flatten("", info.summary.get("config") or {}, {})
+        params = _flatten("", info.training_config, {})
         for i in range(0, min(len(params), 500), 100):  # MLflow takes at most 100 params per batch
             mlflow.log_params(dict(list(params.items())[i:i + 100]))
         mlflow.log_dict(info.config, "package/config.json")
