@@ -289,8 +289,13 @@ class FeatureStats:
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStats":
+        """From a feature_stats JSON, or the manifest.json of an ingest that stored them in its notes."""
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        data = data.get("feature_stats", data)
+        data = data.get("ingest", {}).get("notes", data) if "ingest" in data else data
+        if "feature_stats" in data:
+            data = data["feature_stats"]
+        if "names" not in data:
+            raise ValueError(f"{path}: holds no feature_stats (expected a manifest.json from an astro ingest)")
         stats = cls.from_dict(data)
         if stats.names != FEATURE_NAMES:
             raise ValueError(f"{path}: feature names {stats.names} differ from this version's {FEATURE_NAMES}")
