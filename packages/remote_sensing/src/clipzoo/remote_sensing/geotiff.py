@@ -294,14 +294,15 @@ def normalize(data: np.ndarray, stats: Sequence[BandStats], valid: np.ndarray) -
 
 
 # -- chips -------------------------------------------------------------------------------------
-def chip_offsets(length: int, size: int, stride: int, edge: str = "drop") -> list[int]:
-    """Chip start offsets along one axis. ``drop``: only whole chips; ``pad``: also a last partial chip."""
-    if size < 1 or stride < 1:
-        raise ValueError("chip size and stride must be positive")
+def chip_offsets(length: int, size: int, stride: int, edge: str = "drop", offset: int = 0) -> list[int]:
+    """Chip start offsets along one axis, from ``offset``. ``drop``: only whole chips; ``pad``: also a last
+    partial chip."""
+    if size < 1 or stride < 1 or offset < 0:
+        raise ValueError("chip size and stride must be positive, the offset not negative")
     if edge == "drop":
-        return list(range(0, length - size + 1, stride))
+        return list(range(offset, length - size + 1, stride))
     if edge == "pad":
-        return [o for o in range(0, length, stride) if o == 0 or o + size - stride < length]
+        return [o for o in range(offset, length, stride) if o == offset or o + size - stride < length]
     raise ValueError(f"edge must be 'drop' or 'pad', not {edge!r}")
 
 
@@ -339,7 +340,7 @@ def chip_metadata(src, row_off: int, col_off: int, size: int) -> dict:
 
 
 def iter_chips(src, bands: Sequence[int], size: int, stride: int, nodata: Sequence[float] = (),
-               edge: str = "drop") -> Iterator[Chip]:
+               edge: str = "drop", offset: int = 0) -> Iterator[Chip]:
     """Chips of ``src`` in row-major order, each read through its own window (bounded memory).
 
     Pixels outside the raster (``edge="pad"``) are NaN and count as missing.
@@ -347,8 +348,8 @@ def iter_chips(src, bands: Sequence[int], size: int, stride: int, nodata: Sequen
     from rasterio.windows import Window
 
     bands = list(bands)
-    for row in chip_offsets(src.height, size, stride, edge):
-        for col in chip_offsets(src.width, size, stride, edge):
+    for row in chip_offsets(src.height, size, stride, edge, offset):
+        for col in chip_offsets(src.width, size, stride, edge, offset):
             h, w = min(size, src.height - row), min(size, src.width - col)
             raw = src.read(bands, window=Window(col, row, w, h))
             valid = np.zeros((size, size), dtype=bool)
@@ -358,8 +359,26 @@ def iter_chips(src, bands: Sequence[int], size: int, stride: int, nodata: Sequen
             yield Chip(data, valid, row, col, size, chip_metadata(src, row, col, size))
 
 
-def count_chips(width: int, height: int, size: int, stride: int, edge: str = "drop") -> int:
-    return len(chip_offsets(width, size, stride, edge)) * len(chip_offsets(height, size, stride, edge))
+def count_chips(width: int, height: int, size: int, stride: int, edge: str = "drop", offset: int = 0) -> int:
+    return len(chip_offsets(width, size, stride, edge, offset)) * len(chip_offsets(height, size, stride, edge, offset))
+
+
+LOCATION_SCALES = (1, 16, 256, 4096, 65536)
+LOCATION_FEATURES = 3 + 4 * len(LOCATION_SCALES)
+
+
+def location_features(lon: float, lat: float, scales: Sequence[float] = LOCATION_SCALES) -> np.ndarray:
+    """A chip's position as model input (SatCLIP/GeoCLIP-style location encoder input), float32 ``[23]``.
+
+    The point on the unit sphere (x, y, z: continuous across the antimeridian and the poles), then
+    ``sin``/``cos`` of longitude and latitude (radians) times each scale: scale 1 places a chip on the
+    globe, scale 65536 separates chips ~40 m apart (multi-scale sinusoids, as in NeRF/GeoCLIP encodings).
+    """
+    lam, phi = math.radians(lon), math.radians(lat)
+    feats = [math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)]
+    for s in scales:
+        feats += [math.sin(s * lam), math.cos(s * lam), math.sin(s * phi), math.cos(s * phi)]
+    return np.asarray(feats, dtype=np.float32)
 
 
 def describe_raster(src) -> dict:

@@ -260,6 +260,8 @@ class GeoTiffSource(Source):
                             "fraction of missing pixels (default 0.5); all-missing chips are always skipped")
         parser.add_argument("--edge", choices=("drop", "pad"), default="drop", help="partial chips at the right/"
                             "bottom edge: drop them, or pad them with missing pixels")
+        parser.add_argument("--offset", type=int, default=0, help="first chip's row/column offset in pixels (e.g. "
+                            "half a stride for a held-out grid between the training chips)")
         parser.add_argument("--percentiles", type=float, nargs=2, default=[2.0, 98.0], metavar=("LOW", "HIGH"),
                             help="per-band stretch percentiles (default 2 98)")
         parser.add_argument("--normalize", choices=("percentile", "none"), default="percentile")
@@ -305,6 +307,7 @@ class GeoTiffSource(Source):
 
     def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float,
                         report: IngestReport) -> Iterator[dict[str, Any]]:
+        import numpy as np
         from rasterio.errors import RasterioError
         from tqdm import tqdm
 
@@ -331,7 +334,8 @@ class GeoTiffSource(Source):
             if stats[0].valid_pixels == 0:
                 report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
                 return
-            n_chips = gt.count_chips(src.width, src.height, size, stride, self._opt("edge", "drop"))
+            edge, offset = self._opt("edge", "drop"), self._opt("offset", 0)
+            n_chips = gt.count_chips(src.width, src.height, size, stride, edge, offset)
             if n_chips == 0:
                 report.skip(path, f"raster {src.width}x{src.height} is smaller than --chip-size {size}; "
                             "use --edge pad or a smaller chip")
@@ -345,7 +349,7 @@ class GeoTiffSource(Source):
             norm_meta = {"method": normalize, "percentiles": list(percentiles),
                          "p_low": [s.p_low for s in stats], "p_high": [s.p_high for s in stats],
                          "mean": [s.mean for s in stats], "std": [s.std for s in stats]}
-            chips = gt.iter_chips(src, bands, size, stride, nodata, self._opt("edge", "drop"))
+            chips = gt.iter_chips(src, bands, size, stride, nodata, edge, offset)
             written = 0
             try:
                 for chip in tqdm(chips, total=n_chips, desc=f"chips {stem}", unit="chip", leave=False):
@@ -364,10 +368,13 @@ class GeoTiffSource(Source):
                         image[:, ~chip.valid] = 0.0
                     meta = {"source": str(path), "license": self._opt("license"), "dtype": src.dtypes[0],
                             "bands": band_meta, "sensor": self._opt("sensor"), "nodata_values": nodata,
-                            "nodata_fraction": frac, "normalization": norm_meta, **chip.meta}
+                            "nodata_fraction": frac, "normalization": norm_meta, **chip.meta,
+                            "location_encoding": f"unit sphere + sin/cos x {list(gt.LOCATION_SCALES)}"}
                     written += 1
                     report.count("chips_by_raster", stem)
+                    location = gt.location_features(*chip.meta["center_lonlat"])
                     yield {"__key__": safe_key(stem, f"r{chip.row_off}", f"c{chip.col_off}"),
-                           "image.npy": image, "json": meta}
+                           "image.npy": image, "location.npy": location,
+                           "location_mask.npy": np.ones(location.shape, dtype=bool), "json": meta}
             except RasterioError as exc:
                 report.skip(path, f"read failed after {written} chips: {gt.error_text(exc)}", kind="read_error")

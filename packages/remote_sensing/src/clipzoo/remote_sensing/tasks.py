@@ -9,6 +9,7 @@
   prompt templates; folder names become readable class names (``denseresidential`` -> ``dense residential``).
 - ``remote_sensing/ucm-zeroshot``: the same, checked against UC Merced's 21 classes.
 - ``remote_sensing/scene-probe`` / ``remote_sensing/scene-gda``: linear probe / GDA few-shot on train/test folders.
+- ``remote_sensing/chip-location``: chip <-> location retrieval on GeoTIFF chip shards (``rs-satclip-tiny``).
 
 Import-light: factories import core's bench modules when called.
 """
@@ -279,7 +280,20 @@ def scene_gda_task(train: str | Path = "", test: str | Path = "", shots: int = 1
                       **options)
 
 
+def chip_location_task(shards: str | Path = "", ks: Sequence[int] = (1, 5, 10), limit: int | None = None):
+    """``remote_sensing/chip-location``: chip <-> location retrieval (SatCLIP-style image/location encoders) on a
+    ``clipzoo ingest remote_sensing geotiff`` shard folder (``image.npy`` + ``location.npy``)."""
+    from clipzoo.core.bench.datasets import DatasetError, ShardFolder
+    from clipzoo.core.bench.tasks import NModalRetrieval
+
+    if not shards:
+        raise DatasetError("remote_sensing/chip-location needs shards=<geotiff chip shard folder>")
+    return NModalRetrieval(dataset=ShardFolder(folder=shards, limit=limit), modalities=("image", "location"),
+                           ks=tuple(ks))
+
+
 TASKS = {
+    "remote_sensing/chip-location": chip_location_task,
     "remote_sensing/retrieval": retrieval_task,
     "remote_sensing/scene-zeroshot": scene_zeroshot_task,
     "remote_sensing/ucm-zeroshot": ucm_zeroshot_task,
