@@ -93,6 +93,8 @@ def test_run_benchmark_logs_caches_and_tags_the_version(store, capsys):
     info = show_model("models:/bench-tiny/1")
     assert info["headline"]["core/synthetic-retrieval"] == {"metric": "mean_recall", "value": pytest.approx(retrieval["metrics"]["mean_recall"])}
     assert info["benchmarks"]["core/synthetic-shape"]["mean_per_class_recall"] == pytest.approx(shape["metrics"]["mean_per_class_recall"])
+    assert f"| core/synthetic-shape | top1 | {shape['metrics']['top1']:.4f} |" in info["card"]  # card re-rendered
+    assert f"| core/synthetic-retrieval | mean_recall | {retrieval['metrics']['mean_recall']:.4f} |" in info["card"]
 
     # the same model again: every embedding comes from the cache, same numbers
     again = run_benchmark("models:/bench-tiny/1", TASKS, task_options=SMALL, log=False, print_table=False)

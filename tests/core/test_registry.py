@@ -322,3 +322,37 @@ def test_card_from_a_trainer_summary(tmp_path):
     assert "max_steps: 10" in card and "`loss` = 2.5" in card and "`step`" not in card
     assert "| core/synthetic-shape | top1 | 0.7500 |" in card
     assert read_package(package, domain="astro").domain == "astro"
+
+
+_UI = """
+import argparse, sys
+from clipzoo.core.registry import cli
+parser = argparse.ArgumentParser(prog="clipzoo")
+cli.add_parser(parser.add_subparsers(dest="command"))
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+def test_ui_opens_the_same_store(registered, home, tmp_path):
+    """`clipzoo ui` serves the default store: the registered model is visible through the UI's API."""
+    port = _free_port()
+    log = open(tmp_path / "ui.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", _UI, "ui", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "CLIPZOO_HOME": str(home)})
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/registered-models/search"
+                body = json.loads(urllib.request.urlopen(url, timeout=2).read())
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"clipzoo ui did not serve: {(tmp_path / 'ui.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        assert "tiny-biomed" in [m["name"] for m in body["registered_models"]]
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()

@@ -55,7 +55,7 @@ def _log_to_mlflow(results: dict[str, Any], loaded, tracking_uri: str | None) ->
 
     from clipzoo.core.registry import settings as registry_settings
     from clipzoo.core.registry import store
-    from clipzoo.core.registry.client import attach_benchmark
+    from clipzoo.core.registry.client import attach_benchmark, refresh_card
 
     experiment = (registry_settings.settings().get("experiments") or {}).get("bench", "clipzoo-bench")
     uri = store.setup_mlflow(tracking_uri, experiment=experiment)
@@ -80,7 +80,8 @@ def _log_to_mlflow(results: dict[str, Any], loaded, tracking_uri: str | None) ->
             {t: e["primary"] for t, e in results["tasks"].items()},
             tracking_uri=uri, run_id=run_id,
         )
-        logger.info("attached results to %s version %s", version.name, version.version)
+        refresh_card(version.name, version.version, loaded.package_dir, tracking_uri=uri)
+        logger.info("attached results to %s version %s (tags and model card)", version.name, version.version)
     return run_id
 
 

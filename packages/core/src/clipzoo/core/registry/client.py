@@ -81,6 +81,20 @@ def attach_benchmark(name: str, version: str | int, results: dict[str, dict[str,
             client.set_model_version_tag(name, str(version), f"bench_run/{task}", run_id)
 
 
+def refresh_card(name: str, version: str | int, package_dir: str | os.PathLike, *, tracking_uri: str | None = None) -> str:
+    """Re-render a version's model card with every benchmark result now on its tags; set it as its description."""
+    from clipzoo.core.registry import store
+    from clipzoo.core.registry.card import read_package, render_model_card
+
+    client = store.get_client(tracking_uri)
+    mv = client.get_model_version(name, str(version))
+    benchmarks = {t: e["metrics"] for t, e in read_bench_tags(dict(mv.tags)).items()}
+    info = read_package(package_dir, domain=mv.tags.get("domain"))
+    card = render_model_card(info, name=name, version=mv.version, benchmarks=benchmarks)
+    client.update_model_version(name, str(mv.version), description=_trim(card))
+    return card
+
+
 # -- registration ---------------------------------------------------------------------------------------
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
     if isinstance(value, dict):
