@@ -251,3 +251,18 @@ def test_vsi_path_reads_like_a_file(geo, tmp_path):
                              progress=False)
     assert summary["samples_written"] == 2 and summary["skipped"] == []
     assert math.isclose(summary["notes"]["rasters"][mem.name]["stats"][0]["p_low"], 69.0)
+
+
+def test_location_features_and_offset_grid(geo, tmp_path):
+    f = gt.location_features(0.0, 0.0)
+    assert f.shape == (gt.LOCATION_FEATURES,) == (23,) and f.dtype == np.float32
+    assert f[:3].tolist() == [1.0, 0.0, 0.0] and f[3:7].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert gt.location_features(90.0, 0.0)[:3] == pytest.approx([0.0, 1.0, 0.0], abs=1e-7)
+    assert gt.chip_offsets(276, 32, 16, offset=4) == list(range(4, 245, 16))
+    opts = make_options(GeoTiffSource, chip_size=32, stride=16, offset=4, bands="rgbn", sensor="rgbn")
+    summary = run_ingest(GeoTiffSource(opts), [geo / "rgbn_suba.tif"], tmp_path, progress=False)
+    assert summary["samples_written"] == 16 * 12  # (276-32-4)//16+1 x (212-32-4)//16+1, no nodata in this grid
+    chip = {s["__key__"]: s for s in read_shards(tmp_path)}["rgbn_suba_r4_c4"]
+    np.testing.assert_array_equal(chip["location.npy"], gt.location_features(*chip["json"]["center_lonlat"]))
+    assert chip["location_mask.npy"].all() and chip["location_mask.npy"].shape == (23,)
+    assert chip["json"]["window"]["row_off"] == 4 and chip["image.npy"].shape == (4, 32, 32)
