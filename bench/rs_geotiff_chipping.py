@@ -39,11 +39,11 @@ def make_raster(path: Path, size: int, bands: int = 4) -> Path:
     """A tiled, LZW-compressed uint16 GeoTIFF with smooth structure and a zero (nodata) border; written in strips."""
     import numpy as np
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
     from rasterio.windows import Window
 
     profile = dict(driver="GTiff", width=size, height=size, count=bands, dtype="uint16", nodata=0, crs="EPSG:32633",
-                   transform=from_origin(500000, 5000000, 10, 10), tiled=True, blockxsize=256, blockysize=256,
+                   transform=Affine(10, 0, 500000, 0, -10, 5000000), tiled=True, blockxsize=256, blockysize=256,
                    compress="lzw")
     rng = np.random.default_rng(0)
     x = np.arange(size, dtype=np.float32)

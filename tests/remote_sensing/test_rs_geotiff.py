@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import make_options, read_shards
-from rasterio.transform import from_origin
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from clipzoo.core.ingest import run_ingest
 from clipzoo.remote_sensing import geotiff as gt
@@ -167,7 +168,7 @@ def test_source_nan_marked_pixels_and_all_nodata_chip(tmp_path):
     data[1, 32, 32] = np.nan  # chip r32 c32: one NaN pixel in band 2 only
     path = tmp_path / "nan.tif"
     with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=2, dtype="float64", nodata=-9999.0,
-                       crs="EPSG:32633", transform=from_origin(500000, 5000000, 10, 10)) as dst:
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
         dst.write(data)
     opts = make_options(GeoTiffSource, chip_size=32, max_nodata=0.1)
     summary = run_ingest(GeoTiffSource(opts), [path], tmp_path / "out", progress=False)
@@ -188,7 +189,7 @@ def test_all_dtypes_become_float32_chips(tmp_path, dtype):
     data = (np.arange(3 * 16 * 16) % 200).reshape(3, 16, 16).astype(dtype)
     path = tmp_path / f"{dtype}.tif"
     with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=3, dtype=dtype, crs="EPSG:4326",
-                       transform=from_origin(10.0, 50.0, 0.001, 0.001)) as dst:
+                       transform=Affine(0.001, 0, 10.0, 0, -0.001, 50.0)) as dst:
         dst.write(data)
     summary = run_ingest(GeoTiffSource(make_options(GeoTiffSource, chip_size=16, normalize="none")), [path],
                          tmp_path / "out", progress=False)
@@ -217,7 +218,8 @@ def test_source_bad_rasters_are_reported(geo, tmp_path):
     truncated = tmp_path / "truncated.tif"
     truncated.write_bytes((geo / "rgbn_suba.tif").read_bytes()[:20000])
     plain = tmp_path / "plain.tif"
-    with rasterio.open(plain, "w", driver="GTiff", width=32, height=32, count=1, dtype="uint8") as dst:
+    with pytest.warns(NotGeoreferencedWarning), rasterio.open(plain, "w", driver="GTiff", width=32, height=32,
+                                                              count=1, dtype="uint8") as dst:
         dst.write(np.ones((1, 32, 32), dtype="uint8"))
     opts = make_options(GeoTiffSource, chip_size=64)
     summary = run_ingest(GeoTiffSource(opts), [garbage, truncated, plain, geo / "rgbn_suba.tif"], tmp_path / "out",
@@ -266,3 +268,23 @@ def test_location_features_and_offset_grid(geo, tmp_path):
     np.testing.assert_array_equal(chip["location.npy"], gt.location_features(*chip["json"]["center_lonlat"]))
     assert chip["location_mask.npy"].all() and chip["location_mask.npy"].shape == (23,)
     assert chip["json"]["window"]["row_off"] == 4 and chip["image.npy"].shape == (4, 32, 32)
+
+
+def test_internal_mask_band_marks_missing_pixels(tmp_path):
+    """COG-style rasters mark missing pixels with a mask band instead of a nodata value."""
+    data = np.full((3, 32, 32), 100, dtype="uint8")
+    data[:, :, :8] = 7  # real values, but masked out
+    path = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8", crs="EPSG:32633",
+                           transform=Affine(10, 0, 500000, 0, -10, 5000000)) as dst:
+            dst.write(data)
+            mask = np.full((32, 32), 255, dtype="uint8")
+            mask[:, :8] = 0
+            dst.write_mask(mask)
+    with gt.open_raster(path) as src:
+        assert gt.has_mask_band(src) and gt.nodata_values(src) == []
+        stats = gt.band_statistics(src, [1, 2, 3])
+        (chip,) = list(gt.iter_chips(src, [1, 2, 3], 32, 32))
+    assert stats[0].valid_pixels == 32 * 24 and stats[0].min == 100.0
+    assert chip.nodata_fraction == 0.25 and not chip.valid[:, :8].any()

@@ -188,6 +188,29 @@ def valid_mask(data: np.ndarray, nodata: Sequence[float]) -> np.ndarray:
     return ~bad
 
 
+def has_mask_band(src) -> bool:
+    """True when GDAL marks missing pixels with an internal/external mask or an alpha band (not nodata)."""
+    from rasterio.enums import MaskFlags
+
+    flags = src.mask_flag_enums
+    return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in flags) and \
+        not any(MaskFlags.nodata in f for f in flags)
+
+
+def read_valid(src, bands: Sequence[int], nodata: Sequence[float], window=None, out_shape=None, resampling=None):
+    """Read ``bands`` (``[C, H, W]``, native dtype) and their valid-pixel mask: not NaN, not a nodata value,
+    and not masked by the file's mask band or alpha band (COGs often carry an internal mask)."""
+    kwargs = {"window": window}
+    if out_shape is not None:
+        kwargs.update(out_shape=(len(bands), *out_shape), resampling=resampling)
+    data = src.read(list(bands), **kwargs)
+    ok = valid_mask(data, nodata)
+    if has_mask_band(src):
+        mask_kwargs = {"window": window, **({"out_shape": out_shape, "resampling": resampling} if out_shape else {})}
+        ok &= src.dataset_mask(**mask_kwargs) > 0
+    return data, ok
+
+
 # -- statistics --------------------------------------------------------------------------------
 @dataclass
 class BandStats:
@@ -246,16 +269,14 @@ def band_statistics(
         parts: list[list[np.ndarray]] = [[] for _ in bands]
         for row in range(0, src.height, rows):
             win = Window(0, row, src.width, min(rows, src.height - row))
-            data = src.read(bands, window=win)
-            ok = valid_mask(data, nodata)
+            data, ok = read_valid(src, bands, nodata, window=win)
             for i in range(len(bands)):
                 parts[i].append(data[i][ok])  # native dtype: at most max_pixels values per band
     elif src.overviews(bands[0]):
         scale = math.sqrt(max_pixels / total)
         h, w = max(1, int(src.height * scale)), max(1, int(src.width * scale))
         method = f"overview read {w}x{h} of {src.width}x{src.height}"
-        data = src.read(bands, out_shape=(len(bands), h, w), resampling=Resampling.nearest)
-        ok = valid_mask(data, nodata)
+        data, ok = read_valid(src, bands, nodata, out_shape=(h, w), resampling=Resampling.nearest)
         parts = [[data[i][ok]] for i in range(len(bands))]
         del data
     else:
@@ -263,8 +284,7 @@ def band_statistics(
         parts = [[] for _ in bands]
         windows = sample_windows(src.width, src.height, max_pixels)
         for win in windows:
-            data = src.read(bands, window=win)
-            ok = valid_mask(data, nodata)
+            data, ok = read_valid(src, bands, nodata, window=win)
             for i in range(len(bands)):
                 parts[i].append(data[i][ok])
         method = f"{len(windows)} sampled {SAMPLE_WINDOW}x{SAMPLE_WINDOW} windows of {src.width}x{src.height}"
@@ -351,9 +371,9 @@ def iter_chips(src, bands: Sequence[int], size: int, stride: int, nodata: Sequen
     for row in chip_offsets(src.height, size, stride, edge, offset):
         for col in chip_offsets(src.width, size, stride, edge, offset):
             h, w = min(size, src.height - row), min(size, src.width - col)
-            raw = src.read(bands, window=Window(col, row, w, h))
+            raw, ok = read_valid(src, bands, nodata, window=Window(col, row, w, h))
             valid = np.zeros((size, size), dtype=bool)
-            valid[:h, :w] = valid_mask(raw, nodata)
+            valid[:h, :w] = ok
             data = np.full((len(bands), size, size), np.nan, dtype=np.float32)
             data[:, :h, :w] = raw
             yield Chip(data, valid, row, col, size, chip_metadata(src, row, col, size))
