@@ -39,9 +39,11 @@ def test_setup_mlflow_logs_to_local_store(tmp_path, monkeypatch):
     exp = client.get_experiment_by_name("train-test")
     assert exp.artifact_location == (tmp_path / "mlartifacts" / "train-test").as_uri()
     assert (tmp_path / "mlartifacts" / "train-test" / run.info.run_id / "artifacts" / "notes.txt").read_text() == "hello"
-    # a second setup finds the same experiment rather than failing
+    # a second setup finds the same experiment rather than failing, even after it was deleted in the UI
+    client.delete_experiment(exp.experiment_id)
     store.setup_mlflow(uri, experiment="train-test")
-    assert mlflow.get_experiment_by_name("train-test").experiment_id == exp.experiment_id
+    again = mlflow.get_experiment_by_name("train-test")
+    assert again.experiment_id == exp.experiment_id and again.lifecycle_stage == "active"
 
 
 def test_import_is_light():

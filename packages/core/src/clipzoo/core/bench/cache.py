@@ -93,7 +93,7 @@ class Embedder:
                     yield sample
 
             log.info("embedding %s of %s (%s samples)", modality, dataset.name, _len(dataset))
-            emb, present = self.model.encode_samples(recording(), modality, batch_size=self.batch_size)
+            emb, present = self.model.encode_samples(recording(), modality, batch_size=self.batch_size, total=_size(dataset))
             if len(emb) == 0:
                 raise DatasetError(f"dataset {dataset.name} yielded no samples")
             cached = {"emb": emb, "present": present, "labels": np.asarray(labels, dtype=np.int64),
@@ -134,8 +134,13 @@ class Embedder:
         return self.model.encode_texts(texts)
 
 
-def _len(dataset: Any) -> str:
+def _size(dataset: Any) -> int | None:
     try:
-        return str(len(dataset))
+        return len(dataset)
     except TypeError:
-        return "?"
+        return None
+
+
+def _len(dataset: Any) -> str:
+    size = _size(dataset)
+    return "?" if size is None else str(size)

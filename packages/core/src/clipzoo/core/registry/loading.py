@@ -206,15 +206,16 @@ class LoadedModel:
 
     def _require(self, modality: str) -> None:
         if modality not in self.modalities:
-            raise KeyError(f"model {self.label} has no {modality!r} tower; it embeds {', '.join(self.modalities)}")
+            raise ValueError(f"model {self.label} has no {modality!r} tower; it embeds {', '.join(self.modalities)}")
 
-    def _encode_batches(self, modality: str, batches: Iterable[tuple[Any, Any]], total: int, desc: str):
+    def _encode_batches(self, modality: str, batches: Iterable[tuple[Any, Any]], total: int | None, desc: str):
         import numpy as np
         import torch
         from tqdm import tqdm
 
         out = []
-        with torch.inference_mode(), tqdm(total=total, desc=desc, unit="item", disable=total < 256, leave=False) as bar:
+        with torch.inference_mode(), tqdm(total=total, desc=desc, unit="item", disable=total is not None and total < 256,
+                                          leave=False) as bar:
             for x, mask in batches:
                 x = x.to(self.device)
                 mask = mask.to(self.device) if mask is not None else None
@@ -228,16 +229,19 @@ class LoadedModel:
     def encode_texts(self, texts: Sequence[str], *, batch_size: int = 256, modality: str | None = None):
         modality = modality or self.text_modality
         if modality is None or self.tokenizer is None:
-            raise KeyError(f"model {self.label} has no text tower; it embeds {', '.join(self.modalities)}")
+            raise ValueError(f"model {self.label} has no text tower; it embeds {', '.join(self.modalities)}")
+        self._require(modality)
+        tokenizer = self.tokenizer if modality == self.text_modality else self.modality_transform(modality).tokenizer(modality)
         texts = list(texts)
-        batches = ((self.tokenizer(texts[i:i + batch_size]), None) for i in range(0, len(texts), batch_size))
+        batches = ((tokenizer(texts[i:i + batch_size]), None) for i in range(0, len(texts), batch_size))
         return self._encode_batches(modality, batches, len(texts), f"embed {modality}")
 
-    def encode_samples(self, samples: Iterable[dict[str, Any]], modality: str, *, batch_size: int = 64):
+    def encode_samples(self, samples: Iterable[dict[str, Any]], modality: str, *, batch_size: int = 64,
+                       total: int | None = None):
         """Embed ``modality`` of decoded shard-format samples (run through the model's transform).
 
         Returns ``(embeddings [N, D], present [N] bool)``; a sample whose modality mask is all False is
-        not present (its row is still computed, from the zero-filled array).
+        not present (its row is still computed, from the zero-filled array). ``total`` sizes the progress bar.
         """
         import numpy as np
         import torch
@@ -251,7 +255,7 @@ class LoadedModel:
             for sample in samples:
                 item = transform(sample)
                 if modality not in item:
-                    raise KeyError(f"sample {sample.get('__key__')} has no {modality!r} after the transform (keys: {sorted(item)})")
+                    raise ValueError(f"sample {sample.get('__key__')} has no {modality!r} after the transform (keys: {sorted(item)})")
                 xs.append(torch.as_tensor(item[modality]))
                 mask = item.get(f"{modality}_mask")
                 masks.append(torch.as_tensor(mask, dtype=torch.bool) if mask is not None else None)
@@ -262,7 +266,7 @@ class LoadedModel:
             if xs:
                 yield _stack(xs, masks)
 
-        emb = self._encode_batches(modality, batches(), total=0, desc=f"embed {modality}")
+        emb = self._encode_batches(modality, batches(), total=total, desc=f"embed {modality}")
         return emb, np.asarray(present, dtype=bool)
 
     def encode_images(self, images: Sequence[Any], *, batch_size: int = 64, modality: str = "image"):

@@ -97,6 +97,9 @@ def ensure_experiment(
     client = get_client(resolved)
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if found.lifecycle_stage == "deleted":  # deleted in the UI: bring it back rather than fail
+            log.warning("experiment %r was deleted; restoring it", name)
+            client.restore_experiment(found.experiment_id)
         return found.experiment_id
     location = None
     if artifact_location is not None:
