@@ -1,0 +1,55 @@
+"""pipelines/astro.yaml agrees with what the astro plugin registers (the full run is the demo, ~85 s)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return yaml.safe_load((REPO / "pipelines" / "astro.yaml").read_text(encoding="utf-8"))
+
+
+def _fill(value, tmp_path, shared):
+    if isinstance(value, str):
+        value = value.replace("${shared}", str(shared))
+        return re.sub(r"\$\{ingest\.([a-z_]+)\}", lambda m: str(tmp_path / m.group(1)), value)
+    if isinstance(value, list):
+        return [_fill(v, tmp_path, shared) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, tmp_path, shared) for k, v in value.items()}
+    return value
+
+
+def test_recipe_matches_the_plugin(recipe, shared_data, tmp_path):
+    from clipzoo.astro.plugin import register
+    from clipzoo.core.models import load_config
+    from clipzoo.core.plugins import PluginRegistry
+    from clipzoo.core.train import load_config as load_train_config
+
+    registry = PluginRegistry()
+    register(registry)
+    filled = _fill(recipe, tmp_path, shared_data)
+    for step in filled["ingest"]:
+        domain, source = step["source"].split()
+        cls = registry.source(domain, source)
+        parser = argparse.ArgumentParser()
+        cls.add_arguments(parser)
+        cls(parser.parse_args([str(a) for a in step.get("args", [])]))
+        for item in step.get("inputs", []):
+            assert Path(item).exists(), item
+    assert [s["name"] for s in filled["ingest"]] == ["sim_train", "real"]
+    config = load_config(str(registry.model_config_path(filled["train"]["model"]["config"])))
+    real = {a: b for a, b in zip(recipe["ingest"][1]["args"][::2], recipe["ingest"][1]["args"][1::2])}
+    assert int(real["--lc-length"]) == config["towers"]["lightcurve"]["max_len"]  # ingest lengths match the towers
+    assert int(real["--grid-size"]) == config["towers"]["spectrum"]["length"]
+    assert set(filled["bench"]["tasks"]) <= set(registry.tasks) and set(filled["bench"]["options"]) <= set(registry.tasks)
+    cfg = load_train_config(base=filled["train"])
+    assert cfg.train.max_time_s <= 60 and cfg.data.train == str(tmp_path / "sim_train")
