@@ -145,3 +145,22 @@ def test_registered_tasks_run_on_a_tiny_rgb_model(rsicd_pair, tmp_path):
         from clipzoo.remote_sensing.tasks import retrieval_task
 
         retrieval_task(images=str(images))
+
+
+def test_retrieval_from_ingested_multilingual_shards(rsicd_pair, tmp_path):
+    """captions ingest (--images, two languages merged) -> shard folder -> per-language retrieval."""
+    from conftest import make_options
+
+    from clipzoo.core.ingest import run_ingest
+    from clipzoo.remote_sensing.sources import CaptionsSource
+    from clipzoo.remote_sensing.tasks import retrieval_task
+
+    images, en, de = rsicd_pair
+    opts = make_options(CaptionsSource, images=images, lang="en,de", corpus="rsicd,rsicd")
+    summary = run_ingest(CaptionsSource(opts), [en, de], tmp_path / "shards", progress=False)
+    assert summary["samples_written"] == 2 and summary["counters"]["captions_by_lang"] == {"de": 2, "en": 4}
+    task = retrieval_task(shards=str(tmp_path / "shards"))
+    assert caption_languages(task.dataset) == ["de", "en"]
+    metrics = task.evaluate(_Embedder(wrong_lang="de"))
+    assert metrics["en/mean_recall"] == 1.0 and metrics["de/image2text_R1"] == 0.0
+    assert metrics["mean_recall"] == pytest.approx((1.0 + 4 / 6) / 2)
