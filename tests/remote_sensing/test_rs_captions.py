@@ -87,6 +87,21 @@ def test_precomp_length_mismatch_names_both_files(tmp_path, rs_data):
         read_precomp(bad, "test")
 
 
+def test_precomp_one_name_per_image_layout(tmp_path):
+    """AMFMN rsicd_precomp: train_filename.txt names each image once for its 5 caption lines."""
+    folder = tmp_path / "rsicd_precomp"
+    folder.mkdir()
+    (folder / "train_caps.txt").write_text("\n".join([AIRPORT_17] * 5 + [SQUARE_102] * 5) + "\n")
+    (folder / "train_filename.txt").write_text("airport_17.jpg\nsquare_102.jpg\n")
+    recs = read_precomp(folder, "train")
+    assert [(r.image, [c.text for c in r.captions]) for r in recs] == [
+        ("airport_17.jpg", [AIRPORT_17] * 5), ("square_102.jpg", [SQUARE_102] * 5)]
+    # a one-per-caption file cut short repeats names: never read as the per-image layout
+    (folder / "train_filename.txt").write_text("airport_17.jpg\n" * 5)
+    with pytest.raises(CaptionFormatError, match="has 10 lines but train_filename.txt has 5"):
+        read_precomp(folder, "train")
+
+
 def test_malformed_json_names_line_and_column(tmp_path):
     path = tmp_path / "captions_val2017.json"
     path.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}],\n "annotations": [{"image_id": 1, "caption": }]}')
@@ -189,8 +204,8 @@ def test_source_bad_inputs_skipped_rest_ingested(tmp_path, rs_data):
     caps = rs_data / "captions"
     mismatched = tmp_path / "sydney_precomp"
     mismatched.mkdir()
-    (mismatched / "test_caps.txt").write_text("a b .\nc d .\n")
-    (mismatched / "test_filename.txt").write_text("1.tif\n")
+    (mismatched / "test_caps.txt").write_text("a b .\nc d .\ne f .\n")
+    (mismatched / "test_filename.txt").write_text("1.tif\n1.tif\n")
     broken = tmp_path / "broken_coco.json"
     broken.write_text('{"images": [')
     opts = make_options(CaptionsSource, captions_only=True)
@@ -198,7 +213,7 @@ def test_source_bad_inputs_skipped_rest_ingested(tmp_path, rs_data):
                          tmp_path / "out", progress=False)
     assert summary["samples_written"] == 210
     reasons = {s["path"]: s["reason"] for s in summary["skipped"]}
-    assert "test_caps.txt has 2 lines but test_filename.txt has 1" in reasons[str(mismatched)]
+    assert "test_caps.txt has 3 lines but test_filename.txt has 2" in reasons[str(mismatched)]
     assert "malformed JSON at line 1" in reasons[str(broken)]
     assert reasons[str(tmp_path / "nope")] == "no such file or folder"
     assert not list((tmp_path / "out").glob("*.partial"))

@@ -81,10 +81,11 @@ def _read_lines(path: Path) -> list[str]:
 def read_precomp(folder: str | Path, split: str = "test", lang: str = "en") -> list[CaptionedImage]:
     """Read ``{split}_caps.txt`` + ``{split}_filename.txt`` of an AMFMN precomp folder.
 
-    Line i of the caption file describes the image named on line i of the filename file; all lines of
-    one image become one record, in first-appearance order. Files of different lengths, or an empty
-    caption or name, raise :class:`CaptionFormatError` (a shifted alignment would pair every later
-    caption with the wrong image).
+    Line i of the caption file describes the image named on line i of the filename file (UCM, Sydney,
+    RSITMD); all lines of one image become one record, in first-appearance order. AMFMN's RSICD split
+    instead names each image once for k consecutive captions (5): accepted when the caption count is an
+    exact multiple and no name repeats. Any other length difference, or an empty caption or name, raises
+    :class:`CaptionFormatError` (a shifted alignment would pair every later caption with the wrong image).
     """
     folder = Path(folder)
     caps_path, names_path = folder / f"{split}_caps.txt", folder / f"{split}_filename.txt"
@@ -92,16 +93,24 @@ def read_precomp(folder: str | Path, split: str = "test", lang: str = "en") -> l
         if not p.is_file():
             raise CaptionFormatError(f"{p}: missing; a precomp split needs both {split}_caps.txt and {split}_filename.txt")
     caps, names = _read_lines(caps_path), _read_lines(names_path)
+    per_image = 1
     if len(caps) != len(names):
-        raise CaptionFormatError(
-            f"{caps_path} has {len(caps)} lines but {names_path.name} has {len(names)}: line i of one must name"
-            " the image of line i of the other; fix the files (no caption was read)"
-        )
+        # AMFMN's rsicd_precomp names each image once for its 5 caption lines; accept that layout only when it
+        # is unambiguous (an exact multiple and every name distinct), never a truncated one-per-caption file.
+        if names and len(caps) % len(names) == 0 and len(set(names)) == len(names):
+            per_image = len(caps) // len(names)
+        else:
+            raise CaptionFormatError(
+                f"{caps_path} has {len(caps)} lines but {names_path.name} has {len(names)}: line i of one must name"
+                " the image of line i of the other (or each image once for a fixed number of captions); fix the"
+                " files (no caption was read)"
+            )
     records: OrderedDict[str, CaptionedImage] = OrderedDict()
-    for lineno, (cap, name) in enumerate(zip(caps, names), start=1):
+    for lineno, cap in enumerate(caps, start=1):
+        name = names[(lineno - 1) // per_image]
         if not cap or not name:
-            which = names_path if not name else caps_path
-            raise CaptionFormatError(f"{which}:{lineno}: empty line inside the file")
+            which, where = (names_path, (lineno - 1) // per_image + 1) if not name else (caps_path, lineno)
+            raise CaptionFormatError(f"{which}:{where}: empty line inside the file")
         rec = records.setdefault(name, CaptionedImage(image=name, split=split))
         rec.captions.append(Caption(cap, lang))
     return list(records.values())
