@@ -288,3 +288,12 @@ def test_internal_mask_band_marks_missing_pixels(tmp_path):
         (chip,) = list(gt.iter_chips(src, [1, 2, 3], 32, 32))
     assert stats[0].valid_pixels == 32 * 24 and stats[0].min == 100.0
     assert chip.nodata_fraction == 0.25 and not chip.valid[:, :8].any()
+
+
+def test_one_band_layout_per_shard_set(geo, tmp_path):
+    summary = run_ingest(GeoTiffSource(make_options(GeoTiffSource, chip_size=128)),
+                         [geo / "rgbn_suba.tif", geo / LANDSAT], tmp_path, progress=False)
+    assert summary["samples_written"] == 2  # the RGBN chips; the 1-band Landsat file is refused
+    (skip,) = summary["skipped"]
+    assert skip["path"] == str(geo / LANDSAT)
+    assert skip["reason"].startswith("1 band(s) selected but ") and "rgbn_suba.tif gave 4" in skip["reason"]

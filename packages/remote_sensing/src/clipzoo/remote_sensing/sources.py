@@ -331,6 +331,12 @@ class GeoTiffSource(Source):
             except RasterioError as exc:
                 report.skip(path, f"read failed: {gt.error_text(exc)}")
                 return
+            first = getattr(self, "_layout", None)
+            if first is not None and len(bands) != first[1]:
+                report.skip(path, f"{len(bands)} band(s) selected but {first[0]} gave {first[1]}: one shard set "
+                            "holds one band layout (choose the same --bands for every raster, or ingest apart)")
+                return
+            self._layout = first or (str(path), len(bands))
             if stats[0].valid_pixels == 0:
                 report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
                 return
