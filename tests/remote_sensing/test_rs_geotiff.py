@@ -297,3 +297,26 @@ def test_one_band_layout_per_shard_set(geo, tmp_path):
     (skip,) = summary["skipped"]
     assert skip["path"] == str(geo / LANDSAT)
     assert skip["reason"].startswith("1 band(s) selected but ") and "rgbn_suba.tif gave 4" in skip["reason"]
+
+
+def test_chipping_memory_does_not_grow_with_the_raster(tmp_path):
+    """2048 x 2048 x 4 uint16 (32 MiB decoded): statistics + every chip stay a few MiB of numpy memory."""
+    import tracemalloc
+
+    from rasterio.windows import Window
+
+    path = tmp_path / "big.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=2048, height=2048, count=4, dtype="uint16", nodata=0,
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000), tiled=True,
+                       blockxsize=256, blockysize=256, compress="lzw") as dst:
+        strip = (np.arange(4 * 256 * 2048, dtype=np.uint32) % 4000 + 1).astype("uint16").reshape(4, 256, 2048)
+        for row in range(0, 2048, 256):
+            dst.write(strip, window=Window(0, row, 2048, 256))
+    with rasterio.Env(GDAL_CACHEMAX=16), gt.open_raster(path) as src:
+        tracemalloc.start()
+        stats = gt.band_statistics(src, [1, 2, 3, 4], gt.nodata_values(src), max_pixels=200_000)
+        n = sum(1 for c in gt.iter_chips(src, [1, 2, 3, 4], 256, 256) if gt.normalize(c.data, stats, c.valid).size)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert n == 64 and stats[0].method == "4 sampled 256x256 windows of 2048x2048"
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB of numpy memory for a 32 MiB raster"

@@ -237,7 +237,7 @@ def sample_windows(width: int, height: int, max_pixels: int, size: int | None = 
     n = max(1, max_pixels // (size * size))
     cols_fit, rows_fit = max(1, width // size), max(1, height // size)
     n_cols = max(1, min(cols_fit, round(math.sqrt(n * width / height))))
-    n_rows = max(1, min(rows_fit, n // n_cols))
+    n_rows = max(1, min(rows_fit, math.ceil(n / n_cols)))
     col_offs = np.linspace(0, max(0, width - size), n_cols).astype(int) // size * size
     row_offs = np.linspace(0, max(0, height - size), n_rows).astype(int) // size * size
     return [Window(int(c), int(r), min(size, width - int(c)), min(size, height - int(r)))
