@@ -250,3 +250,29 @@ def test_rsicd_json_reader_rejects_entries_without_sentences(tmp_path):
     path.write_text(json.dumps({"images": [{"filename": "a.jpg", "sentences": [{"raw": "x"}]}, {"filename": "b.jpg"}]}))
     with pytest.raises(CaptionFormatError, match=r"images\[1\] lacks"):
         read_rsicd_json(path)
+
+
+def test_source_tiff_pictures_become_png_and_16bit_tiffs_are_refused(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    precomp = tmp_path / "ucm_precomp"
+    precomp.mkdir()
+    (precomp / "test_caps.txt").write_text("a green field .\na grey roof .\n")
+    (precomp / "test_filename.txt").write_text("1.tif\n2.tif\n")
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[..., 1] = 200
+    Image.fromarray(rgb).save(images / "1.tif")
+    Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(images / "2.TIF")
+    summary = run_ingest(CaptionsSource(make_options(CaptionsSource, images=images)), [precomp], tmp_path / "out",
+                         progress=False)
+    assert summary["samples_written"] == 1
+    (bad,) = summary["skipped"]
+    assert bad["path"] == str(images / "2.TIF") and "not an 8-bit picture" in bad["reason"]
+    (sample,) = read_shards(tmp_path / "out")
+    from io import BytesIO
+
+    png = Image.open(BytesIO(sample["image.png"]))
+    assert png.mode == "RGB" and png.getpixel((3, 3)) == (0, 200, 0)

@@ -22,6 +22,9 @@ from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
 log = logging.getLogger(__name__)
 
 
+PICTURE_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr")
+
+
 def _per_input(value: str | None, n: int, option: str) -> list[str | None]:
     """``--lang en`` for every input, or ``--lang en,de`` one per input."""
     if value is None:
@@ -170,6 +173,9 @@ class CaptionsSource(Source):
                 size = im.size
             return ("image.png" if suffix == ".png" else "image.jpg"), data, size
         with Image.open(path) as im:
+            if im.mode not in PICTURE_MODES:
+                raise ValueError(f"{im.mode} TIFF with {len(im.getbands())} band(s) is not an 8-bit picture; "
+                                 "multispectral/16-bit rasters go through 'clipzoo ingest remote_sensing geotiff'")
             im.load()
             rgb = im.convert("RGB")
         return "image.png", rgb, rgb.size
