@@ -8,6 +8,7 @@ A command function returns the exit code. Errors a user can fix are printed as o
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -44,7 +45,7 @@ def _add_ingest(sub) -> None:
         dp = domains.add_parser(domain, help=f"{domain} sources: {', '.join(c.name for c in classes)}")
         srcs = dp.add_subparsers(dest="source", metavar="SOURCE", required=True)
         for cls in classes:
-            sp = srcs.add_parser(cls.name, help=cls.help, description=(cls.__doc__ or cls.help).strip(),
+            sp = srcs.add_parser(cls.name, help=cls.help, description=inspect.cleandoc(cls.__doc__ or cls.help),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
             sp.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or archives to read")
             sp.add_argument("--out", required=True, type=Path, help="output folder for shards and manifest.json")

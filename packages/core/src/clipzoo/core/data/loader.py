@@ -153,11 +153,17 @@ class ShardStream(torch.utils.data.IterableDataset):
         skip = self.skip.get(worker, 0)
         position = 0
         batch: list[dict] = []
+        from clipzoo.core.data.transforms import SampleError
+
         for raw in self.raw_samples(worker, num_workers):
             position += 1
             if position <= skip:
                 continue
-            batch.append(self.transform(decode(raw)))
+            try:
+                batch.append(self.transform(decode(raw)))
+            except SampleError as exc:  # one bad sample is reported and dropped, the run goes on
+                log.warning("dropping sample from %s: %s", raw.get("__url__", "?"), exc)
+                continue
             if len(batch) == self.cfg.batch_size:
                 out = collate(batch)
                 out["__worker__"] = worker
@@ -168,12 +174,16 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors/arrays field by field; strings and other values become lists."""
+    """Stack tensors/arrays field by field; strings and other values become lists.
+
+    Only fields every sample has are kept (e.g. a class index that some samples lack is dropped).
+    """
     import numpy as np
     import torch
 
     out: dict[str, Any] = {}
-    for name in samples[0]:
+    common = set(samples[0]).intersection(*samples[1:])
+    for name in (n for n in samples[0] if n in common):
         values = [s[name] for s in samples]
         first = values[0]
         if isinstance(first, torch.Tensor):
