@@ -91,6 +91,8 @@ def test_register_records_package_tags_and_card(registered, home):
         "domain": "biomed", "architecture": "tiny-test", "data_fingerprint": expected_fingerprint(),
         "weights_sha256": weights, "modalities": "image,text", "licenses": "cc-by,cc-by-nc,cc0",
         "train_samples": "100", "embed_dim": "32"}
+    assert json.loads(tags["preprocess/image"])["size"] == [32, 32]
+    assert json.loads(tags["preprocess/text"])["tokenizer"] == {"context_length": 16, "name": "simple", "type": "open_clip"}
     card = info["card"]
     assert card.startswith("# tiny-biomed (version 1)")
     assert "| pmc-oa | 70 | cc-by (50), cc0 (20) |" in card

@@ -109,8 +109,11 @@ def _version_tags(info) -> dict[str, str]:
     licenses = info.licenses
     total = [d.num_samples for d in info.datasets]
     train_run = info.summary.get("mlflow_run_id")
+    preprocess = {f"preprocess/{m}": json.dumps(spec, sort_keys=True, separators=(",", ":"))[:5000]
+                  for m, spec in info.preprocess.items()}  # size, channels/bands, mean/std, tokenizer per modality
     return {
         **({"train_run_id": str(train_run)} if train_run else {}),
+        **preprocess,
         "domain": info.domain,
         "architecture": info.architecture,
         "data_fingerprint": info.data_fingerprint,
@@ -180,6 +183,11 @@ def register_model(
             mlflow.log_dict(info.summary, f"package/{SUMMARY_NAME}")
         model_info = _log_pyfunc(mlflow, ClipzooEmbedder, package_dir, conf, tags)
         _ensure_registered_model(client, name, f"clipzoo {info.domain} model ({info.architecture}).")
+        same = [v.version for v in client.search_model_versions(f"name = '{name}'", max_results=10000)
+                if v.tags.get("weights_sha256") == info.weights_sha256]
+        if same:
+            log.warning("%s: version(s) %s already hold these exact weights; registering another version anyway",
+                        name, ", ".join(map(str, sorted(map(int, same)))))
         version = client.create_model_version(
             name, source=model_info.model_uri, run_id=run.info.run_id, tags=tags, model_id=model_info.model_id,
         )
