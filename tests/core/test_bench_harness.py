@@ -169,6 +169,11 @@ def test_cli_bad_input_is_one_clear_line(store, tmp_path, capsys):
     assert clipzoo_main(["bench", "--list-tasks"]) == 0
     listing = capsys.readouterr().out
     assert "core/synthetic-retrieval" in listing and "Caption <-> image retrieval" in listing
+    # a new, unbenchmarked version cannot take the champion alias: registered, alias refused, exit 1
+    assert clipzoo_main(["registry", "register", str(store["packages"][0]), "--name", "bench-tiny", "--alias", "champion"]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "registered bench-tiny version 3"
+    assert "refused: refusing to move 'champion' of 'bench-tiny' from version" in err and "no benchmark in common" in err
 
 
 def test_nmodal_tasks_on_arrays(tmp_path):

@@ -85,11 +85,20 @@ def _guard(fn):
 
 @_guard
 def _register(args: argparse.Namespace) -> int:
-    from clipzoo.core.registry.client import register_model
+    from clipzoo.core.registry.client import promote, register_model
+    from clipzoo.core.registry.errors import PromotionRefused
 
-    version = register_model(args.package, args.name, aliases=args.alias, tracking_uri=args.tracking_uri, domain=args.domain)
-    print(f"registered {args.name} version {version}" + (f" ({', '.join(args.alias)})" if args.alias else ""))
-    return 0
+    version = register_model(args.package, args.name, tracking_uri=args.tracking_uri, domain=args.domain)
+    print(f"registered {args.name} version {version}")
+    status = 0
+    for alias in args.alias:  # one by one: a refused champion still leaves the version registered
+        try:
+            promote(args.name, version, alias, tracking_uri=args.tracking_uri)
+            print(f"  @{alias} -> version {version}")
+        except PromotionRefused as exc:
+            print(f"clipzoo registry: refused: {exc}", file=sys.stderr)
+            status = 1
+    return status
 
 
 @_guard

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clipzoo.core.registry import settings as registry_settings
-from clipzoo.core.registry.errors import PromotionRefused, RegistryError
+from clipzoo.core.registry.errors import PromotionRefused
 
 log = logging.getLogger(__name__)
 
