@@ -15,7 +15,7 @@ import torch
 
 from clipzoo.core.bench import metrics as M
 from clipzoo.core.bench.cache import Embedder
-from clipzoo.core.bench.datasets import ImageFolder, ShardFolder
+from clipzoo.core.bench.datasets import CsvDataset, ImageFolder, ShardFolder
 from clipzoo.core.bench.tasks import GDAFewShot, Retrieval, ZeroShotClassification, sample_shots
 
 TINY = {
@@ -234,3 +234,43 @@ def test_truncated_shard_is_reported_and_the_rest_read(caption_shards, tmp_path)
     assert keys == ["s000", "s001", "s002", "s003", "s004", "s010", "s011"]
     assert len(dataset.skipped) == 1 and dataset.skipped[0]["path"].endswith("shard-000001.tar")
     assert dataset.skipped[0]["reason"].startswith("unreadable shard:")
+
+
+REAL_IMAGES = [  # (path under shared data, label, caption) -- see PROVENANCE.md
+    ("biomed/medical_images/fundus/retina.jpg", "fundus", "colour fundus photograph of a normal left eye"),
+    ("biomed/medical_images/pathology/ihc.png", "pathology", "immunohistochemistry of colonic glands"),
+    ("remote_sensing/images/rsicd/airport_17.jpg", "aerial", "two planes are in an airport near a large parking lot ."),
+    ("remote_sensing/images/rsicd/square_102.jpg", "aerial", "two buildings and some green trees are in a square ."),
+    ("biomed/jats_packages/elife-19405/elife-19405-inf1.tif", "figure", "author image"),
+    ("biomed/jats_packages/elife-19405/elife-19405-fig1.tif", "figure", "figure 1"),
+]
+
+
+def test_csv_dataset_on_real_files(loaded, shared_data, tmp_path):
+    import csv
+
+    table = tmp_path / "real.csv"
+    with open(table, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "caption"])
+        writer.writerows(REAL_IMAGES)
+    dataset = CsvDataset(csv_path=table, root=shared_data, caption_column="caption")
+    assert dataset.classnames == ["aerial", "figure", "fundus", "pathology"]
+    assert dataset.labels() == [2, 3, 0, 0, 1, 1]
+    samples = list(dataset.samples())
+    fields = [next(k for k in s if k.startswith("image.")) for s in samples]
+    assert fields == ["image.jpg", "image.png", "image.jpg", "image.jpg", "image.png", "image.png"]
+    sizes = [(s[f].size, s[f].mode) for s, f in zip(samples, fields)]
+    assert sizes == [((1411, 1411), "RGB"), ((512, 512), "RGB"), ((384, 384), "RGB"), ((384, 384), "RGB"),
+                     ((661, 624), "RGB"), ((1417, 1252), "RGB")]  # the RGBA TIFF arrives as RGB
+    assert samples[2]["txt"] == "two planes are in an airport near a large parking lot ."
+
+    embedder = Embedder(loaded, tmp_path / "cache")
+    zs = ZeroShotClassification(dataset=dataset, templates=["a {c} image"]).evaluate(embedder)
+    assert set(zs) == {"top1", "mean_per_class_recall"}  # 4 classes: no top-5
+    assert zs["top1"] in {i / 6 for i in range(7)}
+    ret = Retrieval(dataset=dataset).evaluate(embedder)
+    assert ret["image2text_R10"] == ret["text2image_R10"] == 1.0  # 6 items: everything is in the top 10
+    emb = embedder.samples(dataset, "image")
+    assert emb.emb.shape == (6, 32) and emb.present.all()
+    np.testing.assert_allclose(np.linalg.norm(emb.emb, axis=1), 1.0, atol=1e-5)
