@@ -324,6 +324,13 @@ def test_card_from_a_trainer_summary(tmp_path):
     assert "max_steps: 10" in card and "`loss` = 2.5" in card and "`step`" not in card
     assert "| core/synthetic-shape | top1 | 0.7500 |" in card
     assert read_package(package, domain="astro").domain == "astro"
+    # a summary that names licenses without counts
+    summary["data"].append({"name": "extra", "num_samples": 4, "licenses": ["cc0", "cc-by"]})
+    (package / "train_summary.json").write_text(json.dumps(summary))
+    info = read_package(package)
+    assert info.licenses == {"cc-by": None, "cc0": None}
+    card = render_model_card(info, name="synthetic-tiny")
+    assert "| extra | 4 | cc-by, cc0 |" in card and "Total: 10 samples." in card
 
 
 _UI = """

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +100,13 @@ class PackageInfo:
         return h.hexdigest()[:16]
 
     @property
-    def licenses(self) -> dict[str, int]:
-        total: Counter = Counter()
+    def licenses(self) -> dict[str, int | None]:
+        """Samples per license over all datasets (``None``: a dataset named the license without counts)."""
+        total: dict[str, int | None] = {}
         for d in self.datasets:
-            total.update(d.licenses)
+            for lic, n in d.licenses.items():
+                before = total.get(lic, 0)
+                total[lic] = None if n is None or before is None else before + int(n)
         return dict(sorted(total.items()))
 
 
