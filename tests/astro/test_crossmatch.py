@@ -120,3 +120,21 @@ def test_crossmatch_source_tri_modal_samples(crossmatch_inputs, tmp_path):
     assert star["json"]["ids"]["targetid"] == 39633300968442591 and star["spectrum_mask.npy"].all()
     assert not star["lightcurve_mask.npy"].any() and star["metadata_mask.npy"].any()
     assert sorted(star["json"]["catalogs"]) == ["desi", "gaia"]
+
+
+def test_inputs_are_classified_by_their_structure(shared_data, tmp_path):
+    from clipzoo.astro.sources import classify_input
+
+    astro = shared_data / "astro"
+    assert classify_input(astro / "spectra" / "desi" / COADD) == "desi"
+    assert classify_input(astro / "lightcurves" / "kepler" / "kplr011442793-2010009091648_llc.fits") == "lightcurve"
+    assert classify_input(astro / "catalogs" / "gaia" / "cone_search.json") == "catalog"
+    assert classify_input(astro / "catalogs" / "k2varcat" / "K2VarCat_c1c0v6_full.csv") == "catalog"
+    # a gaia_source ECSV has *_flux_error columns but no flux_error array column: still a catalogue
+    Table({"source_id": [1], "phot_g_mean_flux_error": [2.0], "ra": [1.0], "dec": [2.0]}).write(tmp_path / "g.ecsv")
+    assert classify_input(tmp_path / "g.ecsv") == "catalog"
+    xp = Table({"source_id": [1], "flux": [np.ones(343)], "flux_error": [np.ones(343)]})
+    xp.write(tmp_path / "xp.ecsv")
+    xp.write(tmp_path / "xp.fits")
+    xp.write(tmp_path / "xp.vot", format="votable")
+    assert [classify_input(tmp_path / n) for n in ("xp.ecsv", "xp.fits", "xp.vot")] == ["gaia_xp"] * 3

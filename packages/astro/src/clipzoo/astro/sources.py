@@ -158,14 +158,42 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
     return records
 
 
-def _is_desi(path: Path) -> bool:
-    from astropy.io import fits
+def classify_input(path: Path) -> str:
+    """``desi`` (FITS with FIBERMAP), ``gaia_xp`` (a table with ``flux``/``flux_error`` array columns),
+    ``lightcurve`` (other FITS) or ``catalog`` (other tables), from the file's own structure."""
+    import re
 
+    name = path.name.lower()
+    if name.endswith(FITS_SUFFIXES):
+        from astropy.io import fits
+
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                names = [h.name for h in hdul]
+                if "FIBERMAP" in names:
+                    return "desi"
+                if len(hdul) > 1 and getattr(hdul[1], "columns", None) is not None:
+                    cols = {c.lower() for c in hdul[1].columns.names}
+                    if {"source_id", "flux", "flux_error"} <= cols:
+                        return "gaia_xp"
+        except Exception:  # unreadable: the light-curve reader reports the real reason
+            return "desi" if "coadd" in name else "lightcurve"
+        return "lightcurve"
+    if name.endswith(".json"):
+        return "catalog"
     try:
-        with fits.open(path, memmap=False) as hdul:
-            return any(h.name == "FIBERMAP" for h in hdul)
-    except Exception:  # unreadable: read_desi_spectra reports the real reason
-        return path.suffix.lower() in FITS_SUFFIXES and "coadd" in path.name.lower()
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return "catalog"
+    if name.endswith(".csv"):
+        first = head.splitlines()[0] if head else ""
+        cols = {c.strip().strip('"').lower() for c in first.split(",")}
+        return "gaia_xp" if {"source_id", "flux", "flux_error"} <= cols else "catalog"
+    # ECSV header ("- {name: flux_error, ...") or VOTable FIELD name="flux_error"
+    if re.search(r"name:\s*flux_error\b", head) or re.search(r'name="flux_error"', head):
+        return "gaia_xp"
+    return "catalog"
 
 
 def read_spectrum_records(paths: list[Path], options, report: IngestReport) -> list:
@@ -177,7 +205,7 @@ def read_spectrum_records(paths: list[Path], options, report: IngestReport) -> l
     for path in paths:
         report.input_seen(path)
         try:
-            spectra = read_desi_spectra(path) if _is_desi(path) else read_gaia_xp_sampled(path)
+            spectra = read_desi_spectra(path) if classify_input(path) == "desi" else read_gaia_xp_sampled(path)
         except AstroReadError as exc:
             report.skip(path, str(exc))
             continue
@@ -396,12 +424,8 @@ class CrossmatchSource(Source):
         stats = _load_stats(self.options)
         lc_paths, spec_paths, cat_paths = [], [], []
         for path in expand_inputs(inputs, FITS_SUFFIXES + TABLE_SUFFIXES, report):
-            if path.name.lower().endswith(FITS_SUFFIXES):
-                (spec_paths if _is_desi(path) else lc_paths).append(path)
-            elif _is_xp_table(path):
-                spec_paths.append(path)
-            else:
-                cat_paths.append(path)
+            kind = classify_input(path)
+            {"desi": spec_paths, "gaia_xp": spec_paths, "lightcurve": lc_paths, "catalog": cat_paths}[kind].append(path)
         records = (read_lightcurve_records(lc_paths, self.options, report)
                    + read_spectrum_records(spec_paths, self.options, report)
                    + read_catalog_record_list(cat_paths, self.options, report))
@@ -475,17 +499,6 @@ class CrossmatchSource(Source):
                 sample["cls"] = cls_index
             yield sample
         report.notes["crossmatch"]["samples_with"] = written
-
-
-def _is_xp_table(path: Path) -> bool:
-    """A table with flux and flux_error array columns (Gaia XP sampled), judged from its first line(s)."""
-    if path.suffix.lower() == ".json":
-        return False
-    try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:20000]
-    except OSError:
-        return False
-    return "flux_error" in head and "source_id" in head
 
 
 def _header_features(rec) -> dict[str, Any]:
