@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,17 +385,3 @@ def array_dataset(
 
     return SampleList(name=name, classnames=classnames, make=make, key=f"arrays:{h.hexdigest()[:16]}", length=n)
 
-
-def json_safe(value: Any) -> Any:
-    """Plain-JSON form of a dataset option (paths as strings), for result files and MLflow params."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return repr(value)
