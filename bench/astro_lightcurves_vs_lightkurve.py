@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     # -- Lomb-Scargle
     t, y = st.time[st.valid], st.flux[st.valid]
     span = float(t.max() - t.min())
-    t_ours, (p_ours, _) = timed(lambda: lombscargle_period(t, y, st.flux_err[st.valid], min_period=0.5, max_period=span / 2),
-                                max(1, args.repeats // 4))
+    t_ours, (p_ours, _) = timed(
+        lambda: lombscargle_period(t, y, st.flux_err[st.valid], min_period=0.5, max_period=span / 2),
+        max(1, args.repeats // 4))
     t_lk, pg = timed(lambda: lst.to_periodogram(method="lombscargle", minimum_period=0.5, maximum_period=span / 2,
                                                 oversample_factor=5), max(1, args.repeats // 4))
     rows.append(("lomb-scargle", t_ours, t_lk))
@@ -118,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- full AstroM³ preprocessing (ours) vs lightkurve's read + stitch + fold + bin to L bins
     cfg = LightCurvePreprocess(length=args.length, fold="catalog")
-    t_ours, _ = timed(lambda: preprocess_lightcurve(stitch([read_lightcurve(f) for f in files]), cfg, period=args.period),
-                      args.repeats)
+    t_ours, _ = timed(
+        lambda: preprocess_lightcurve(stitch([read_lightcurve(f) for f in files]), cfg, period=args.period),
+        args.repeats)
 
     def lk_full():
         lc = lk.LightCurveCollection([lk.read(f).remove_nans() for f in files]).stitch()

@@ -74,7 +74,8 @@ def crossmatch_inputs(shared_data, tmp_path):
         hdul.writeto(folder / "ktwo201158453-c01_llc.fits")
     (folder / "ktwo000000001-c01_llc.fits").write_bytes(b"SIMPLE  =                    T" + b" " * 50)  # truncated
     (folder / COADD).write_bytes((astro / "spectra" / "desi" / COADD).read_bytes())
-    (folder / "K2VarCat_c1c0v6_full.csv").write_bytes((astro / "catalogs" / "k2varcat" / "K2VarCat_c1c0v6_full.csv").read_bytes())
+    k2var = astro / "catalogs" / "k2varcat" / "K2VarCat_c1c0v6_full.csv"
+    (folder / k2var.name).write_bytes(k2var.read_bytes())
     return folder
 
 

@@ -184,7 +184,8 @@ def test_bad_files_raise_clear_errors(kepler, tmp_path):
 
     with fits.open(kepler / Q3) as hdul:
         keep = [c for c in hdul[1].columns if c.name not in ("PDCSAP_FLUX_ERR",)]
-        no_err = fits.HDUList([hdul[0].copy(), fits.BinTableHDU.from_columns(keep, header=hdul[1].header, name="LIGHTCURVE")])
+        table = fits.BinTableHDU.from_columns(keep, header=hdul[1].header, name="LIGHTCURVE")
+        no_err = fits.HDUList([hdul[0].copy(), table])
         no_err.writeto(tmp_path / "no_err_llc.fits")
         hdul[1].data["PDCSAP_FLUX"][:] = np.nan
         hdul[1].data["SAP_FLUX"][:] = np.nan

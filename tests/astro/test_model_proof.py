@@ -33,7 +33,8 @@ def one_torch_thread():
 def _bench(model_dir, stats, cache):
     from clipzoo.core.bench import run_benchmark
 
-    options = {t: {"n_per_class": 100, "seed": 0, "test_per_class": 40, "test_seed": 1, "stats": str(stats)} for t in TASKS}
+    split = {"n_per_class": 100, "seed": 0, "test_per_class": 40, "test_seed": 1, "stats": str(stats)}
+    options = {t: dict(split) for t in TASKS}
     options["astro/sim-retrieval"] = {"test_per_class": 40, "test_seed": 1, "stats": str(stats)}
     results = run_benchmark(str(model_dir), TASKS, task_options=options, cache_dir=cache, log=False, print_table=False)
     return {t: r["metrics"] for t, r in results["tasks"].items()}
@@ -45,8 +46,10 @@ def test_trimodal_beats_single_modalities_after_short_training(tmp_path, one_tor
     from clipzoo.core.train import load_config, train
 
     shards = tmp_path / "sim"
-    summary = run_ingest(SimulatedSource(argparse.Namespace(n_per_class=100, seed=0, stats=None)), [], shards, progress=False)
-    assert summary["samples_written"] == 500 and summary["counters"]["class"] == {c: 100 for c in ("DSCT", "EB", "LPV", "ROT", "RRL")}
+    source = SimulatedSource(argparse.Namespace(n_per_class=100, seed=0, stats=None))
+    summary = run_ingest(source, [], shards, progress=False)
+    assert summary["samples_written"] == 500
+    assert summary["counters"]["class"] == {c: 100 for c in ("DSCT", "EB", "LPV", "ROT", "RRL")}
     cfg = load_config(base={
         "model": {"config": "astrom3-tiny"},
         "data": {"train": str(shards), "batch_size": 64, "workers": 0, "shuffle_buffer": 500},

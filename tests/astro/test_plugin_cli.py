@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from clipzoo.core.cli import main
 from clipzoo.core.plugins import get_registry
@@ -20,7 +19,8 @@ def _manifest(folder):
 def test_registry_has_astro_sources_tasks_and_config():
     registry = get_registry()
     assert "astro" in registry.loaded_plugins
-    assert {n for d, n in registry.sources if d == "astro"} == {"lightcurves", "spectra", "catalog", "crossmatch", "simulated"}
+    sources = {n for d, n in registry.sources if d == "astro"}
+    assert sources == {"lightcurves", "spectra", "catalog", "crossmatch", "simulated"}
     assert {"astro/sim-classification", "astro/sim-prototypes", "astro/sim-retrieval", "astro/classification",
             "astro/prototypes", "astro/retrieval"} <= set(registry.tasks)
     assert "astrom3-tiny" in registry.model_config_names()
@@ -40,7 +40,8 @@ def test_astrom3_tiny_builds_three_towers_with_preprocess():
     assert model.preprocess["metadata"]["features"] == list(FEATURE_NAMES)
     batch = {"lightcurve": torch.randn(4, 64, 3), "lightcurve_mask": torch.ones(4, 64, dtype=torch.bool),
              "spectrum": torch.randn(4, 128, 2), "spectrum_mask": torch.zeros(4, 128, dtype=torch.bool),
-             "metadata": torch.randn(4, len(FEATURE_NAMES)), "metadata_mask": torch.ones(4, len(FEATURE_NAMES), dtype=torch.bool)}
+             "metadata": torch.randn(4, len(FEATURE_NAMES)),
+             "metadata_mask": torch.ones(4, len(FEATURE_NAMES), dtype=torch.bool)}
     batch["spectrum_mask"][:2] = True  # two stars without a spectrum
     out = model(batch)
     assert {m: tuple(f.shape) for m, f in out["features"].items()} == {m: (4, 32) for m in model.modalities}
@@ -79,9 +80,11 @@ def test_cli_ingest_catalog_and_crossmatch(shared_data, tmp_path):
 
 
 def test_cli_ingest_simulated_and_bad_options(tmp_path, capsys):
-    assert main(["ingest", "astro", "simulated", "--n-per-class", "3", "--seed", "5", "--out", str(tmp_path / "sim")]) == 0
+    assert main(["ingest", "astro", "simulated", "--n-per-class", "3", "--seed", "5",
+                 "--out", str(tmp_path / "sim")]) == 0
     m = _manifest(tmp_path / "sim")
-    assert m["num_samples"] == 15 and m["ingest"]["counters"]["class"] == {c: 3 for c in ("DSCT", "EB", "LPV", "ROT", "RRL")}
+    assert m["num_samples"] == 15
+    assert m["ingest"]["counters"]["class"] == {c: 3 for c in ("DSCT", "EB", "LPV", "ROT", "RRL")}
     assert main(["ingest", "astro", "simulated", "some-file", "--out", str(tmp_path / "sim2")]) != 0
     assert "takes no inputs" in capsys.readouterr().err
 
@@ -101,6 +104,7 @@ def test_simulated_set_is_seeded():
     b, _ = simulate_samples(SimulationConfig(n_per_class=2, seed=3))
     assert [s["json"]["label"] for s in a] == [s["json"]["label"] for s in b]
     np.testing.assert_array_equal(a[0]["lightcurve.npy"], b[0]["lightcurve.npy"])
-    periods = {s["json"]["label"]: s["json"]["period"] for s in simulate_samples(SimulationConfig(n_per_class=1, seed=0))[0]}
+    one_each, _ = simulate_samples(SimulationConfig(n_per_class=1, seed=0))
+    periods = {s["json"]["label"]: s["json"]["period"] for s in one_each}
     assert 0.3 <= periods["EB"] <= 10 and 0.45 <= periods["RRL"] <= 0.85 and 0.03 <= periods["DSCT"] <= 0.2
     assert 90 <= periods["LPV"] <= 450 and 1 <= periods["ROT"] <= 30

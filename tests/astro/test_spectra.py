@@ -90,7 +90,8 @@ def test_healpix_coadd_layout(coadd_path, tmp_path):
     with fits.open(coadd_path) as hdul:
         for key in ("TILEID", "PETAL", "SPECTRO", "NIGHT"):
             hdul[0].header.remove(key, ignore_missing=True)
-        hdul[0].header.update(SPGRP="healpix", SPGRPVAL=26964, HPXPIXEL=26964, HPXNSIDE=64, SURVEY="sv3", PROGRAM="bright")
+        hdul[0].header.update(SPGRP="healpix", SPGRPVAL=26964, HPXPIXEL=26964, HPXNSIDE=64, SURVEY="sv3",
+                              PROGRAM="bright")
         fm = hdul["FIBERMAP"]
         keep = [c for c in fm.columns if c.name not in ("FIBER", "PETAL_LOC", "DEVICE_LOC", "LOCATION", "TILEID",
                                                            "FIBERASSIGN_X", "FIBERASSIGN_Y", "PLATE_RA", "PLATE_DEC")]
@@ -106,7 +107,8 @@ def test_healpix_coadd_layout(coadd_path, tmp_path):
 
 def _xp_table(n=3):
     rng = np.random.default_rng(1)
-    flux = (1e-17 * (1 + 0.2 * np.sin(GAIA_XP_WAVELENGTH_NM / 50.0))[None] * rng.uniform(1, 3, (n, 1))).astype(np.float32)
+    shape = 1 + 0.2 * np.sin(GAIA_XP_WAVELENGTH_NM / 50.0)
+    flux = (1e-17 * shape[None] * rng.uniform(1, 3, (n, 1))).astype(np.float32)
     err = np.abs(flux) * 0.02
     flux[1, 10:20] = np.nan  # a stretch without calibration
     return Table({"source_id": np.array([4295806720, 6636090334814214528, 42], np.int64)[:n], "solution_id": [1] * n,
@@ -141,7 +143,8 @@ def test_gaia_xp_sampled_ecsv_and_csv(tmp_path):
 def test_resample_bins_by_inverse_variance():
     wave = np.arange(4000.0, 4010.0, 1.0)
     spec = Spectrum(wave, np.arange(10.0), np.array([1, 1, 1, 1, 1, 4, 4, 4, 4, 4], float), np.ones(10, bool))
-    flux, ivar, valid = resample_spectrum(spec, SpectralGrid(4002.0, 4007.0, 2))  # bins [3999.5,4004.5), [4004.5,4009.5)
+    # output bins [3999.5, 4004.5) and [4004.5, 4009.5)
+    flux, ivar, valid = resample_spectrum(spec, SpectralGrid(4002.0, 4007.0, 2))
     assert valid.all()
     assert flux[0] == pytest.approx((0 + 1 + 2 + 3 + 4) / 5) and ivar[0] == pytest.approx(5)
     assert flux[1] == pytest.approx((5 + 6 + 7 + 8 + 9) / 5) and ivar[1] == pytest.approx(20)

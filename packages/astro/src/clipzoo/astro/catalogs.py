@@ -43,7 +43,8 @@ FEATURES: dict[str, str] = {
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
 
 K2VARCAT_CLASSES: tuple[str, ...] = ("AP", "QP", "P", "EB")
-K2VARCAT_CLASS_NAMES = {"AP": "aperiodic", "QP": "quasi-periodic", "P": "periodic (sinusoidal)", "EB": "eclipsing binary"}
+K2VARCAT_CLASS_NAMES = {"AP": "aperiodic", "QP": "quasi-periodic", "P": "periodic (sinusoidal)",
+                        "EB": "eclipsing binary"}
 
 # Gaia TAP JSON datatypes -> numpy dtypes
 _TAP_DTYPES = {"long": np.int64, "int": np.int32, "short": np.int16, "unsignedByte": np.uint8, "double": np.float64,
@@ -97,10 +98,12 @@ def read_gaia_table(path: str | Path):
     if suffix == ".json":
         table = _table_from_tap_json(path)
     else:
-        fmt = {".ecsv": "ascii.ecsv", ".vot": "votable", ".xml": "votable", ".votable": "votable", ".vot.xml": "votable",
+        fmt = {".ecsv": "ascii.ecsv", ".vot": "votable", ".xml": "votable", ".votable": "votable",
+               ".vot.xml": "votable",
                ".fits": "fits", ".fit": "fits", ".csv": "ascii.csv"}.get(suffix)
         if fmt is None:
-            raise AstroReadError(f"unknown catalogue format {path.suffix!r} (use .json, .ecsv, .vot/.xml, .fits or .csv)")
+            raise AstroReadError(f"unknown catalogue format {path.suffix!r} "
+                                 "(use .json, .ecsv, .vot/.xml, .fits or .csv)")
         try:
             table = Table.read(path, format=fmt)
         except Exception as exc:  # astropy's readers raise many exception types
@@ -180,7 +183,8 @@ def parse_k2varcat_line(fields: list[str], line: int) -> K2VarRow:
     the campaign's release, a proposal note (free text, may be empty) and trailing numeric columns.
     Raises ValueError with the reason when the row does not parse."""
     if len(fields) < 5:
-        raise ValueError(f"{len(fields)} column(s); a K2VarCat row has at least 5 (EPIC, class, range, period, amplitude)")
+        raise ValueError(f"{len(fields)} column(s); a K2VarCat row has at least 5 "
+                         "(EPIC, class, range, period, amplitude)")
     epic_text, label = fields[0].strip(), fields[1].strip()
     if not epic_text.isdigit():
         raise ValueError(f"EPIC id {epic_text!r} is not an integer")

@@ -108,7 +108,8 @@ def crossmatch(records: list[Record], radius_arcsec: float = 1.0) -> tuple[list[
         "joined_by_id": id_joins,
         "joined_by_position": pos_joins,
         "radius_arcsec": radius_arcsec,
-        "separation_arcsec": ({"min": min(separations), "median": float(np.median(separations)), "max": max(separations)}
+        "separation_arcsec": ({"min": min(separations), "median": float(np.median(separations)),
+                               "max": max(separations)}
                               if separations else None),
         "modality_combinations": dict(sorted(combos.items())),
     }

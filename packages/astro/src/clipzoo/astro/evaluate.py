@@ -32,7 +32,8 @@ def stack_samples(samples: Sequence[dict[str, Any]], modalities: Sequence[str] =
     return out
 
 
-def embed_arrays(model, arrays: dict[str, Any], batch_size: int = 256) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def embed_arrays(model, arrays: dict[str, Any], batch_size: int = 256
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Normalised embeddings ``{m: [N, D]}`` and presence ``{m: [N]}`` for every modality the model has."""
     import torch
 

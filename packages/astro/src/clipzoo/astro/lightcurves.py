@@ -158,7 +158,8 @@ def read_lightcurve(path: str | Path, *, flux_column: str = "auto", quality_bitm
         if flux_column == "auto":
             candidates = [c for c in ("PDCSAP_FLUX", "SAP_FLUX") if c in cols]
             if not candidates:
-                raise AstroReadError(f"LIGHTCURVE extension has neither PDCSAP_FLUX nor SAP_FLUX; it has {', '.join(cols)}")
+                raise AstroReadError("LIGHTCURVE extension has neither PDCSAP_FLUX nor SAP_FLUX; "
+                                     f"it has {', '.join(cols)}")
             flux_column = next((c for c in candidates if np.isfinite(hdu.data[c]).any()), candidates[0])
         quality_column = next((c for c in ("SAP_QUALITY", "QUALITY") if c in cols), None)
         _require_columns(hdu, [flux_column, f"{flux_column}_ERR"], path)

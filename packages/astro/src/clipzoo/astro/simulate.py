@@ -71,7 +71,8 @@ def _light_curve_shape(cls: str, phase: np.ndarray, amp: float, rng) -> np.ndarr
     if cls == "RRL":  # fast rise, slow decline: a Fourier saw-tooth with the RRab amplitude ratios
         return amp * sum((0.5 ** (k - 1)) * np.sin(2 * np.pi * k * phase + 0.3 * k) / k for k in range(1, 5)) / 1.4
     if cls == "ROT":
-        return amp / 2 * (np.sin(2 * np.pi * phase) + rng.uniform(0.0, 0.4) * np.sin(4 * np.pi * phase + rng.uniform(0, 6)))
+        harmonic = rng.uniform(0.0, 0.4) * np.sin(4 * np.pi * phase + rng.uniform(0, 6))
+        return amp / 2 * (np.sin(2 * np.pi * phase) + harmonic)
     if cls == "DSCT":
         return amp / 2 * np.sin(2 * np.pi * phase)
     return amp / 2 * np.sin(2 * np.pi * phase)  # LPV
@@ -107,7 +108,8 @@ def _planck(wave_aa: np.ndarray, teff: float) -> np.ndarray:
 _LINES = {  # centre [Å] -> (relative strength function of teff, feh)
     "balmer": ([6563, 4861, 4340, 4102, 3970], lambda t, z: 0.5 * np.exp(-0.5 * ((t - 9000) / 2000) ** 2)),
     "ca_hk": ([3934, 3968], lambda t, z: 0.6 * 10 ** (0.3 * z) * np.clip((7500 - t) / 3500, 0.05, 1)),
-    "metals": ([5175, 5893, 8498, 8542, 8662], lambda t, z: 0.35 * 10 ** (0.4 * z) * np.clip((7000 - t) / 3000, 0.05, 1)),
+    "metals": ([5175, 5893, 8498, 8542, 8662],
+               lambda t, z: 0.35 * 10 ** (0.4 * z) * np.clip((7000 - t) / 3000, 0.05, 1)),
 }
 
 

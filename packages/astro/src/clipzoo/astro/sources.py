@@ -96,7 +96,8 @@ def load_periods(path: Path) -> dict[str, float]:
         cols = {c.lower(): c for c in reader.fieldnames or []}
         key = next((k for k in ("kic", "epic", "tic") if k in cols), None)
         if "period" not in cols or key is None:
-            raise IngestError(f"--periods {path}: needs a header with 'period' and one of kic/epic/tic; has {reader.fieldnames}")
+            raise IngestError(f"--periods {path}: needs a header with 'period' and one of kic/epic/tic; "
+                              f"has {reader.fieldnames}")
         for row in reader:
             try:
                 out[f"{key}:{int(row[cols[key]])}"] = float(row[cols["period"]])
@@ -138,7 +139,8 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
         report.input_seen(path)
         try:
             lc = read_lightcurve(path, flux_column=_opt(options, "flux_column", "auto"),
-                                 quality_bitmask=_bitmask_option(options), aperture=_opt(options, "aperture", "pipeline"))
+                                 quality_bitmask=_bitmask_option(options),
+                                 aperture=_opt(options, "aperture", "pipeline"))
         except AstroReadError as exc:
             report.skip(path, str(exc))
             continue
@@ -154,7 +156,8 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
         lc = stitch(segments) if len(segments) > 1 else segments[0]
         ids = {k: lc.meta[k] for k in ("kic", "epic", "tic") if lc.meta.get(k) is not None}
         report.count("segments_per_star", len(segments))
-        records.append(Record("lightcurve", lc.meta["mission"], ids, lc.meta.get("ra"), lc.meta.get("dec"), lc, dict(lc.meta)))
+        records.append(Record("lightcurve", lc.meta["mission"], ids, lc.meta.get("ra"), lc.meta.get("dec"), lc,
+                              dict(lc.meta)))
     return records
 
 
@@ -384,7 +387,8 @@ class CatalogSource(Source):
         keys = _Keys()
         for rec, vec, mask in zip(records, vectors, masks):
             key = _primary_key(rec.ids, "row")
-            if not keys.claim(key, f"{rec.meta['source']}" + (f":{rec.meta['line']}" if "line" in rec.meta else ""), report):
+            where = f"{rec.meta['source']}" + (f":{rec.meta['line']}" if "line" in rec.meta else "")
+            if not keys.claim(key, where, report):
                 continue
             sample = {"__key__": key, "metadata.npy": vec, "metadata_mask.npy": mask,
                       "json": _json_safe({**rec.meta, "catalog": rec.catalog, "ids": _ids_json(rec.ids),
@@ -458,7 +462,8 @@ class CrossmatchSource(Source):
             if lcs:
                 best = max(lcs, key=lambda r: r.payload.n_valid)
                 try:
-                    lc_arr, lc_mask, lc_info = preprocess_lightcurve(best.payload, cfg, period=_group_period(group, periods))
+                    lc_arr, lc_mask, lc_info = preprocess_lightcurve(best.payload, cfg,
+                                                                     period=_group_period(group, periods))
                     info["lightcurve"] = {"source": best.meta.get("source"), "mission": best.catalog, **lc_info}
                 except ValueError as exc:
                     report.skip(where, f"light curve dropped: {exc}", kind="preprocess")
@@ -471,7 +476,8 @@ class CrossmatchSource(Source):
                     info["spectrum"] = {"source": best.meta.get("source"), "survey": best.catalog, **sp_info}
                 except ValueError as exc:
                     report.skip(where, f"spectrum dropped: {exc}", kind="preprocess")
-            present = {"lightcurve": bool(lc_mask.any()), "spectrum": bool(sp_mask.any()), "metadata": bool(vmask.any())}
+            present = {"lightcurve": bool(lc_mask.any()), "spectrum": bool(sp_mask.any()),
+                       "metadata": bool(vmask.any())}
             if sum(present.values()) < _opt(self.options, "min_modalities", 1):
                 report.skip(where, f"only {sum(present.values())} modality(ies) after matching "
                                    f"(--min-modalities {self.options.min_modalities})", kind="policy")

@@ -90,7 +90,8 @@ def read_desi_coadd(path: str | Path) -> DesiCoadd:
     with _open_fits(path) as hdul:
         names = {h.name for h in hdul}
         if "FIBERMAP" not in names:
-            raise AstroReadError(f"no FIBERMAP extension (not a DESI coadd?); HDUs present: {', '.join(h.name for h in hdul)}")
+            raise AstroReadError("no FIBERMAP extension (not a DESI coadd?); "
+                                 f"HDUs present: {', '.join(h.name for h in hdul)}")
         arms: dict[str, dict[str, np.ndarray]] = {}
         for arm in ("B", "R", "Z", "BRZ"):
             needed = [f"{arm}_{part}" for part in ("WAVELENGTH", "FLUX", "IVAR")]
@@ -106,7 +107,8 @@ def read_desi_coadd(path: str | Path) -> DesiCoadd:
                                      f"ivar {ivar.shape}, mask {mask.shape}")
             arms[arm] = {"wave": wave, "flux": flux, "ivar": ivar, "mask": mask}
         if not arms:
-            raise AstroReadError("no camera arm found: expected B_/R_/Z_ (or BRZ_) WAVELENGTH, FLUX and IVAR extensions")
+            raise AstroReadError("no camera arm found: expected B_/R_/Z_ (or BRZ_) WAVELENGTH, FLUX and IVAR "
+                                 "extensions")
         fibermap = Table(hdul["FIBERMAP"].data)
         header = {k: _plain(v) for k, v in hdul[0].header.items() if k and k not in ("COMMENT", "HISTORY", "")}
     for col in ("TARGETID", "TARGET_RA", "TARGET_DEC"):
@@ -120,7 +122,8 @@ def read_desi_coadd(path: str | Path) -> DesiCoadd:
     elif "TILEID" in header or "FIBER" in fibermap.colnames:
         layout = "tile"
     else:
-        raise AstroReadError("cannot tell a tile-based from a healpix coadd: no TILEID/FIBER nor HPXPIXEL/SPGRP=healpix")
+        raise AstroReadError("cannot tell a tile-based from a healpix coadd: "
+                             "no TILEID/FIBER nor HPXPIXEL/SPGRP=healpix")
     return DesiCoadd(path, layout, header, arms, fibermap)
 
 
@@ -195,7 +198,8 @@ def read_desi_spectra(path: str | Path) -> list[Spectrum]:
     out = []
     for i, row in enumerate(coadd.fibermap):
         meta = _fibermap_meta(row, coadd.layout, coadd.header)
-        meta.update(source=str(coadd.path), survey_name="desi", license=DESI_LICENSE, flux_unit="1e-17 erg/s/cm2/Angstrom")
+        meta.update(source=str(coadd.path), survey_name="desi", license=DESI_LICENSE,
+                    flux_unit="1e-17 erg/s/cm2/Angstrom")
         out.append(Spectrum(wave, flux[i], ivar[i], valid[i], meta))
     return out
 
@@ -292,7 +296,8 @@ def resample_spectrum(spec: Spectrum, grid: SpectralGrid) -> tuple[np.ndarray, n
     return np.where(valid, flux, 0.0), np.where(valid, ivar, 0.0), valid
 
 
-def spectrum_array(spec: Spectrum, grid: SpectralGrid = SpectralGrid()) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def spectrum_array(spec: Spectrum, grid: SpectralGrid = SpectralGrid()
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Model input: resampled onto ``grid`` and robustly standardised -> (``[L, 2]`` float32, mask, info)."""
     flux, ivar, valid = resample_spectrum(spec, grid)
     if not valid.any():
@@ -301,4 +306,5 @@ def spectrum_array(spec: Spectrum, grid: SpectralGrid = SpectralGrid()) -> tuple
     out = np.zeros((grid.size, 2), np.float32)
     out[valid, 0] = normed
     out[valid, 1] = 1.0 / np.sqrt(ivar[valid]) / scale
-    return out, valid, {"flux_center": center, "flux_scale": scale, "grid": grid.to_dict(), "n_valid_pixels": int(valid.sum())}
+    return out, valid, {"flux_center": center, "flux_scale": scale, "grid": grid.to_dict(),
+                        "n_valid_pixels": int(valid.sum())}

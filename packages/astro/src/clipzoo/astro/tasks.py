@@ -126,7 +126,8 @@ def shard_classification(train: str = "", test: str = ""):
 
 
 def shard_prototypes(train: str = "", test: str = ""):
-    return PrototypeClassification(train=_shards(train, "astro/prototypes train"), test=_shards(test, "astro/prototypes test"))
+    return PrototypeClassification(train=_shards(train, "astro/prototypes train"),
+                                   test=_shards(test, "astro/prototypes test"))
 
 
 def shard_retrieval(shards: str = ""):
