@@ -226,3 +226,46 @@ def test_lightcurves_source_end_to_end(kepler, tmp_path):
     meta = sample["json"]
     assert meta["ids"] == {"kic": 11442793} and meta["n_cadences"] == 5391 and meta["n_valid"] == 5142
     assert meta["license"] == "public-domain (NASA/MAST)" and len(meta["segments"]) == 2
+
+
+def _write_tess_lc(path, sector: int, t_start: float, level: float):
+    n = 720  # 2-minute cadences over one day
+    t = t_start + np.arange(n) / 720.0
+    flux = level * (1 + 0.01 * np.sin(2 * np.pi * t / 0.37))
+    flux[100:110] = np.nan  # a gap
+    quality = np.zeros(n, np.int32)
+    quality[200] = 1  # attitude tweak: default bitmask
+    cols = [fits.Column("TIME", "D", array=t), fits.Column("PDCSAP_FLUX", "E", array=flux.astype(np.float32)),
+            fits.Column("PDCSAP_FLUX_ERR", "E", array=np.full(n, level * 1e-3, np.float32)),
+            fits.Column("SAP_FLUX", "E", array=flux.astype(np.float32)),
+            fits.Column("SAP_FLUX_ERR", "E", array=np.full(n, level * 1e-3, np.float32)),
+            fits.Column("QUALITY", "J", array=quality)]
+    primary = fits.PrimaryHDU()
+    primary.header.update(TELESCOP="TESS", MISSION="TESS", TICID=261136679, SECTOR=sector, RA_OBJ=84.29, DEC_OBJ=-80.47)
+    fits.HDUList([primary, fits.BinTableHDU.from_columns(cols, name="LIGHTCURVE")]).writeto(path)
+
+
+def test_tess_sectors_stitch_and_catalogue_period_fold(tmp_path):
+    _write_tess_lc(tmp_path / "tess-s0001-261136679_lc.fits", 1, 1325.0, 5000.0)
+    _write_tess_lc(tmp_path / "tess-s0013-261136679_lc.fits", 13, 1653.0, 6500.0)
+    s1 = read_lightcurve(tmp_path / "tess-s0001-261136679_lc.fits")
+    assert s1.meta["mission"] == "tess" and s1.meta["tic"] == 261136679 and s1.meta["quality_column"] == "QUALITY"
+    assert s1.n_valid == 720 - 10 - 1 and s1.meta["time_unit"] == "BTJD"
+    (tmp_path / "periods.csv").write_text("tic,period\n261136679,0.37\n")
+    options = _options(LightCurvesSource, lc_length=50, fold="catalog", periods=tmp_path / "periods.csv")
+    summary = run_ingest(LightCurvesSource(options), [tmp_path], tmp_path / "out", progress=False)
+    assert summary["samples_written"] == 1 and summary["counters"]["segments_per_star"] == {"2": 1}
+
+    import webdataset as wds
+
+    shard = tmp_path / "out" / json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"][0]["name"]
+    (sample,) = list(wds.WebDataset(str(shard), shardshuffle=False).decode())
+    meta = sample["json"]
+    assert sample["__key__"] == "tic_261136679" and [s["sector"] for s in meta["segments"]] == [1, 13]
+    assert [s["median_flux"] for s in meta["segments"]] == pytest.approx([5000.0, 6500.0], rel=1e-3)
+    assert meta["preprocess"]["period"] == 0.37 and meta["preprocess"]["period_source"] == "catalog"
+    assert meta["n_valid"] == 2 * 709 and sample["lightcurve_mask.npy"].all()
+    phase, flux = sample["lightcurve.npy"][:, 0], sample["lightcurve.npy"][:, 1]
+    expected = np.sin(2 * np.pi * (phase + 1325.0 / 0.37))  # phase counts from the first valid cadence, t=1325
+    assert np.corrcoef(flux, expected)[0, 1] > 0.99
+    assert 1.7 < flux.max() - flux.min() < 2.1  # a sine's peak-to-peak in units of 1.4826 MAD
