@@ -176,6 +176,10 @@ def test_bad_files_raise_clear_errors(kepler, tmp_path):
     truncated.write_bytes((kepler / Q3).read_bytes()[:200_000])
     with pytest.raises(AstroReadError, match="not a readable FITS file"):
         read_lightcurve(truncated)
+    # cut inside the last (APERTURE) header: astropy drops that HDU with a warning only
+    truncated.write_bytes((kepler / Q3).read_bytes()[:460_000])
+    with pytest.raises(AstroReadError, match="truncated: .*HDU #2"):
+        read_lightcurve(truncated)
 
     primary_only = tmp_path / "primary_only.fits"
     fits.HDUList([fits.PrimaryHDU()]).writeto(primary_only)

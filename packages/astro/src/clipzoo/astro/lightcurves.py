@@ -72,14 +72,20 @@ def _open_fits(path: str | Path):
     from astropy.utils.exceptions import AstropyUserWarning
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", AstropyUserWarning)  # "File may have been truncated" -> error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AstropyUserWarning)
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
             for hdu in hdul:  # force every data unit to load now, so truncation shows up here
                 _ = hdu.data
-        return hdul
-    except (OSError, ValueError, TypeError, IndexError, AstropyUserWarning) as exc:
+    except (OSError, ValueError, TypeError, IndexError) as exc:
         raise AstroReadError(f"not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+    for w in caught:  # a file cut short only warns: "may have been truncated", or a last header cut mid-block
+        text = str(w.message)
+        if "truncated" in text.lower() or "not multiple of 2880" in text:
+            hdul.close()
+            raise AstroReadError(f"not a readable FITS file (truncated: {' '.join(text.split())})")
+        log.debug("%s: %s", path, text)
+    return hdul
 
 
 def _mission(header) -> str:
