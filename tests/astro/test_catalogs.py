@@ -57,10 +57,17 @@ def test_gaia_ecsv_and_votable_give_the_same_rows(catalogs, tmp_path):
     ecsv, vot = read_gaia_table(tmp_path / "gaia.ecsv"), read_gaia_table(tmp_path / "gaia.vot")
     assert list(ecsv["source_id"]) == list(table["source_id"]) == list(vot["source_id"])
     assert int(ecsv["parallax"].mask.sum()) == 6 and int(np.ma.getmaskarray(vot["parallax"]).sum()) == 6
-    broken = '{"metadata": [{"name": "source_id", "datatype": "long"}], "data": [[1], [2, 3]]}'
+    broken = ('{"metadata": [{"name": "source_id", "datatype": "long"}, {"name": "ra", "datatype": "double"}], '
+              '"data": [[1, 10.5], [2, 3, 4], [3, "n/a"], [4, null]]}')
     (tmp_path / "broken.json").write_text(broken)
-    with pytest.raises(AstroReadError, match="1 data row"):
-        read_gaia_table(tmp_path / "broken.json")
+    errors: list = []
+    table = read_gaia_table(tmp_path / "broken.json", errors)
+    assert list(table["source_id"]) == [1, 4] and table["ra"].mask.tolist() == [False, True]
+    assert errors == [(2, "data row has 3 values, the metadata defines 2 columns"),
+                      (3, "data row does not parse: 'n/a' is not a number")]
+    (tmp_path / "empty.json").write_text('{"metadata": [{"name": "source_id", "datatype": "long"}], "data": [["x"]]}')
+    with pytest.raises(AstroReadError, match="no parsable data row"):
+        read_gaia_table(tmp_path / "empty.json")
 
 
 def test_k2varcat_rows_and_classes(catalogs):

@@ -54,7 +54,26 @@ _TAP_DTYPES = {"long": np.int64, "int": np.int32, "short": np.int16, "unsignedBy
 # ------------------------------------------------------------------------------------------------
 # Gaia
 # ------------------------------------------------------------------------------------------------
-def _table_from_tap_json(path: Path):
+def _tap_value(value, dtype):
+    """One TAP JSON cell as the column's type; raises ValueError/TypeError when it is not one."""
+    if value is None:
+        return None
+    if dtype is object:
+        return str(value)
+    if dtype is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a boolean")
+        return value
+    if np.issubdtype(dtype, np.integer):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _table_from_tap_json(path: Path, errors: list[tuple[int, str]]):
     from astropy.table import MaskedColumn, Table
 
     try:
@@ -64,39 +83,45 @@ def _table_from_tap_json(path: Path):
     if not isinstance(doc, dict) or "metadata" not in doc or "data" not in doc:
         raise AstroReadError("JSON is not a TAP result: expected {'metadata': [...], 'data': [...]}")
     columns = doc["metadata"]
-    rows = doc["data"]
-    bad = [i for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != len(columns)]
-    if bad:
-        raise AstroReadError(f"{len(bad)} data row(s) do not have {len(columns)} values (first: row {bad[0]})")
+    dtypes = [_TAP_DTYPES.get(col.get("datatype"), object) for col in columns]
+    rows = []
+    for i, row in enumerate(doc["data"], start=1):  # a row that does not parse is reported, the rest goes on
+        if not isinstance(row, list) or len(row) != len(columns):
+            errors.append((i, f"data row has {len(row) if isinstance(row, list) else 'no list of'} values, "
+                              f"the metadata defines {len(columns)} columns"))
+            continue
+        try:
+            rows.append([_tap_value(v, dt) for v, dt in zip(row, dtypes)])
+        except (TypeError, ValueError) as exc:
+            errors.append((i, f"data row does not parse: {exc}"))
+    if not rows:
+        raise AstroReadError(f"no parsable data row ({len(errors)} rejected)")
     table = Table()
-    for j, col in enumerate(columns):
+    for j, (col, dtype) in enumerate(zip(columns, dtypes)):
         values = [r[j] for r in rows]
         missing = np.array([v is None for v in values], bool)
-        dtype = _TAP_DTYPES.get(col.get("datatype"), object)
         if dtype is object:
-            data = np.array(["" if v is None else str(v) for v in values], dtype=str)
-        elif dtype is bool:
-            data = np.array([bool(v) if v is not None else False for v in values], bool)
-        elif np.issubdtype(dtype, np.integer):
-            data = np.array([int(v) if v is not None else 0 for v in values], dtype)
+            data = np.array(["" if v is None else v for v in values], dtype=str)
         else:
-            data = np.array([float(v) if v is not None else np.nan for v in values], dtype)
+            fill = np.nan if dtype in (np.float32, np.float64) else 0
+            data = np.array([fill if v is None else v for v in values], dtype)
         table[col["name"]] = MaskedColumn(data, mask=missing, unit=col.get("unit"), description=col.get("description"))
     return table
 
 
-def read_gaia_table(path: str | Path):
+def read_gaia_table(path: str | Path, errors: list[tuple[int, str]] | None = None):
     """A Gaia ``gaia_source`` result as an astropy Table with missing values masked.
 
     Formats by suffix: ``.json`` (TAP JSON: ``{"metadata": [column defs], "data": [rows]}``), ``.ecsv``,
-    ``.vot``/``.xml``/``.votable`` (VOTable), ``.fits``/``.fit``, ``.csv`` (with header).
+    ``.vot``/``.xml``/``.votable`` (VOTable), ``.fits``/``.fit``, ``.csv`` (with header). TAP JSON rows that
+    do not parse are left out and appended to ``errors`` as ``(row number, reason)``.
     """
     from astropy.table import Table
 
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".vot.xml") else path.suffix.lower()
     if suffix == ".json":
-        table = _table_from_tap_json(path)
+        table = _table_from_tap_json(path, errors if errors is not None else [])
     else:
         fmt = {".ecsv": "ascii.ecsv", ".vot": "votable", ".xml": "votable", ".votable": "votable",
                ".vot.xml": "votable",
@@ -253,8 +278,9 @@ def read_catalog_records(path: str | Path) -> tuple[list[dict[str, Any]], list[t
     if path.suffix.lower() == ".csv" and looks_like_k2varcat(path):
         rows, errors = read_k2varcat(path)
         return [k2varcat_record(r, path) for r in rows], errors
-    table = read_gaia_table(path)
-    return [gaia_row_record(row, path) for row in table], []
+    errors: list[tuple[int, str]] = []
+    table = read_gaia_table(path, errors)
+    return [gaia_row_record(row, path) for row in table], errors
 
 
 # ------------------------------------------------------------------------------------------------
