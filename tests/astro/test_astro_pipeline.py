@@ -48,8 +48,10 @@ def test_recipe_matches_the_plugin(recipe, shared_data, tmp_path):
     assert [s["name"] for s in filled["ingest"]] == ["sim_train", "real"]
     config = load_config(str(registry.model_config_path(filled["train"]["model"]["config"])))
     real = {a: b for a, b in zip(recipe["ingest"][1]["args"][::2], recipe["ingest"][1]["args"][1::2])}
-    assert int(real["--lc-length"]) == config["towers"]["lightcurve"]["max_len"]  # ingest lengths match the towers
-    assert int(real["--grid-size"]) == config["towers"]["spectrum"]["length"]
+    assert real["--model"] == filled["train"]["model"]["config"]  # the real shards fit the trained model
+    assert "--lc-length" not in real and "--grid-size" not in real
+    assert config["preprocess"]["lightcurve"]["length"] == config["towers"]["lightcurve"]["max_len"]
+    assert config["preprocess"]["spectrum"]["grid"]["size"] == config["towers"]["spectrum"]["length"]
     assert set(filled["bench"]["tasks"]) <= set(registry.tasks)
     assert set(filled["bench"]["options"]) <= set(registry.tasks)
     cfg = load_train_config(base=filled["train"])

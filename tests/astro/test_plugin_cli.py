@@ -70,16 +70,24 @@ def test_cli_ingest_catalog_and_crossmatch(shared_data, tmp_path):
     assert main(["ingest", "astro", "catalog", str(astro / "catalogs" / "gaia"), "--out", str(tmp_path / "cat2"),
                  "--stats", str(tmp_path / "cat" / "manifest.json")]) == 0
     assert _manifest(tmp_path / "cat2")["ingest"]["notes"]["feature_stats"] == m["ingest"]["notes"]["feature_stats"]
+    # --model: lengths and grid from the model's preprocess (64 cadences, 128 px), explicit --fold wins
     assert main(["ingest", "astro", "crossmatch", str(astro / "lightcurves"), str(astro / "spectra"),
-                 "--out", str(tmp_path / "xm"), "--lc-length", "64", "--grid-size", "128"]) == 0
+                 "--out", str(tmp_path / "xm"), "--model", "astrom3-tiny", "--fold", "lombscargle"]) == 0
     m = _manifest(tmp_path / "xm")
+    import webdataset as wds
+
+    samples = list(wds.WebDataset(str(tmp_path / "xm" / m["shards"][0]["name"]), shardshuffle=False).decode())
+    assert {s["lightcurve.npy"].shape for s in samples} == {(64, 3)}
+    assert {s["spectrum.npy"].shape for s in samples} == {(128, 2)}
+    k90 = next(s for s in samples if s["__key__"] == "kic_11442793")
+    assert k90["json"]["lightcurve"]["period_source"] == "lombscargle"
     # Kepler-90 (light curve + header metadata) and the DESI star (spectrum only) lie 40 degrees apart
     assert m["num_samples"] == 2
     assert m["ingest"]["counters"]["modalities"] == {"lightcurve+metadata": 1, "spectrum": 1}
     assert m["ingest"]["notes"]["crossmatch"]["joined_by_position"] == 0
 
 
-def test_cli_ingest_simulated_and_bad_options(tmp_path, capsys):
+def test_cli_ingest_simulated_and_bad_options(tmp_path, capsys, shared_data):
     assert main(["ingest", "astro", "simulated", "--n-per-class", "3", "--seed", "5",
                  "--out", str(tmp_path / "sim")]) == 0
     m = _manifest(tmp_path / "sim")
@@ -87,6 +95,9 @@ def test_cli_ingest_simulated_and_bad_options(tmp_path, capsys):
     assert m["ingest"]["counters"]["class"] == {c: 3 for c in ("DSCT", "EB", "LPV", "ROT", "RRL")}
     assert main(["ingest", "astro", "simulated", "some-file", "--out", str(tmp_path / "sim2")]) != 0
     assert "takes no inputs" in capsys.readouterr().err
+    assert main(["ingest", "astro", "lightcurves", str(shared_data / "astro" / "lightcurves"), "--out",
+                 str(tmp_path / "lc"), "--model", "no-such-model"]) != 0
+    assert "--model no-such-model: no such model config" in capsys.readouterr().err
 
 
 def test_plugin_import_stays_light():

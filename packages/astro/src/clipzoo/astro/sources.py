@@ -34,9 +34,11 @@ def _lightcurve_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--aperture", default="pipeline", choices=["pipeline", "threshold", "all"],
                    help="aperture for target-pixel/FFI cutouts (pipeline falls back to threshold when absent)")
     g.add_argument("--no-stitch", action="store_true", help="one sample per file instead of one per star")
-    g.add_argument("--lc-length", type=int, default=256, help="fixed light-curve length L (pad or bin)")
-    g.add_argument("--fold", default="none", choices=["none", "catalog", "lombscargle", "auto"],
-                   help="phase folding: by catalogue period (--periods), Lomb-Scargle, auto (catalogue, else LS)")
+    g.add_argument("--lc-length", type=int, default=None,
+                   help="fixed light-curve length L, padded or binned (default: --model's, else 256)")
+    g.add_argument("--fold", default=None, choices=["none", "catalog", "lombscargle", "auto"],
+                   help="phase folding: by catalogue period (--periods), Lomb-Scargle, auto (catalogue, else LS); "
+                        "default: --model's, else none")
     g.add_argument("--periods", type=Path, default=None,
                    help="periods for --fold catalog/auto: a K2VarCat CSV, or a CSV with a header holding "
                         "'period' and one of kic/epic/tic")
@@ -44,9 +46,9 @@ def _lightcurve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _spectrum_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("spectra")
-    g.add_argument("--grid-start", type=float, default=3600.0, help="common wavelength grid start [Å]")
-    g.add_argument("--grid-stop", type=float, default=9800.0, help="common wavelength grid stop [Å]")
-    g.add_argument("--grid-size", type=int, default=512, help="common wavelength grid length L")
+    g.add_argument("--grid-start", type=float, default=None, help="common grid start [Å] (default: --model's, else 3600)")
+    g.add_argument("--grid-stop", type=float, default=None, help="common grid stop [Å] (default: --model's, else 9800)")
+    g.add_argument("--grid-size", type=int, default=None, help="common grid length L (default: --model's, else 512)")
 
 
 def _catalog_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,21 +58,54 @@ def _catalog_arguments(parser: argparse.ArgumentParser) -> None:
                         "earlier ingest); default: fitted on these inputs and stored in the manifest")
 
 
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="model config (name or JSON) whose 'preprocess' sets the light-curve length/folding and "
+                             "the spectral grid, so the shards fit that model; explicit options still win")
+
+
 def _opt(options: argparse.Namespace, name: str, default: Any) -> Any:
-    return getattr(options, name, default)
+    value = getattr(options, name, None)
+    return default if value is None else value
+
+
+def _model_preprocess(options) -> dict[str, Any]:
+    """The ``preprocess`` section of ``--model``'s config (read from JSON; no torch import)."""
+    import json
+
+    name = _opt(options, "model", None)
+    if not name:
+        return {}
+    path = Path(name)
+    if not path.is_file():
+        from clipzoo.core.plugins import get_registry
+
+        found = get_registry().model_config_path(name)
+        if found is None:
+            raise IngestError(f"--model {name}: no such model config; known: "
+                              f"{', '.join(get_registry().model_config_names())}")
+        path = found
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("preprocess", {})
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"--model {name}: cannot read {path} ({exc})") from exc
 
 
 def _lc_config(options):
     from clipzoo.astro.lightcurves import LightCurvePreprocess
 
-    return LightCurvePreprocess(length=_opt(options, "lc_length", 256), fold=_opt(options, "fold", "none"))
+    pre = _model_preprocess(options).get("lightcurve", {})
+    return LightCurvePreprocess(length=int(_opt(options, "lc_length", pre.get("length", 256))),
+                                fold=_opt(options, "fold", pre.get("fold", "none")))
 
 
 def _grid(options):
     from clipzoo.astro.spectra import SpectralGrid
 
-    grid = SpectralGrid(_opt(options, "grid_start", 3600.0), _opt(options, "grid_stop", 9800.0),
-                        _opt(options, "grid_size", 512))
+    pre = _model_preprocess(options).get("spectrum", {}).get("grid", {})
+    grid = SpectralGrid(float(_opt(options, "grid_start", pre.get("start", 3600.0))),
+                        float(_opt(options, "grid_stop", pre.get("stop", 9800.0))),
+                        int(_opt(options, "grid_size", pre.get("size", 512))))
     if grid.stop <= grid.start or grid.size < 2:
         raise IngestError(f"bad spectral grid {grid.start}-{grid.stop} Å with {grid.size} pixels")
     return grid
@@ -310,6 +345,7 @@ class LightCurvesSource(Source):
     @classmethod
     def add_arguments(cls, parser):
         _lightcurve_arguments(parser)
+        _model_argument(parser)
 
     def samples(self, inputs, report) -> Iterator[dict[str, Any]]:
         from clipzoo.astro.lightcurves import preprocess_lightcurve
@@ -342,6 +378,7 @@ class SpectraSource(Source):
     @classmethod
     def add_arguments(cls, parser):
         _spectrum_arguments(parser)
+        _model_argument(parser)
 
     def samples(self, inputs, report) -> Iterator[dict[str, Any]]:
         from clipzoo.astro.errors import AstroReadError
@@ -414,6 +451,7 @@ class CrossmatchSource(Source):
         _lightcurve_arguments(parser)
         _spectrum_arguments(parser)
         _catalog_arguments(parser)
+        _model_argument(parser)
 
     def samples(self, inputs, report) -> Iterator[dict[str, Any]]:
         import numpy as np
@@ -480,7 +518,7 @@ class CrossmatchSource(Source):
                        "metadata": bool(vmask.any())}
             if sum(present.values()) < _opt(self.options, "min_modalities", 1):
                 report.skip(where, f"only {sum(present.values())} modality(ies) after matching "
-                                   f"(--min-modalities {self.options.min_modalities})", kind="policy")
+                                   f"(--min-modalities {_opt(self.options, 'min_modalities', 1)})", kind="policy")
                 continue
             ra = next((r.ra for r in group if r.ra is not None), None)
             dec = next((r.dec for r in group if r.ra is not None), None)
