@@ -46,8 +46,10 @@ def _lightcurve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _spectrum_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("spectra")
-    g.add_argument("--grid-start", type=float, default=None, help="common grid start [Å] (default: --model's, else 3600)")
-    g.add_argument("--grid-stop", type=float, default=None, help="common grid stop [Å] (default: --model's, else 9800)")
+    g.add_argument("--grid-start", type=float, default=None,
+                   help="common grid start [Å] (default: --model's, else 3600)")
+    g.add_argument("--grid-stop", type=float, default=None,
+                   help="common grid stop [Å] (default: --model's, else 9800)")
     g.add_argument("--grid-size", type=int, default=None, help="common grid length L (default: --model's, else 512)")
 
 
