@@ -327,6 +327,12 @@ class _Keys:
         return True
 
 
+def _where(meta: dict[str, Any]) -> str:
+    """The file(s) a record came from, for skip messages (a stitched light curve has several)."""
+    source = meta.get("source")
+    return ", ".join(map(str, source)) if isinstance(source, (list, tuple)) else str(source)
+
+
 def _primary_key(ids: dict[str, int], fallback: str) -> str:
     from clipzoo.core.data.writer import safe_key
 
@@ -351,6 +357,7 @@ class LightCurvesSource(Source):
 
     def samples(self, inputs, report) -> Iterator[dict[str, Any]]:
         from clipzoo.astro.lightcurves import preprocess_lightcurve
+        from clipzoo.core.data.writer import safe_key
 
         cfg = _lc_config(self.options)
         periods = load_periods(self.options.periods) if _opt(self.options, "periods", None) else {}
@@ -361,12 +368,12 @@ class LightCurvesSource(Source):
             try:
                 arr, mask, info = preprocess_lightcurve(lc, cfg, period=periods.get(lc.target_id()))
             except ValueError as exc:
-                report.skip(lc.meta["source"], f"preprocessing failed: {exc}", kind="preprocess")
+                report.skip(_where(lc.meta), f"preprocessing failed: {exc}", kind="preprocess")
                 continue
-            key = _primary_key(rec.ids, Path(str(lc.meta["source"])).stem)
+            key = _primary_key(rec.ids, Path(_where(lc.meta)).stem)
             if _opt(self.options, "no_stitch", False):
-                key = f"{key}_{Path(str(lc.meta['source'])).stem.replace('.', '-')}"
-            if not keys.claim(key, str(lc.meta["source"]), report):
+                key = safe_key(key, Path(_where(lc.meta)).stem)
+            if not keys.claim(key, _where(lc.meta), report):
                 continue
             yield {"__key__": key, "lightcurve.npy": arr, "lightcurve_mask.npy": mask,
                    "json": _json_safe({**rec.meta, "ids": _ids_json(rec.ids), "preprocess": info})}
@@ -385,21 +392,20 @@ class SpectraSource(Source):
     def samples(self, inputs, report) -> Iterator[dict[str, Any]]:
         from clipzoo.astro.errors import AstroReadError
         from clipzoo.astro.spectra import spectrum_array
+        from clipzoo.core.data.writer import safe_key
 
         grid = _grid(self.options)
         paths = list(expand_inputs(inputs, FITS_SUFFIXES + (".ecsv", ".vot", ".xml", ".csv"), report))
         keys = _Keys()
         for rec in read_spectrum_records(paths, self.options, report):
+            prefix = "desi" if rec.catalog == "desi" else "gaiaxp"
+            key = safe_key(prefix, rec.ids.get("targetid", rec.ids.get("gaia_source_id")))
             try:
                 arr, mask, info = spectrum_array(rec.payload, grid)
             except AstroReadError as exc:
-                report.skip(rec.meta["source"], str(exc), kind="target")
+                report.skip(f"{rec.meta['source']}#{key}", str(exc), kind="target")
                 continue
-            prefix = "desi" if rec.catalog == "desi" else "gaiaxp"
-            from clipzoo.core.data.writer import safe_key
-
-            key = safe_key(prefix, rec.ids.get("targetid", rec.ids.get("gaia_source_id")))
-            if not keys.claim(key, rec.meta["source"], report):
+            if not keys.claim(key, f"{rec.meta['source']}#{key}", report):
                 continue
             yield {"__key__": key, "spectrum.npy": arr, "spectrum_mask.npy": mask,
                    "json": _json_safe({**rec.meta, "ids": _ids_json(rec.ids), "preprocess": info})}
@@ -494,7 +500,7 @@ class CrossmatchSource(Source):
             for r in group:
                 for k, v in r.ids.items():
                     ids.setdefault(k, v)
-            where = ", ".join(sorted({str(r.meta.get("source")) for r in group}))
+            where = ", ".join(sorted({_where(r.meta) for r in group}))
             sample: dict[str, Any] = {}
             info: dict[str, Any] = {"ids": _ids_json(ids), "catalogs": sorted({r.catalog for r in group})}
             # light curve
