@@ -16,6 +16,7 @@ periods) and the script exits non-zero if they are not. It prints our time, ligh
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FILES = sorted((REPO.parent / "shared" / "data" / "astro" / "lightcurves" / "kepler").glob("*_llc.fits"))
+SHARED = Path(os.environ.get("CLIPZOO_SHARED_DATA") or REPO.parent / "shared" / "data")
+DEFAULT_FILES = sorted((SHARED / "astro" / "lightcurves" / "kepler").glob("*_llc.fits"))
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=256, help="AstroM³ fixed length L")
     args = parser.parse_args(argv)
     if not args.files:
-        print("no input files: pass --files or set up ../shared/data/astro/lightcurves/kepler", file=sys.stderr)
+        print(f"no *_llc.fits under {SHARED}/astro/lightcurves/kepler: pass --files or set CLIPZOO_SHARED_DATA",
+              file=sys.stderr)
         return 2
 
     with warnings.catch_warnings():
