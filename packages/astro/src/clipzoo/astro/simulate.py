@@ -188,7 +188,10 @@ def simulate_stars(cfg: SimulationConfig = SimulationConfig()) -> Iterator[dict[
 def simulate_samples(cfg: SimulationConfig = SimulationConfig(), stats: FeatureStats | None = None
                      ) -> tuple[list[dict[str, Any]], FeatureStats]:
     """Simulated stars as shard samples (the crossmatch layout) and the metadata stats used."""
-    stars = list(simulate_stars(cfg))
+    from tqdm import tqdm
+
+    stars = list(tqdm(simulate_stars(cfg), total=cfg.n_per_class * len(CLASSES), desc="simulate stars", unit="star",
+                      leave=False, disable=cfg.n_per_class * len(CLASSES) < 2000))
     raws, masks = zip(*(raw_feature_vector(s["metadata"]) for s in stars))
     raw, mask = np.array(raws), np.array(masks)
     stats = stats or FeatureStats.fit(raw, mask)

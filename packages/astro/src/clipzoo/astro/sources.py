@@ -171,8 +171,10 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
     from clipzoo.astro.errors import AstroReadError
     from clipzoo.astro.lightcurves import read_lightcurve, stitch
 
+    from tqdm import tqdm
+
     by_target: dict[str, list] = {}
-    for path in paths:
+    for path in tqdm(paths, desc="read light curves", unit="file", leave=False, disable=len(paths) < 20):
         report.input_seen(path)
         try:
             lc = read_lightcurve(path, flux_column=_opt(options, "flux_column", "auto"),
@@ -241,8 +243,10 @@ def read_spectrum_records(paths: list[Path], options, report: IngestReport) -> l
     from clipzoo.astro.errors import AstroReadError
     from clipzoo.astro.spectra import read_desi_spectra, read_gaia_xp_sampled
 
+    from tqdm import tqdm
+
     records = []
-    for path in paths:
+    for path in tqdm(paths, desc="read spectra", unit="file", leave=False, disable=len(paths) < 20):
         report.input_seen(path)
         try:
             spectra = read_desi_spectra(path) if classify_input(path) == "desi" else read_gaia_xp_sampled(path)
@@ -267,8 +271,10 @@ def read_catalog_record_list(paths: list[Path], options, report: IngestReport) -
     from clipzoo.astro.crossmatch import Record
     from clipzoo.astro.errors import AstroReadError
 
+    from tqdm import tqdm
+
     records = []
-    for path in paths:
+    for path in tqdm(paths, desc="read catalogues", unit="file", leave=False, disable=len(paths) < 20):
         report.input_seen(path)
         try:
             rows, errors = read_catalog_records(path)
