@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
+LOGGED_SKIPS = 20  # per kind; the manifest keeps all of them
+
 
 class IngestError(Exception):
     """A problem with the whole ingest run (not with one input): reported as one line, exit 2."""
@@ -39,10 +41,17 @@ class IngestReport:
         self.inputs_seen += 1
 
     def skip(self, path: str | Path, reason: str, *, kind: str = "input") -> None:
-        """Record an input (or an item inside one, e.g. a figure) that produced no sample."""
-        log.warning("skipped %s: %s", path, reason)
+        """Record an input (or an item inside one, e.g. a figure) that produced no sample.
+
+        Every skip goes into the manifest; the log shows the first few of each kind, then a count.
+        """
         self.skipped.append({"path": str(path), "reason": reason, "kind": kind})
         self.counters["skipped_by_kind"][kind] += 1
+        n = self.counters["skipped_by_kind"][kind]
+        if n <= LOGGED_SKIPS:
+            log.warning("skipped %s: %s", path, reason)
+        elif n == LOGGED_SKIPS + 1:
+            log.warning("more %s skips follow; all are listed in manifest.json", kind)
 
     def count(self, counter: str, value: str, n: int = 1) -> None:
         self.counters[counter][str(value)] += n
@@ -86,6 +95,14 @@ class Source:
         return {"domain": self.domain, "name": self.name, "options": opts}
 
 
+def as_input(item: str | Path) -> str | Path:
+    """Local paths become ``Path``; URLs (``s3://``, ``https://``), ``pipe:`` and GDAL ``/vsi...`` stay strings."""
+    text = str(item)
+    if "://" in text or text.startswith(("pipe:", "/vsi")):
+        return text
+    return Path(text)
+
+
 def expand_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...], report: IngestReport) -> Iterator[Path]:
     """Files named directly plus files below named folders whose name ends with one of ``suffixes``.
 
@@ -126,7 +143,7 @@ def run_ingest(
     writer = ShardWriter(out_dir, prefix=prefix, max_count=max_count, max_bytes=max_bytes, source=source.describe())
     with writer:
         bar = tqdm(desc=f"ingest {source.domain} {source.name}", unit="sample", disable=not progress)
-        for sample in source.samples([Path(i) if not str(i).startswith(("http", "pipe:")) else i for i in inputs], report):
+        for sample in source.samples([as_input(i) for i in inputs], report):
             writer.write(sample)
             bar.update(1)
         bar.close()

@@ -90,14 +90,14 @@ class ImagesSource(Source):
 class SyntheticSource(Source):
     domain = "core"
     name = "synthetic"
-    help = "seeded synthetic shapes/colours/positions pairs (no inputs)"
+    help = "seeded synthetic shape/colour/size/background pairs (no inputs)"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--count", type=int, default=3000, help="pairs to generate (default: %(default)s)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--split", choices=("train", "test"), default="train",
-                            help="test draws distinct attribute combinations (at most 576)")
+                            help="test draws distinct attribute combinations (at most 320)")
         parser.add_argument("--image-size", type=int, default=64)
 
     def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:

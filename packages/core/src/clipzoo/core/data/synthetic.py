@@ -1,9 +1,14 @@
 """A seeded synthetic image-caption set: one coloured shape per image, described by its caption.
 
-Attributes (colour x shape x size x position) give 576 distinct descriptions. The held-out split uses
+Attributes (colour x shape x size x background) give 320 distinct descriptions; the object sits at a
+random, uncaptioned place, so recognition has to be translation-invariant. The held-out split uses
 distinct attribute combinations, so text->image retrieval on it has exactly one right answer per
 caption; chance R@1 is 1/N. The set exists to prove that the trainer learns, and to run the demo
 without downloading anything.
+
+Why not captioned positions: measured here, a tiny ViT learns colour, shape and size within ~700
+steps but position only after ~1500 (its pooled features stay position-blind until then), which
+does not fit the 2-minute CPU budget the learning test has.
 """
 
 from __future__ import annotations
@@ -25,21 +30,17 @@ COLOURS = {
 }
 SHAPES = ("circle", "square", "triangle", "cross")
 SIZES = {"small": 0.13, "large": 0.24}  # half-extent as a fraction of the image side
-POSITIONS = {
-    "top left": (0.25, 0.25),
-    "top": (0.5, 0.25),
-    "top right": (0.75, 0.25),
-    "left": (0.25, 0.5),
-    "centre": (0.5, 0.5),
-    "right": (0.75, 0.5),
-    "bottom left": (0.25, 0.75),
-    "bottom": (0.5, 0.75),
-    "bottom right": (0.75, 0.75),
+BACKGROUNDS = {
+    "black": (12, 12, 12),
+    "grey": (105, 105, 105),
+    "navy": (18, 26, 88),
+    "maroon": (88, 18, 24),
+    "olive": (78, 84, 18),
 }
 TEMPLATES = (
-    "a {size} {colour} {shape} in the {position}",
-    "{position}: a {colour} {shape}, {size}",
-    "there is a {size} {shape} coloured {colour} at the {position}",
+    "a {size} {colour} {shape} on a {background} background",
+    "{background} background with a {colour} {shape}, {size}",
+    "there is a {size} {shape} coloured {colour} on {background}",
 )
 
 
@@ -48,30 +49,30 @@ class Attributes:
     colour: str
     shape: str
     size: str
-    position: str
+    background: str
 
     def caption(self, template: int = 0) -> str:
-        position = "middle" if self.position == "centre" and template == 2 else self.position
         return TEMPLATES[template % len(TEMPLATES)].format(
-            size=self.size, colour=self.colour, shape=self.shape, position=position
+            size=self.size, colour=self.colour, shape=self.shape, background=self.background
         )
 
 
-ALL_ATTRIBUTES = [Attributes(*c) for c in itertools.product(COLOURS, SHAPES, SIZES, POSITIONS)]
+ALL_ATTRIBUTES = [Attributes(*c) for c in itertools.product(COLOURS, SHAPES, SIZES, BACKGROUNDS)]
 
 
 def render(attrs: Attributes, rng: random.Random, size: int = 64):
-    """Draw the shape with jittered position, size and colour on a noisy dark background."""
+    """Draw the shape at a random place with jittered size and colour on a noisy background."""
     import numpy as np
     from PIL import Image, ImageDraw
 
-    noise = np.random.default_rng(rng.randrange(2**32)).integers(0, 40, (size, size, 3), dtype=np.uint8)
-    img = Image.fromarray(noise + 20)
+    noise = np.random.default_rng(rng.randrange(2**32)).integers(-12, 13, (size, size, 3))
+    background = np.clip(np.array(BACKGROUNDS[attrs.background]) + noise, 0, 255).astype(np.uint8)
+    img = Image.fromarray(background)
     draw = ImageDraw.Draw(img)
-    cx, cy = POSITIONS[attrs.position]
-    cx = (cx + rng.uniform(-0.05, 0.05)) * size
-    cy = (cy + rng.uniform(-0.05, 0.05)) * size
     r = SIZES[attrs.size] * size * rng.uniform(0.9, 1.1)
+    margin = SIZES["large"] * 1.1
+    cx = rng.uniform(margin, 1 - margin) * size
+    cy = rng.uniform(margin, 1 - margin) * size
     colour = tuple(int(min(255, max(0, c + rng.randint(-20, 20)))) for c in COLOURS[attrs.colour])
     if attrs.shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
@@ -87,7 +88,7 @@ def render(attrs: Attributes, rng: random.Random, size: int = 64):
 
 
 def synthetic_samples(count: int, seed: int, split: str = "train", image_size: int = 64) -> Iterator[dict[str, Any]]:
-    """``count`` webdataset samples. ``split="test"`` draws distinct attribute combinations (count <= 576)."""
+    """``count`` webdataset samples. ``split="test"`` draws distinct attribute combinations (count <= 320)."""
     rng = random.Random(f"clipzoo-synthetic/{seed}/{split}")
     if split == "test":
         if count > len(ALL_ATTRIBUTES):

@@ -53,6 +53,8 @@ def read_bench_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
         entry = out.setdefault(task, {"metrics": {}, "primary": None})
         if metric == "primary":
             entry["primary"] = value
+        elif metric == "run_id":  # the MLflow run that produced the scores (attach_benchmark)
+            entry["run_id"] = value
         else:
             entry["metrics"][metric] = float(value)
     return out

@@ -44,10 +44,13 @@ def lr_lambda(cfg: Config):
     return f
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    # A torch AdamW handed to DeepSpeed compiles nothing; a DeepSpeed-config "Adam" would JIT fused_adam.
+def make_optimizer(model: torch.nn.Module, cfg: Config, *, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW. ``fused`` (torch backend) runs the update as one kernel per device: on a CPU it cuts the step
+    of a tiny CLIP, dominated by the 49k-token embedding's update, by about a third.
+    A torch AdamW handed to DeepSpeed compiles nothing; a DeepSpeed-config "Adam" would JIT fused_adam."""
     return torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+        fused=fused or None,
     )
 
 
@@ -70,7 +73,7 @@ class TorchBackend:
             self.module = DistributedDataParallel(self.raw_model, device_ids=ids)
         else:
             self.module = self.raw_model
-        self.optimizer = make_optimizer(self.raw_model, cfg)
+        self.optimizer = make_optimizer(self.raw_model, cfg, fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.precision == "fp16")
 

@@ -71,6 +71,7 @@ class TrainCfg:
     checkpoint_every: int = 200
     keep_last: int = 2
     device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch intra-op threads per process (None: torch's default)
     dist_backend: str = "auto"  # auto | gloo | nccl
 
 

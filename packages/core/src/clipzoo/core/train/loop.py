@@ -95,6 +95,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     from clipzoo.core.train.checkpoint import Checkpointer
 
     # -- 1. processes, seeds, output folder ------------------------------------------------------
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     info = distu.init(cfg.train.device, cfg.train.dist_backend)
     _seed_everything(cfg.run.seed + info.rank)
     out = Path(cfg.run.output_dir)
