@@ -13,12 +13,7 @@ import pytest
 
 def source_options(source_cls, **overrides) -> argparse.Namespace:
     """The namespace ``clipzoo ingest biomed <source>`` would build with defaults, plus ``overrides``."""
-    parser = argparse.ArgumentParser()
-    source_cls.add_arguments(parser)
-    options = parser.parse_args([])
-    for key, value in overrides.items():
-        setattr(options, key, value)
-    return options
+    return source_cls.default_options(**overrides)
 
 
 def read_shards(out_dir: Path) -> dict[str, dict]:

@@ -11,12 +11,7 @@ import pytest
 
 def make_options(source_cls, **overrides) -> argparse.Namespace:
     """The namespace ``clipzoo ingest remote_sensing <source>`` would build, defaults included."""
-    parser = argparse.ArgumentParser()
-    source_cls.add_arguments(parser)
-    opts = parser.parse_args([])
-    for key, value in overrides.items():
-        setattr(opts, key, value)
-    return opts
+    return source_cls.default_options(**overrides)
 
 
 def read_shards(folder: Path) -> list[dict]:

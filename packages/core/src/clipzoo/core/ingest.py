@@ -86,6 +86,16 @@ class Source:
     def __init__(self, options: argparse.Namespace):
         self.options = options
 
+    @classmethod
+    def default_options(cls, **overrides: Any) -> argparse.Namespace:
+        """The options ``clipzoo ingest DOMAIN SOURCE`` would pass with no flags, then ``overrides``."""
+        parser = argparse.ArgumentParser()
+        cls.add_arguments(parser)
+        options = parser.parse_args([])
+        for key, value in overrides.items():
+            setattr(options, key, value)
+        return options
+
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must implement samples()")
 
