@@ -102,3 +102,18 @@ def test_deepspeed_zero3_with_contrastive_accumulation_matches_one(setup, refere
 
     model = load_pretrained(out / "model")
     assert sum(p.numel() for p in model.parameters()) > 100_000
+
+
+def test_deepspeed_launcher_runs_the_same_training(setup, reference):
+    """The `deepspeed` launcher (which passes --local_rank) instead of torchrun."""
+    import socket
+
+    root, cfg = setup
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = root / "launcher"
+    _run([str(Path(sys.executable).parent / "deepspeed"), "--num_accelerators", "2", "--master_port", str(port),
+          "--module", "clipzoo.core.train", str(cfg), f"--run.output_dir={out}", "--data.batch_size=8",
+          "--train.backend=deepspeed", "--train.zero_stage=2"])
+    assert _losses(out) == pytest.approx(reference, rel=1e-4)

@@ -153,3 +153,27 @@ def test_bad_training_inputs_fail_with_clear_messages(tmp_path: Path, shards: Pa
         train(load_config(base=_base(shards, tmp_path / "x", data={"train": ""})))
     with pytest.raises(FileNotFoundError, match="not found"):
         train(load_config(base=_base(shards, tmp_path / "y", data={"train": str(tmp_path / "none-{0..2}.tar")})))
+
+
+def test_metrics_go_to_mlflow(shards: Path, tmp_path: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _base(shards, tmp_path / "m", train={"max_steps": 3})
+    cfg["run"].update(mlflow=True, tracking_uri=uri, experiment="t", name="metrics-test")
+    res = train(load_config(base=cfg))
+    run_id = json.loads((res.model_dir / "train_summary.json").read_text())["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=uri)
+    for key in ("loss", "lr", "temperature", "samples_per_s"):
+        history = client.get_metric_history(run_id, key)
+        assert [m.step for m in history] == [1, 2, 3], key
+    assert client.get_run(run_id).data.params["backend"] == "torch"
+
+
+def test_loader_reads_pipe_urls(shards: Path):
+    from clipzoo.core.data.loader import ResumableLoader, ShardStream, StreamConfig, resolve_shards
+
+    urls = [f"pipe:cat {u}" for u in resolve_shards(shards)]
+    stream = ShardStream(urls, lambda s: {"key": s["__key__"]}, StreamConfig(batch_size=10, split="samples"))
+    keys = [k for b in ResumableLoader(stream).epoch_batches() for k in b["key"]]
+    assert len(keys) == len(set(keys)) == 160
