@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,7 @@ class IngestReport:
         }
 
 
-class Source:
+class Source(ABC):
     """Base class of ingest sources. Subclasses set ``domain``, ``name``, ``help`` and implement ``samples``.
 
     ``samples`` yields webdataset sample dicts (see :mod:`clipzoo.core.data.writer`), each with a
@@ -96,8 +97,9 @@ class Source:
             setattr(options, key, value)
         return options
 
+    @abstractmethod
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement samples()")
+        """Yield the samples read from ``inputs``; record what was seen and skipped on ``report``."""
 
     def describe(self) -> dict[str, Any]:
         """Source settings recorded in the manifest (JSON-serialisable)."""

@@ -16,6 +16,8 @@ Helpers a domain uses to define tasks:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import csv
 import hashlib
 import logging
@@ -71,7 +73,7 @@ def captions_of(sample: dict[str, Any]) -> list[str]:
 
 
 @dataclass
-class Dataset:
+class Dataset(ABC):
     """Base class: a finite, ordered collection of decoded samples."""
 
     name: str = ""
@@ -79,15 +81,17 @@ class Dataset:
     # files or samples the last pass could not read: {"path", "reason"}; the pass goes on without them
     skipped: list[dict[str, str]] = field(default_factory=list, repr=False, compare=False)
 
+    @abstractmethod
     def samples(self) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
+        """The decoded samples, in a fixed order."""
 
     def skip(self, path: object, reason: str) -> None:
         log.warning("%s: skipped %s: %s", self.name or type(self).__name__, path, reason)
         self.skipped.append({"path": str(path), "reason": reason})
 
+    @abstractmethod
     def fingerprint(self) -> str:
-        raise NotImplementedError
+        """A hash that changes when the data does (the embedding cache keys on it)."""
 
     def labels(self) -> list[int]:
         out = []

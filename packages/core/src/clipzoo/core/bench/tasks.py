@@ -16,6 +16,8 @@ convention).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import itertools
 import logging
 from dataclasses import dataclass
@@ -32,14 +34,15 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)
 
 
-class Task:
+class Task(ABC):
     """Base class: ``kind``, ``primary`` metric and ``evaluate(embedder) -> {metric: value}``."""
 
     kind: ClassVar[str] = "task"
     primary: ClassVar[str] = "top1"
 
+    @abstractmethod
     def evaluate(self, embedder: Embedder) -> dict[str, float]:
-        raise NotImplementedError
+        """Run the task on the model behind ``embedder``; return ``{metric: value}``."""
 
     def describe(self) -> dict[str, Any]:
         """Settings recorded with the results (datasets by name and fingerprint)."""
