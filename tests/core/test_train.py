@@ -140,9 +140,10 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(shards: Path, tmp_pat
 def test_exported_package_loads_ready_to_use(shards: Path, tmp_path: Path):
     from clipzoo.core.models import load_pretrained
 
-    res = train(load_config(base=_base(shards, tmp_path / "p", train={"max_steps": 2})))
+    res = train(load_config(base=_base(shards, tmp_path / "p", train={"max_steps": 2}, data={"augment": True})))
     model = load_pretrained(res.model_dir)
     assert model.preprocess["image"]["size"] == [32, 32]
+    assert not model.preprocess["image"].get("train_crop_scale")  # training-time augmentation is not exported
     sd = _weights(res.model_dir)
     for k, v in model.state_dict().items():
         assert torch.equal(v, sd[k])

@@ -45,7 +45,7 @@ class DataCfg:
     workers: int = 0
     shuffle_buffer: int = 1000
     split: str = "auto"  # shards | samples | auto (see clipzoo.core.data.loader)
-    augment: bool = False
+    augment: bool = False  # random resized crops (scale 0.8-1.0) on images, unless the model sets its own
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,14 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
 
     # -- 3. data ---------------------------------------------------------------------------------
     urls = resolve_shards(cfg.data.train)
+    train_preprocess = {m: dict(spec) for m, spec in model.preprocess.items()}
+    if cfg.data.augment:  # random resized crops for image towers (the model's own preprocess stays as it is)
+        for spec in train_preprocess.values():
+            if spec.get("kind") == "image" and not spec.get("train_crop_scale"):
+                spec["train_crop_scale"] = [0.8, 1.0]
     stream = ShardStream(
         urls,
-        SampleTransform(model.preprocess, train=True, seed=cfg.run.seed),
+        SampleTransform(train_preprocess, train=True, seed=cfg.run.seed),
         StreamConfig(
             batch_size=cfg.data.batch_size,
             seed=cfg.run.seed,
