@@ -112,7 +112,11 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    variables = {"shared": str(shared_data_dir()), "workdir": str(work), "repo": str(REPO_ROOT)}
+    shared = shared_data_dir()
+    if "${shared}" in recipe_path.read_text(encoding="utf-8") and not shared.is_dir():
+        raise PipelineError(f"this recipe reads the shared data folder, which is not at {shared}; "
+                            f"set CLIPZOO_SHARED_DATA to the folder holding PROVENANCE.md")
+    variables = {"shared": str(shared), "workdir": str(work), "repo": str(REPO_ROOT)}
     result = PipelineResult(name=name, workdir=work)
     log.info("pipeline %s -> %s", name, work)
 
@@ -226,21 +230,20 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    results = []
-    for ref in args.recipes:
-        try:
-            path = find_recipe(ref)
-        except PipelineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        name = path.stem
-        workdir = (args.workdir / name) if args.workdir else None
+    try:
+        paths = [find_recipe(ref) for ref in args.recipes]
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results, failed = [], []
+    for path in paths:  # one failing recipe does not stop the others; the exit code reports it
+        workdir = (args.workdir / path.stem) if args.workdir else None
         try:
             results.append(run_pipeline(path, workdir=workdir, overrides=args.overrides, fresh=args.fresh,
                                         tracking_uri=args.tracking_uri, register=not args.no_register))
         except PipelineError as exc:
-            print(f"error: pipeline {name}: {exc}", file=sys.stderr)
-            return 1
+            print(f"error: pipeline {path.stem}: {exc}", file=sys.stderr)
+            failed.append(f"{path.stem}: {exc}")
     print()
     print(format_results(results))
     if any(r.registered for r in results):
@@ -255,4 +258,6 @@ def _cmd_run(args) -> int:
         if board.rows and board.tasks:
             board.to_png(out / "leaderboard.png")
         print(f"\nleaderboard written to {out}/leaderboard.md and .png")
-    return 0
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return 1 if failed else 0
