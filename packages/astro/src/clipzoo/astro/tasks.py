@@ -98,40 +98,46 @@ def _sim_datasets(n_per_class: int = 100, seed: int = 0, test_per_class: int = 4
 
 
 def sim_classification(**options):
+    """Variable-star class by linear probe on each modality's and the fused embeddings (simulated stars)."""
     train, test = _sim_datasets(**options)
     return _core().NModalClassification(train=train, test=test, modalities=MODALITIES)
 
 
 def sim_prototypes(**options):
+    """Variable-star class by nearest class prototype, per modality and fused (simulated stars)."""
     train, test = _sim_datasets(**options)
     return PrototypeClassification(train=train, test=test)
 
 
 def sim_retrieval(test_per_class: int = 40, test_seed: int = 1, stats: str | None = None, **options):
+    """Light curve <-> spectrum <-> metadata retrieval recalls on held-out simulated stars."""
     _, test = _sim_datasets(test_per_class=test_per_class, test_seed=test_seed, stats=stats, **options)
     return _core().NModalRetrieval(dataset=test, modalities=MODALITIES)
 
 
-def _shards(path: str, what: str):
+def _shards(path: str, task: str, option: str):
     from clipzoo.core.bench.datasets import ShardFolder
 
     if not path:
-        raise ValueError(f"{what}: pass the shard folder, e.g. --option {what}={{\"shards\": \"runs/.../shards/x\"}}")
+        raise ValueError(f"{task}: no shard folder given; pass it as: clipzoo bench MODEL --task {task} --set {option}=DIR")
     return ShardFolder(folder=path)
 
 
 def shard_classification(train: str = "", test: str = ""):
-    return _core().NModalClassification(train=_shards(train, "astro/classification train"),
-                                        test=_shards(test, "astro/classification test"), modalities=MODALITIES)
+    """Linear probe per modality and fused on labelled shard folders (``train=DIR``, ``test=DIR``)."""
+    return _core().NModalClassification(train=_shards(train, "astro/classification", "train"),
+                                        test=_shards(test, "astro/classification", "test"), modalities=MODALITIES)
 
 
 def shard_prototypes(train: str = "", test: str = ""):
-    return PrototypeClassification(train=_shards(train, "astro/prototypes train"),
-                                   test=_shards(test, "astro/prototypes test"))
+    """Class prototypes per modality and fused on labelled shard folders (``train=DIR``, ``test=DIR``)."""
+    return PrototypeClassification(train=_shards(train, "astro/prototypes", "train"),
+                                   test=_shards(test, "astro/prototypes", "test"))
 
 
 def shard_retrieval(shards: str = ""):
-    return _core().NModalRetrieval(dataset=_shards(shards, "astro/retrieval"), modalities=MODALITIES)
+    """Cross-modal retrieval recalls on an ingested tri-modal shard folder (``shards=DIR``)."""
+    return _core().NModalRetrieval(dataset=_shards(shards, "astro/retrieval", "shards"), modalities=MODALITIES)
 
 
 TASKS = {
