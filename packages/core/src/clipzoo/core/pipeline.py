@@ -45,7 +45,7 @@ _VAR = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 
 
 class PipelineError(Exception):
-    pass
+    """A recipe that cannot run (bad section, unknown variable, a failed step); printed as one line."""
 
 
 def shared_data_dir() -> Path:

@@ -89,7 +89,7 @@ class Config:
 
 
 class ConfigError(ValueError):
-    pass
+    """A config value or key that is wrong; the message says which and what is allowed."""
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
