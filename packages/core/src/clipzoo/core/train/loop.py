@@ -86,7 +86,19 @@ def _data_summary(urls_spec) -> list[dict[str, Any]]:
 
 def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     """Train (or resume) the run described by ``cfg``. ``stop_after_steps`` ends this process early
-    (as if killed after a checkpoint) without changing the schedule; tests use it."""
+    (as if killed after a checkpoint) without changing the schedule; tests use it.
+
+    ``train.threads`` applies for the duration of the call; the process's thread count is restored after."""
+    previous_threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train(cfg, stop_after_steps)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     from clipzoo.core.data.loader import ResumableLoader, ShardStream, StreamConfig, resolve_shards
     from clipzoo.core.data.transforms import SampleTransform
     from clipzoo.core.losses import create_loss
@@ -95,8 +107,6 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     from clipzoo.core.train.checkpoint import Checkpointer
 
     # -- 1. processes, seeds, output folder ------------------------------------------------------
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     info = distu.init(cfg.train.device, cfg.train.dist_backend)
     _seed_everything(cfg.run.seed + info.rank)
     out = Path(cfg.run.output_dir)
