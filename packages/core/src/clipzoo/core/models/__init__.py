@@ -9,26 +9,21 @@ Kept import-light: torch and open_clip are imported when one of these names is f
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from clipzoo.core._lazy import lazy_getattr
 
 _EXPORTS = {
-    "ContrastiveModel": "clipzoo.core.models.factory",
-    "create_model": "clipzoo.core.models.factory",
-    "load_config": "clipzoo.core.models.factory",
-    "load_weights": "clipzoo.core.models.factory",
-    "save_pretrained": "clipzoo.core.models.factory",
-    "load_pretrained": "clipzoo.core.models.factory",
-    "minilm_path": "clipzoo.core.models.factory",
-    "get_tokenizer": "clipzoo.core.models.tokenizers",
-    "register_builtin_towers": "clipzoo.core.models.towers",
+    "ContrastiveModel": "factory",
+    "create_model": "factory",
+    "load_config": "factory",
+    "load_weights": "factory",
+    "save_pretrained": "factory",
+    "load_pretrained": "factory",
+    "minilm_path": "factory",
+    "get_tokenizer": "tokenizers",
+    "register_builtin_towers": "towers",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)

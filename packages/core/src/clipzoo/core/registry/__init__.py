@@ -6,8 +6,7 @@ submodule, which itself imports mlflow/torch only inside its functions).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from clipzoo.core._lazy import lazy_getattr
 
 _EXPORTS = {
     "tracking_uri": "store",
@@ -30,10 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
