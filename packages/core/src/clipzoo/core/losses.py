@@ -57,6 +57,11 @@ def _present(masks: Mapping[str, torch.Tensor] | None, modality: str, like: torc
     return masks[modality].to(device=like.device, dtype=torch.bool).reshape(-1)
 
 
+def _both_present(masks: Mapping[str, torch.Tensor] | None, features: Mapping[str, torch.Tensor], a: str, b: str) -> torch.Tensor:
+    """Rows where modalities ``a`` and ``b`` are both present: only those take part in a pair's loss."""
+    return _present(masks, a, features[a]) & _present(masks, b, features[b])
+
+
 def _two_modalities(features: Mapping[str, torch.Tensor], modalities: Sequence[str] | None) -> tuple[str, str]:
     if modalities is not None:
         a, b = modalities
@@ -126,10 +131,7 @@ class ClipLoss(nn.Module):
         masks: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         a, b = _two_modalities(features, self.modalities)
-        valid = None
-        if masks is not None:
-            valid = _present(masks, a, features[a]) & _present(masks, b, features[b])
-        return self.pair_loss(features[a], features[b], logit_scale, valid)
+        return self.pair_loss(features[a], features[b], logit_scale, _both_present(masks, features, a, b))
 
 
 class SigLipLoss(nn.Module):
@@ -162,7 +164,7 @@ class SigLipLoss(nn.Module):
         a_name, b_name = _two_modalities(features, self.modalities)
         a, b = features[a_name], features[b_name]
         # as in the CLIP loss, a sample takes part only when both of its modalities are present
-        valid = _present(masks, a_name, a) & _present(masks, b_name, b)
+        valid = _both_present(masks, features, a_name, b_name)
         (all_b,) = gather_features([b], self.rank, self.world_size, self.gather_with_grad)
         (all_valid,) = gather_features([valid], self.rank, self.world_size, with_grad=False)
         n = a.shape[0]
@@ -208,7 +210,7 @@ class PairwiseLoss(nn.Module):
         for (a, b), weight in zip(pairs, weights):
             if a not in features or b not in features:
                 raise KeyError(f"pairwise loss pair ({a}, {b}) not in batch features {sorted(features)}")
-            valid = _present(masks, a, features[a]) & _present(masks, b, features[b])
+            valid = _both_present(masks, features, a, b)
             term = weight * self.clip.pair_loss(features[a], features[b], logit_scale, valid)
             total = term if total is None else total + term
         return total
