@@ -52,17 +52,17 @@ def _add_ingest(sub) -> None:
             sp.add_argument("--shard-size", type=int, default=10_000, help="max samples per shard (default: %(default)s)")
             sp.add_argument("--shard-bytes", type=float, default=1.0, help="max GiB per shard (default: %(default)s)")
             sp.add_argument("--prefix", default=None, help="shard file prefix (default: the source name)")
+            common = {a.dest for a in sp._actions}
             cls.add_arguments(sp)
-            sp.set_defaults(func=_cmd_ingest, source_cls=cls)
+            own = sorted({a.dest for a in sp._actions} - common)  # what the source itself declared
+            sp.set_defaults(func=_cmd_ingest, source_cls=cls, source_options=own)
 
 
 def _cmd_ingest(args) -> int:
     from clipzoo.core.ingest import run_ingest
 
     cls = args.source_cls
-    options = argparse.Namespace(**{k: v for k, v in vars(args).items()
-                                    if k not in ("func", "source_cls", "inputs", "out", "shard_size", "shard_bytes",
-                                                 "prefix", "domain", "source", "command", "verbose")})
+    options = argparse.Namespace(**{k: getattr(args, k) for k in args.source_options})
     source = cls(options)
     summary = run_ingest(
         source, args.inputs, args.out, max_count=args.shard_size, max_bytes=int(args.shard_bytes * (1 << 30)),
