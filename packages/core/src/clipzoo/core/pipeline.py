@@ -68,15 +68,21 @@ def _substitute(value: Any, variables: dict[str, str]) -> Any:
     return value
 
 
-def find_recipe(ref: str) -> Path:
-    """A recipe by path, or by name among the repository's pipelines/ and the plugins' registered ones."""
-    path = Path(ref)
-    if path.is_file():
-        return path
+def available_recipes() -> dict[str, Path]:
+    """Recipes by name: the repository's pipelines/ and those the plugins registered."""
     from clipzoo.core.plugins import get_registry
 
     candidates = {p.stem: p for p in sorted((REPO_ROOT / "pipelines").glob("*.yaml"))}
     candidates.update(get_registry().pipelines)
+    return candidates
+
+
+def find_recipe(ref: str) -> Path:
+    """A recipe by path, or by name (see :func:`available_recipes`)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    candidates = available_recipes()
     if ref in candidates:
         return candidates[ref]
     raise PipelineError(f"no pipeline {ref!r}; available: {', '.join(sorted(candidates)) or 'none'}")
@@ -220,11 +226,7 @@ def add_parser(sub) -> None:
 
 
 def _cmd_list(args) -> int:
-    from clipzoo.core.plugins import get_registry
-
-    names = {p.stem: p for p in sorted((REPO_ROOT / "pipelines").glob("*.yaml"))}
-    names.update(get_registry().pipelines)
-    for n, p in sorted(names.items()):
+    for n, p in sorted(available_recipes().items()):
         print(f"{n:<20} {p}")
     return 0
 
