@@ -103,8 +103,7 @@ class Source(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Source settings recorded in the manifest (JSON-serialisable)."""
-        opts = {k: v for k, v in vars(self.options).items() if not k.startswith("_") and k != "func"}
-        return {"domain": self.domain, "name": self.name, "options": opts}
+        return {"domain": self.domain, "name": self.name, "options": dict(vars(self.options))}
 
 
 def as_input(item: str | Path) -> str | Path:

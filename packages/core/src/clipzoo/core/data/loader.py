@@ -179,7 +179,6 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     Only fields every sample has are kept (e.g. a class index that some samples lack is dropped).
     """
     import numpy as np
-    import torch
 
     out: dict[str, Any] = {}
     common = set(samples[0]).intersection(*samples[1:])
