@@ -75,7 +75,11 @@ class Manifest:
         path = Path(folder) / MANIFEST_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no manifest.json; is {folder} a shard folder written by clipzoo?")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        """A manifest from its parsed JSON, wherever it was read from (a folder, an object store, HTTP)."""
         return cls(
             shards=[ShardInfo(**s) for s in data.get("shards", [])],
             created=data.get("created", ""),
