@@ -12,6 +12,7 @@ Registered objects:
 - towers: encoder factories for non-open_clip modalities, keyed by ``type`` name.
 - model config folders: JSON architecture files, looked up by file stem.
 - pipelines: YAML run recipes shipped by a package, keyed by name.
+- metadata entries: per-domain entry lists (one entry per line) for MetaCLIP balancing in ``clipzoo curate``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class PluginRegistry:
     towers: dict[str, Callable[..., Any]] = field(default_factory=dict)
     model_config_dirs: list[Path] = field(default_factory=list)
     pipelines: dict[str, Path] = field(default_factory=dict)
+    metadata_entries: dict[str, list[Path]] = field(default_factory=dict)
     loaded_plugins: list[str] = field(default_factory=list)
 
     # -- registration -------------------------------------------------------------------------
@@ -67,6 +69,12 @@ class PluginRegistry:
 
     def add_pipeline(self, name: str, path: str | Path) -> None:
         self.pipelines[name] = Path(path)
+
+    def add_metadata_entries(self, domain: str, path: str | Path) -> None:
+        """A file of metadata entries (one per line) that ``clipzoo curate``'s balance step uses for ``domain``."""
+        paths = self.metadata_entries.setdefault(domain, [])
+        if Path(path) not in paths:
+            paths.append(Path(path))
 
     # -- lookup ---------------------------------------------------------------------------------
     def source(self, domain: str, name: str) -> type:
