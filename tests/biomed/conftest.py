@@ -17,7 +17,11 @@ def source_options(source_cls, **overrides) -> argparse.Namespace:
 
 
 def read_shards(out_dir: Path) -> dict[str, dict]:
-    """``{key: {field: decoded value}}`` from every shard the manifest lists (json/txt decoded, images as PIL)."""
+    """``{key: {field: decoded value}}`` from every shard the manifest lists (json/txt decoded, images as PIL).
+
+    Image members are returned under the field name the source yielded (``image.png``), whether the shard names
+    them ``KEY.png`` (community layout) or ``KEY.image.png`` (earlier layout).
+    """
     from PIL import Image
 
     manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
@@ -26,6 +30,8 @@ def read_shards(out_dir: Path) -> dict[str, dict]:
         with tarfile.open(Path(out_dir) / shard["name"]) as tar:
             for member in tar:
                 key, field = member.name.split(".", 1)
+                if field in ("png", "jpg", "jpeg"):  # community layout (KEY.png): the source's field name back
+                    field = f"image.{field}"
                 data = tar.extractfile(member).read()
                 if field.endswith("json"):
                     value = json.loads(data)

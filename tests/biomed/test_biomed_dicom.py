@@ -32,23 +32,23 @@ def chest_xray(dicom_dir):
 def test_ct_modality_lut_and_default_soft_tissue_window(dicom_dir):
     raw = pydicom.dcmread(dicom_dir / "CT_small.dcm").pixel_array
     frames, meta = read_dicom(dicom_dir / "CT_small.dcm")
-    assert frames.shape == (1, 128, 128, 3) and frames.dtype == np.uint8
+    assert frames.shape == (1, 128, 128) and frames.dtype == np.uint8  # grey stays single-channel
     assert meta["voi"] == {"source": "ct-default:soft-tissue", "center": 40.0, "width": 400.0,
                            "function": "LINEAR", "inverted": False}
     # stored -> HU = stored - 1024 (RescaleIntercept) -> window 40/400 (DICOM linear: (x-39.5)/399+0.5)
     cases = {(0, 48): (958, 60), (0, 49): (1053, 121), (100, 30): (1089, 144), (64, 64): (1928, 255)}
     for (r, c), (stored, shown) in cases.items():
         assert raw[r, c] == stored
-        assert tuple(frames[0, r, c]) == (shown, shown, shown)
+        assert frames[0, r, c] == shown
     lung, meta = read_dicom(dicom_dir / "CT_small.dcm", window="lung")
-    assert meta["voi"]["source"] == "preset" and lung[0, 0, 49, 0] == 235  # 29 HU in the -600/1500 window
+    assert meta["voi"]["source"] == "preset" and lung[0, 0, 49] == 235  # 29 HU in the -600/1500 window
 
 
 def test_mr_window_from_file(dicom_dir):
     frames, meta = read_dicom(dicom_dir / "MR_small.dcm")
     assert meta["voi"]["source"] == "file" and (meta["voi"]["center"], meta["voi"]["width"]) == (600.0, 1600.0)
     # stored 905, 182, 1104 (no rescale) in window 600/1600
-    assert (frames[0, 0, 0, 0], frames[0, 32, 32, 0], frames[0, 10, 50, 0]) == (176, 61, 208)
+    assert (frames[0, 0, 0], frames[0, 32, 32], frames[0, 10, 50]) == (176, 61, 208)
 
 
 def test_rgb_ultrasound_passes_through(dicom_dir):
@@ -60,14 +60,14 @@ def test_rgb_ultrasound_passes_through(dicom_dir):
 
 def test_j2k_monochrome1_decoded_windowed_and_inverted(chest_xray, dicom_dir):
     frames, meta, raw = chest_xray
-    assert frames.shape == (1, 1955, 1841, 3)
+    assert frames.shape == (1, 1955, 1841)
     assert meta["transfer_syntax"] == "1.2.840.10008.1.2.4.91"
     assert meta["photometric_interpretation"] == "MONOCHROME1" and meta["voi"]["inverted"] is True
     assert (meta["modality"], meta["body_part"], meta["view_position"]) == ("CR", "CHEST", "PA")
     # stored values from the J2K codestream; window 15000/30000 from the file; MONOCHROME1: 255 - windowed
     for (r, c), (stored, shown) in {(0, 0): (18876, 95), (977, 920): (3342, 227), (1954, 1840): (2856, 231)}.items():
         assert raw[r, c] == stored
-        assert frames[0, r, c, 0] == shown
+        assert frames[0, r, c] == shown
     assert (int(raw.min()), int(raw.max())) == (803, 26512)
 
 
@@ -131,7 +131,7 @@ def test_series_grouped_and_ordered_along_normal(ingest, dicom_dir, tmp_path):
     assert one["txt"] == "A computed tomography slice in the axial plane."
     assert [c["text"] for c in json.loads(json.dumps(one["captions.json"]))] == [
         "A computed tomography slice in the axial plane.", "A CT scan."]
-    assert one["image.png"].size == (128, 128) and one["image.png"].mode == "RGB"
+    assert one["image.png"].size == (128, 128) and one["image.png"].mode == "L"  # CT slice: one channel
     _, middle, _ = ingest(DicomSource, [folder], out_name="middle", slices="middle")
     assert sorted(Path(s["json"]["source"]).name for s in middle.values()) == ["c.dcm", "mr.dcm"]
 
@@ -143,8 +143,8 @@ def test_multiframe_palette_and_ybr(dicom_dir, tmp_path):
     ct.NumberOfFrames = 2
     ct.save_as(tmp_path / "multi.dcm")
     frames, meta = read_dicom(tmp_path / "multi.dcm")
-    assert frames.shape == (2, 128, 128, 3) and meta["number_of_frames"] == 2
-    assert (frames[0, 0, 49, 0], frames[1, 0, 49, 0]) == (121, 185)  # 29 HU and 129 HU, soft-tissue window
+    assert frames.shape == (2, 128, 128) and meta["number_of_frames"] == 2
+    assert (frames[0, 0, 49], frames[1, 0, 49]) == (121, 185)  # 29 HU and 129 HU, soft-tissue window
 
     us = pydicom.dcmread(dicom_dir / "examples_rgb_color.dcm")
     rgb = us.pixel_array
@@ -175,31 +175,36 @@ def test_multiframe_palette_and_ybr(dicom_dir, tmp_path):
 
 def test_bad_dicoms_skipped_with_reasons_rest_goes_on(ingest, dicom_dir, tmp_path):
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGLSLossless
+    from pydicom.uid import JPEGLSLossless, MPEG2MPML
 
     bad = tmp_path / "bad"
     bad.mkdir()
     ds = pydicom.dcmread(dicom_dir / "CT_small.dcm")
     del ds.PixelData
     ds.save_as(bad / "nopixels.dcm")
-    ds = pydicom.dcmread(dicom_dir / "CT_small.dcm")
-    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
-    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 64])
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.save_as(bad / "jpegls.dcm")
+    for name, syntax in (("jpegls.dcm", JPEGLSLossless), ("mpeg2.dcm", MPEG2MPML)):
+        ds = pydicom.dcmread(dicom_dir / "CT_small.dcm")
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 64])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        ds.save_as(bad / name)
     (bad / "notdicom.dcm").write_text("this is not a DICOM file")
     (bad / "good.dcm").write_bytes((dicom_dir / "MR_small.dcm").read_bytes())
 
-    with pytest.raises(DicomReadError, match="no pixel data"):
+    with pytest.raises(DicomReadError, match="not an image object: no pixel data"):
         read_dicom(bad / "nopixels.dcm")
     summary, samples, _ = ingest(DicomSource, [bad])
     assert [s["json"]["modality"] for s in samples.values()] == ["MR"]
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
-    assert reasons["nopixels.dcm"].startswith("no pixel data")
-    assert reasons["jpegls.dcm"].startswith("unsupported transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless")
+    assert reasons["nopixels.dcm"].startswith("not an image object: no pixel data")
+    # a JPEG-LS decoder is installed (pyjpegls): a stream it rejects is damaged data, not a missing plugin
+    assert reasons["jpegls.dcm"].startswith("corrupt pixel data: JPEG-LS Lossless Image Compression data the installed")
+    assert reasons["mpeg2.dcm"].startswith("unsupported transfer syntax: 1.2.840.10008.1.2.4.100 (MPEG2")
     assert reasons["notdicom.dcm"].startswith("not a DICOM file")
-    assert summary["inputs_seen"] == 4 and summary["inputs_skipped"] == 3
+    assert summary["inputs_seen"] == 5 and summary["inputs_skipped"] == 4
+    assert summary["counters"]["skip_reasons"] == {"corrupt-pixels": 1, "not-dicom": 1, "not-image": 1,
+                                                   "unsupported-syntax": 1}
 
 
 def test_dicom_labels_csv_give_label_captions(ingest, dicom_dir, tmp_path):
@@ -228,7 +233,7 @@ def test_voi_lut_sequence(dicom_dir, tmp_path, bits, scale):
     top = 2**bits - 1
     # stored 905, 182, 1104 (> 255: an 8-bit LUT must still be indexed with the full value), 2145 clamps to the end
     for (r, c), stored in {(0, 0): 905, (32, 32): 182, (10, 50): 1104}.items():
-        assert frames[0, r, c, 0] == round(lut[stored] / top * 255)
+        assert frames[0, r, c] == round(lut[stored] / top * 255)
     assert frames[0].max() == round(lut[-1] / top * 255)
 
 

@@ -1,9 +1,9 @@
-"""DICOM -> display-ready 8-bit RGB frames, plus series grouping and slice ordering.
+"""DICOM -> display-ready 8-bit frames (grey stays single-channel), plus series grouping and slice ordering.
 
 Pixel pipeline (DICOM PS3.3 C.11 / C.7.6.3), with pydicom doing each step:
 1. decode (``Dataset.pixel_array``): compressed transfer syntaxes through pydicom's decoder plugins
-   (JPEG-2000 via Pillow or pylibjpeg-openjpeg, JPEG baseline via Pillow, RLE natively); YBR is converted
-   to RGB by pydicom;
+   (JPEG-2000 via Pillow or pylibjpeg-openjpeg, JPEG baseline via Pillow, JPEG lossless / 12-bit extended via
+   pylibjpeg-libjpeg, JPEG-LS via pyjpegls, RLE via pylibjpeg-rle); YBR is converted to RGB by pydicom;
 2. grey images: modality LUT (``apply_modality_lut``: rescale slope/intercept -> HU for CT), then the VOI
    transform: a user window or preset, else the file's VOI LUT Sequence (looked up here, see
    ``_lookup_voi_lut``), else its window centre/width (``apply_windowing``), else a CT preset (``--ct-window``,
@@ -11,17 +11,26 @@ Pixel pipeline (DICOM PS3.3 C.11 / C.7.6.3), with pydicom doing each step:
    values are always bright;
 3. PALETTE COLOR through its lookup tables (``apply_color_lut``).
 
-Frames come back as ``uint8 [frames, rows, columns, 3]`` - (height, width) order as pydicom and PIL give
-them. Only non-identifying tags reach the metadata (see :data:`SAFE_TAGS`); the SeriesInstanceUID is kept only
-as a one-way hash, so series stay groupable without a linkable identifier.
+Frames come back as ``uint8 [frames, rows, columns]`` for grey images and ``uint8 [frames, rows, columns, 3]``
+for colour - (height, width) order as pydicom and PIL give them. Only non-identifying tags reach the metadata
+(see :data:`SAFE_TAGS`); free-text tags (:data:`FREE_TEXT_TAGS`, where technologists type patient names) only
+when asked for; the SeriesInstanceUID is kept only as a one-way hash, so series stay groupable without a
+linkable identifier.
+
+Every failure is a :class:`DicomReadError` whose ``kind`` is one of :data:`SKIP_KINDS`; its message starts with
+that kind's phrase, so a manifest's skip list sorts into a few named reasons.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Presets (centre, width) in HU.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
@@ -37,7 +46,6 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 SAFE_TAGS = {
     "Modality": "modality",
     "BodyPartExamined": "body_part",
-    "SeriesDescription": "series_description",
     "ViewPosition": "view_position",
     "ImageLaterality": "laterality",
     "Manufacturer": "manufacturer",
@@ -57,12 +65,40 @@ SAFE_TAGS = {
     "EchoTime": "echo_time",
     "RepetitionTime": "repetition_time",
     "ConvolutionKernel": "convolution_kernel",
+}
+
+# Free text typed at the scanner or the RIS: often carries names, dates and findings ("CT chest for J. Smith").
+# Kept only with ``free_text=True`` (``--free-text``), under ``meta["free_text"]``.
+FREE_TEXT_TAGS = {
+    "SeriesDescription": "series_description",
+    "StudyDescription": "study_description",
+    "ImageComments": "image_comments",
+    "ProtocolName": "protocol_name",
+    "PerformedProcedureStepDescription": "performed_procedure_step_description",
+    "RequestedProcedureDescription": "requested_procedure_description",
+    "AcquisitionComments": "acquisition_comments",
+    "DerivationDescription": "derivation_description",
     "ContrastBolusAgent": "contrast_agent",
+}
+
+# kind -> the phrase a skip reason of that kind starts with.
+SKIP_KINDS = {
+    "not-dicom": "not a DICOM file",
+    "not-image": "not an image object",
+    "malformed-header": "malformed header",
+    "corrupt-pixels": "corrupt pixel data",
+    "unsupported-syntax": "unsupported transfer syntax",
+    "unsupported-layout": "unsupported pixel layout",
+    "burned-in": "burned-in annotation",
 }
 
 
 class DicomReadError(ValueError):
-    """A DICOM file that cannot become an image: not DICOM, no pixel data, no decoder for its syntax."""
+    """A DICOM file that cannot become an image; ``kind`` is a key of :data:`SKIP_KINDS`."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{SKIP_KINDS[kind]}: {detail}")
+        self.kind = kind
 
 
 def _plain(value: Any) -> Any:
@@ -104,12 +140,40 @@ def plane_name(orientation) -> str | None:
     return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
 
 
-def safe_metadata(ds) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    for keyword, name in SAFE_TAGS.items():
+def _int_tag(ds, keyword: str, default: int) -> int:
+    """An integer tag (IS/US), ``default`` when absent or empty; a value that is no integer is a malformed header."""
+    try:
         value = ds.get(keyword)
-        if value not in (None, ""):
-            meta[name] = _plain(value)
+    except Exception as exc:  # pydicom converts values lazily: a bad IS raises here, with any of several types
+        raise DicomReadError("malformed-header", f"{keyword} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DicomReadError("malformed-header", f"{keyword} is {str(value)[:40]!r}, not an integer") from None
+
+
+def _tag_values(ds, tags: dict[str, str]) -> dict[str, Any]:
+    """The present, readable tags of ``tags`` as JSON values; one unreadable value is left out, not fatal."""
+    out: dict[str, Any] = {}
+    for keyword, name in tags.items():
+        try:
+            value = ds.get(keyword)
+            if value not in (None, ""):
+                out[name] = _plain(value)
+        except Exception:  # a malformed optional tag (bad DS/IS text, wrong VR) is dropped from the metadata
+            log.debug("dropped unreadable tag %s", keyword, exc_info=True)
+    return out
+
+
+def safe_metadata(ds, free_text: bool = False) -> dict[str, Any]:
+    """Non-identifying metadata of ``ds`` (plus the free-text tags when ``free_text``).
+
+    Never raises for an optional tag; raises :class:`DicomReadError` (``malformed-header``) only when a tag the
+    pixel pipeline needs (NumberOfFrames) is not what the standard says.
+    """
+    meta = _tag_values(ds, SAFE_TAGS)
     tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if tsuid:
         meta["transfer_syntax"] = str(tsuid)
@@ -117,10 +181,18 @@ def safe_metadata(ds) -> dict[str, Any]:
     uid = ds.get("SeriesInstanceUID")
     if uid:
         meta["series_id"] = series_id(str(uid))
-    meta["number_of_frames"] = int(ds.get("NumberOfFrames", 1) or 1)
-    plane = plane_name(ds.get("ImageOrientationPatient"))
+    meta["number_of_frames"] = _int_tag(ds, "NumberOfFrames", 1) or 1
+    try:
+        plane = plane_name(ds.get("ImageOrientationPatient"))
+    except (TypeError, ValueError):
+        plane = None
     if plane:
         meta["plane"] = plane
+    burned = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    if burned:
+        meta["burned_in_annotation"] = burned
+    if free_text:
+        meta["free_text"] = _tag_values(ds, FREE_TEXT_TAGS)
     return meta
 
 
@@ -140,28 +212,46 @@ def _dcmread(path: Path, stop_before_pixels: bool):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+        with warnings.catch_warnings():
+            # pydicom warns (and logs) about each non-conformant element it works around; that detail is for
+            # --verbose, not for the person reading the run's log
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
     except InvalidDicomError as exc:
-        raise DicomReadError(f"not a DICOM file: {exc}") from exc
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        raise DicomReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+        raise DicomReadError("not-dicom", str(exc)) from exc
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DicomReadError("malformed-header", f"{type(exc).__name__}: {exc}") from exc
 
 
-def read_header(path: str | Path) -> DicomHeader:
+def _position(ds) -> float | None:
+    """Where the slice lies along its normal (mm), or None when the geometry tags are absent or malformed."""
+    try:
+        normal = slice_normal(ds.get("ImageOrientationPatient"))
+        ipp = ds.get("ImagePositionPatient")
+        if normal is None or ipp is None or len(ipp) != 3:
+            return None
+        return float(sum(float(a) * float(b) for a, b in zip(normal, ipp)))
+    except (TypeError, ValueError):
+        return None
+
+
+def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
+    """What grouping needs, without reading the pixel data. Raises :class:`DicomReadError` only."""
     path = Path(path)
     ds = _dcmread(path, stop_before_pixels=True)
-    meta = safe_metadata(ds)
-    normal = slice_normal(ds.get("ImageOrientationPatient"))
-    ipp = ds.get("ImagePositionPatient")
-    position = None
-    if normal is not None and ipp is not None and len(ipp) == 3:
-        position = float(sum(float(a) * float(b) for a, b in zip(normal, ipp)))
-    instance = ds.get("InstanceNumber")
+    if "Rows" not in ds:
+        # DICOMDIR media directories, presentation states, SR and plans carry no pixels: said once, here
+        raise DicomReadError("not-image", "no pixel module (e.g. a DICOMDIR, structured report or RT plan)")
+    meta = safe_metadata(ds, free_text=free_text)
+    try:
+        instance: int | None = _int_tag(ds, "InstanceNumber", -1)
+    except DicomReadError:
+        instance = -1
     return DicomHeader(
         path=path,
         series_key=meta.get("series_id") or f"file-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}",
-        position=position,
-        instance_number=int(instance) if instance not in (None, "") else None,
+        position=_position(ds),
+        instance_number=None if instance == -1 else instance,
         meta=meta,
     )
 
@@ -301,58 +391,89 @@ def _to_uint8(unit):
     return np.rint(np.asarray(unit) * 255.0).astype(np.uint8)
 
 
+def _decoder_available(tsuid) -> bool:
+    """Whether an installed pydicom plugin can decode ``tsuid`` (then a failure means the data is damaged)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(tsuid).is_available)
+    except (NotImplementedError, ValueError, TypeError):
+        return False
+
+
 def decode(ds, path: Path | str = "<dataset>"):
     """``ds.pixel_array`` with the reasons a person can act on when it fails."""
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise DicomReadError("no pixel data (not an image object: e.g. a structured report or presentation state)")
+        raise DicomReadError("not-image", "no pixel data (e.g. a structured report or presentation state)")
     tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if tsuid is None:
+        raise DicomReadError("malformed-header", "no TransferSyntaxUID in the file meta information")
     try:
-        return ds.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
         name = getattr(tsuid, "name", str(tsuid))
+        if _decoder_available(tsuid):
+            # every installed plugin for this syntax tried and failed: the compressed stream itself is damaged
+            first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+            raise DicomReadError("corrupt-pixels", f"{name} data the installed decoders reject ({first})") from exc
         raise DicomReadError(
-            f"unsupported transfer syntax {tsuid} ({name}): no installed pydicom decoder plugin could decode it "
-            f"({exc}); install one (e.g. pylibjpeg-libjpeg or pyjpegls for JPEG-LS/lossless JPEG)"
+            "unsupported-syntax",
+            f"{tsuid} ({name}): no installed pydicom decoder plugin handles it; "
+            "for JPEG-LS/lossless JPEG install pylibjpeg-libjpeg or pyjpegls",
         ) from exc
-    except (ValueError, AttributeError, KeyError, OSError, EOFError) as exc:
-        raise DicomReadError(f"corrupt pixel data ({type(exc).__name__}: {exc})") from exc
+    except (ValueError, AttributeError, KeyError, OSError, EOFError, TypeError) as exc:
+        raise DicomReadError("corrupt-pixels", f"{type(exc).__name__}: {exc}") from exc
 
 
-def read_dicom(path: str | Path, window=None, ct_window: str = "soft-tissue"):
-    """Read one DICOM file -> (``uint8 [frames, rows, columns, 3]``, safe metadata).
+def read_dicom(path: str | Path, window=None, ct_window: str = "soft-tissue", free_text: bool = False):
+    """Read one DICOM file -> (``uint8 [frames, rows, columns]`` grey or ``[frames, rows, columns, 3]`` colour,
+    safe metadata).
 
     ``window``: ``None`` (the file's VOI, then modality defaults), a preset name from :data:`CT_WINDOWS`, or
-    ``(centre, width)`` in modality units (HU for CT).
+    ``(centre, width)`` in modality units (HU for CT). Raises :class:`DicomReadError` only.
     """
     import numpy as np
-    from pydicom.pixels import apply_color_lut
 
     path = Path(path)
     ds = _dcmread(path, stop_before_pixels=False)
+    meta = safe_metadata(ds, free_text=free_text)
     arr = decode(ds, path)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    frames = meta["number_of_frames"]
+    samples = _int_tag(ds, "SamplesPerPixel", 1) or 1
     if frames == 1:
         arr = arr[None]
     pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    meta = safe_metadata(ds)
+    try:
+        out = _display(arr, ds, pi, samples, meta, window, ct_window)
+    except DicomReadError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        # a LUT descriptor, window or bit depth that contradicts the pixel data
+        raise DicomReadError("malformed-header", f"display transform failed ({type(exc).__name__}: {exc})") from exc
+    return np.ascontiguousarray(out), meta
+
+
+def _display(arr, ds, pi: str, samples: int, meta: dict[str, Any], window, ct_window: str):
+    """Decoded stored values ``[frames, rows, columns(, 3)]`` -> display uint8 of the same shape."""
+    import numpy as np
+    from pydicom.pixels import apply_color_lut
+
     if pi == "PALETTE COLOR":
         rgb = apply_color_lut(arr, ds)
         bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
-        out = _to_uint8(rgb.astype(np.float64) / float(2**bits - 1))
         meta["voi"] = {"source": "palette", "lut_bits": bits}
-    elif samples == 3:
+        return _to_uint8(rgb.astype(np.float64) / float(2**bits - 1))
+    if samples == 3:
         # pydicom's pixel_array already converted YBR_* to RGB (its as_rgb default).
+        meta["voi"] = {"source": "color"}
         if arr.dtype != np.uint8:
             top = float(2 ** int(ds.BitsStored) - 1)
-            arr = _to_uint8(arr.astype(np.float64) / top)
-        out = arr
-        meta["voi"] = {"source": "color"}
-    elif samples == 1:
+            return _to_uint8(arr.astype(np.float64) / top)
+        return arr
+    if samples == 1:
         unit, used = grey_to_unit(arr, ds, window=window, ct_window=ct_window)
-        grey = _to_uint8(unit)
-        out = np.repeat(grey[..., None], 3, axis=-1)
         meta["voi"] = used
-    else:
-        raise DicomReadError(f"unsupported SamplesPerPixel={samples} with PhotometricInterpretation {pi}")
-    return np.ascontiguousarray(out), meta
+        return _to_uint8(unit)
+    raise DicomReadError("unsupported-layout", f"SamplesPerPixel={samples} with PhotometricInterpretation {pi}")

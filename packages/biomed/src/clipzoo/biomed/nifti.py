@@ -24,8 +24,68 @@ PLANES = ("axial", "coronal", "sagittal")
 PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 
+# kind -> the phrase a skip reason of that kind starts with (cf. clipzoo.biomed.dicom.SKIP_KINDS)
+SKIP_KINDS = {
+    "not-volume": "not an image volume",
+    "missing-data": "image data file missing",
+    "unreadable": "unreadable NIfTI",
+}
+
+# NIfTI-1/2 header fields that hold free text: kept only with ``header_text=True`` (``--free-text``).
+HEADER_TEXT_FIELDS = ("descrip", "aux_file", "intent_name")
+
+
 class NiftiReadError(ValueError):
-    """The file cannot be read as a volume."""
+    """The file cannot be read as a volume; ``kind`` is a key of :data:`SKIP_KINDS`."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{SKIP_KINDS[kind]}: {detail}")
+        self.kind = kind
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line: MONAI packs every reader's traceback into its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _screen(path: Path, header_text: bool) -> dict[str, Any]:
+    """Open ``path`` with nibabel (header only) and refuse what is not a voxel volume, with the reason.
+
+    MONAI's ``LoadImage`` would try five readers on such a file and raise an error holding five tracebacks;
+    nibabel says in one step what the file is (a CIFTI-2 matrix, a header whose .img is missing). Returns the
+    header text fields when ``header_text``.
+    """
+    import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
+
+    try:
+        img = nib.load(str(path))
+    except FileNotFoundError as exc:
+        missing = Path(exc.filename or "").name or str(exc)
+        raise NiftiReadError("missing-data", f"{missing} not found beside the header") from exc
+    except Exception as exc:  # nibabel raises ImageFileError, ValueError, OSError, EOFError... for damaged files
+        raise NiftiReadError("unreadable", _first_line(exc)) from exc
+    if not isinstance(img, SpatialImage) or type(img).__name__.startswith("Cifti"):
+        raise NiftiReadError("not-volume", f"{type(img).__name__} (e.g. a CIFTI-2 matrix), not a voxel volume")
+    if len(img.shape) not in (3, 4):
+        raise NiftiReadError("not-volume", f"expected a 3-D or 4-D volume, got shape {tuple(img.shape)}")
+    file_map = getattr(img, "file_map", {})
+    data_file = getattr(file_map.get("image"), "filename", None)
+    if data_file and not Path(data_file).is_file():
+        raise NiftiReadError("missing-data", f"{Path(data_file).name} not found beside the header")
+    if not header_text:
+        return {}
+    out = {}
+    for name in HEADER_TEXT_FIELDS:
+        try:
+            value = img.header.get(name)
+        except (AttributeError, KeyError, ValueError):
+            continue
+        text = bytes(value).split(b"\0", 1)[0].decode("latin-1").strip() if value is not None else ""
+        if text:
+            out[name] = text
+    return out
 
 
 @dataclass
@@ -43,6 +103,9 @@ def _quiet_monai():
     warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module="monai")
     logging.getLogger("monai").setLevel(logging.ERROR)
+    from clipzoo.biomed.quiet import quiet_library_logs
+
+    quiet_library_logs()
 
 
 def load_volume(
@@ -50,23 +113,26 @@ def load_volume(
     axcodes: str = "RAS",
     spacing: tuple[float, float, float] | None = None,
     frame: int | str = 0,
+    header_text: bool = False,
 ) -> Volume:
     """Load a 3-D/4-D NIfTI with MONAI ``LoadImage`` -> ``Orientation(axcodes)`` -> optional ``Spacing``.
 
-    ``frame``: for 4-D files, the index of the frame to keep or ``"mean"``.
+    ``frame``: for 4-D files, the index of the frame to keep or ``"mean"``. ``header_text``: record the header's
+    free-text fields (:data:`HEADER_TEXT_FIELDS`) in ``meta["free_text"]``. Raises :class:`NiftiReadError` only.
     """
     import numpy as np
 
+    path = Path(path)
+    text = _screen(path, header_text)
     _quiet_monai()
     from monai.transforms import LoadImage, Orientation, Spacing
 
-    path = Path(path)
     try:
         img = LoadImage(image_only=True, ensure_channel_first=True, reader="NibabelReader")(str(path))
     except Exception as exc:  # MONAI wraps nibabel's errors in several types
-        raise NiftiReadError(f"cannot read NIfTI ({type(exc).__name__}: {exc})") from exc
+        raise NiftiReadError("unreadable", _first_line(exc)) from exc
     if img.ndim != 4:
-        raise NiftiReadError(f"expected a 3-D or 4-D volume, got shape {tuple(img.shape)}")
+        raise NiftiReadError("not-volume", f"expected a 3-D or 4-D volume, got shape {tuple(img.shape)}")
     original_shape = [int(s) for s in img.shape[1:]]
     n_frames = int(img.shape[0])
     meta: dict[str, Any] = {"original_shape": original_shape, "frames": n_frames}
@@ -76,7 +142,7 @@ def load_volume(
         else:
             index = int(frame)
             if not -n_frames <= index < n_frames:
-                raise NiftiReadError(f"frame {index} out of range: the volume has {n_frames} frames")
+                raise NiftiReadError("not-volume", f"frame {index} out of range: the volume has {n_frames} frames")
             img = img[index : index + 1]
         meta["frame"] = frame
     img = Orientation(axcodes=axcodes)(img)
@@ -86,6 +152,8 @@ def load_volume(
     voxel = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     data = np.asarray(img[0], dtype=np.float32)
     meta.update({"orientation": axcodes, "shape": list(data.shape), "spacing": [round(v, 6) for v in voxel]})
+    if header_text:
+        meta["free_text"] = text
     return Volume(data=data, spacing=voxel, affine=affine, meta=meta)
 
 

@@ -8,6 +8,7 @@ Each source adapts a reader (:mod:`~clipzoo.biomed.jats`, :mod:`~clipzoo.biomed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import tarfile
 from dataclasses import dataclass
@@ -36,6 +37,65 @@ class _KeyMaker:
             candidate = f"{key}-{n}"
         self._used.add(candidate)
         return candidate
+
+
+class _SourceNames:
+    """How samples and skips name an input file: never by the path above the folder or file the user named.
+
+    An export folder is often named after the patient (``SURNAME^GIVEN_19610704/IM0001.dcm``); the absolute path
+    would carry that name into every sample and the manifest. ``relative`` (default) keeps the path below the
+    named input (a named file: its own name); ``hashed`` replaces that by a one-way 16-hex-digit hash, for when
+    the folders below the input root are patient-named too.
+    """
+
+    MODES = ("relative", "hashed")
+
+    def __init__(self, inputs: list[Path], mode: str):
+        if mode not in self.MODES:
+            raise IngestError(f"--source-paths {mode!r}: choose relative or hashed")
+        self.roots = [Path(i) for i in inputs]
+        self.mode = mode
+
+    def relative(self, path: Path) -> str:
+        path = Path(path)
+        for root in self.roots:
+            if path == root:
+                return path.name
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return path.name
+
+    def __call__(self, path: str | Path) -> str:
+        rel = self.relative(Path(path))
+        if self.mode == "hashed":
+            return "sha256:" + hashlib.sha256(rel.encode("utf-8")).hexdigest()[:16]
+        return rel
+
+    def stem(self, path: str | Path) -> str:
+        """A key part for ``path``: its file stem (relative mode) or its hash (hashed mode)."""
+        name = self(path)
+        if self.mode == "hashed":
+            return name.split(":", 1)[1]
+        base = PurePosixPath(name).name
+        low = base.lower()
+        for suffix in (".nii.gz", ".tar.gz"):
+            if low.endswith(suffix):
+                return base[: -len(suffix)]
+        return PurePosixPath(base).stem or base
+
+
+def _add_privacy_arguments(parser: argparse.ArgumentParser, free_text_help: str) -> None:
+    parser.add_argument("--source-paths", choices=_SourceNames.MODES, default="relative",
+                        help="how samples and the manifest name input files: the path below the named input "
+                             "(relative, default) or a one-way hash of it (hashed: when folders are patient-named)")
+    parser.add_argument("--free-text", action="store_true", help=free_text_help)
+
+
+def _unexpected(report: IngestReport, where: str, exc: Exception) -> None:
+    """A reader bug or a library error nobody foresaw: one skip line, the traceback only at DEBUG (--verbose)."""
+    log.debug("unexpected error reading %s", where, exc_info=True)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    report.skip(where, f"unexpected error ({type(exc).__name__}: {first})")
 
 
 def _csv_list(text: str | None) -> list[str]:
@@ -124,6 +184,7 @@ class JatsSource(Source):
 
     domain = "biomed"
     name = "jats"
+    image_format = "jpg"  # writer default (--image-format overrides): figures are photos and charts
     help = "PMC/JATS figure-caption pairs from .nxml/.xml files, article folders and PMC OA .tar.gz packages"
 
     XML_SUFFIXES = (".nxml", ".xml")
@@ -317,16 +378,18 @@ class JatsSource(Source):
 # DICOM
 # ======================================================================================================
 class DicomSource(Source):
-    """DICOM files or folders -> one sample per slice/frame, display-ready RGB.
+    """DICOM files or folders -> one sample per slice/frame, display-ready (grey stays single-channel).
 
     Modality LUT, VOI LUT or window (CT presets when the file has none), MONOCHROME1 inverted, palette and YBR
     to RGB, compressed syntaxes through pydicom's plugins. Slices are grouped by SeriesInstanceUID and ordered
-    along the slice normal; only non-identifying tags reach the metadata. Captions from the modality's templates
-    (labels from --labels CSV when given).
+    along the slice normal; only non-identifying tags reach the metadata (free-text tags with --free-text),
+    files are named relative to the input (or hashed), and images flagged BurnedInAnnotation=YES are skipped
+    unless --keep-burned-in. Captions from the modality's templates (labels from --labels CSV when given).
     """
 
     domain = "biomed"
     name = "dicom"
+    image_format = "png"  # writer default (--image-format overrides): grey slices, lossless, one channel
     help = "DICOM slices/frames (series grouped and ordered along the slice normal) with template captions"
 
     SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -344,6 +407,12 @@ class DicomSource(Source):
                             help="inside folders read every file, not only *.dcm/*.dicom/*.ima (non-DICOM are skipped)")
         parser.add_argument("--image-format", default="png", help="png or jpg")
         parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
+        parser.add_argument("--keep-burned-in", action="store_true",
+                            help="keep images whose BurnedInAnnotation is YES (text such as names in the pixels); "
+                                 "default: skip and count them")
+        _add_privacy_arguments(parser, "record free-text tags (SeriesDescription, StudyDescription, ImageComments, "
+                                       "ProtocolName, ...) under free_text; off by default: they often name the "
+                                       "patient")
         _add_caption_arguments(parser)
 
     def __init__(self, options: argparse.Namespace):
@@ -363,6 +432,10 @@ class DicomSource(Source):
         self.templates = _templates(options)
         self.labels = _label_table(options)
         self.max_captions = getattr(options, "max_captions", 5)
+        self.free_text = bool(getattr(options, "free_text", False))
+        self.keep_burned_in = bool(getattr(options, "keep_burned_in", False))
+        self.path_mode = getattr(options, "source_paths", "relative")
+        _SourceNames([], self.path_mode)  # refuse a bad mode before anything is read
 
     def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
         if not getattr(self.options, "all_files", False):
@@ -377,21 +450,41 @@ class DicomSource(Source):
             else:
                 report.skip(path, "no such file or folder")
 
-    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
-        from PIL import Image
-        from tqdm import tqdm
-
-        from clipzoo.biomed.dicom import DicomReadError, group_series, read_dicom, read_header
+    def _headers(self, inputs: list[Path], report: IngestReport, names: _SourceNames):
+        from clipzoo.biomed.dicom import DicomReadError, read_header
 
         headers = []
         for path in self._files(inputs, report):
             report.input_seen(path)
             try:
-                headers.append(read_header(path))
+                header = read_header(path, free_text=self.free_text)
             except DicomReadError as exc:
-                report.skip(path, str(exc))
-        series = group_series(headers)
+                report.skip(names(path), str(exc))
+                report.count("skip_reasons", exc.kind)
+                continue
+            except Exception as exc:
+                _unexpected(report, names(path), exc)
+                continue
+            if header.meta.get("burned_in_annotation") == "YES" and not self.keep_burned_in:
+                report.skip(names(path), "burned-in annotation: BurnedInAnnotation is YES (text in the pixels may "
+                                         "identify the patient); --keep-burned-in keeps such images", kind="policy")
+                report.count("skip_reasons", "burned-in")
+                continue
+            headers.append(header)
+        return headers
+
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from PIL import Image
+        from tqdm import tqdm
+
+        from clipzoo.biomed.dicom import DicomReadError, group_series, read_dicom
+        from clipzoo.biomed.quiet import quiet_library_logs
+
+        quiet_library_logs()
+        names = _SourceNames(inputs, self.path_mode)
+        series = group_series(self._headers(inputs, report, names))
         report.notes["series"] = len(series)
+        report.notes["source_paths"] = self.path_mode
         total = sum(len(v) if self.options.slices == "all" else 1 for v in series.values())
         bar = tqdm(total=total, desc="dicom slices", unit="file", disable=total < 50, leave=False)
         for series_key, items in series.items():
@@ -399,28 +492,35 @@ class DicomSource(Source):
             for index in chosen:
                 header = items[index]
                 bar.update(1)
+                source = names(header.path)
                 try:
-                    frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window)
+                    frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window,
+                                              free_text=self.free_text)
                 except DicomReadError as exc:
-                    report.skip(header.path, str(exc))
+                    report.skip(source, str(exc))
+                    report.count("skip_reasons", exc.kind)
+                    continue
+                except Exception as exc:
+                    _unexpected(report, source, exc)
                     continue
                 report.count("modality", meta.get("modality", "unknown"))
                 labels = self.labels.labels_for(header.path) if self.labels else None
+                captions = self.templates.captions(
+                    meta.get("modality", ""), labels, max_variants=self.max_captions,
+                    body_part=str(meta.get("body_part", "")).lower() or None, plane=meta.get("plane"),
+                )
                 for f, frame in enumerate(frames):
-                    image = Image.fromarray(frame, "RGB")
+                    image = Image.fromarray(frame)  # [rows, columns] -> "L", [rows, columns, 3] -> "RGB"
                     original = image.size
                     if self.max_side and max(image.size) > self.max_side:
                         image.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
-                    captions = self.templates.captions(
-                        meta.get("modality", ""), labels, max_variants=self.max_captions,
-                        body_part=str(meta.get("body_part", "")).lower() or None, plane=meta.get("plane"),
-                    )
                     sample_meta = {
-                        "source": str(header.path), **meta, "labels": labels or [],
+                        "source": source, **meta, "labels": labels or [],
                         "series_index": index, "series_length": len(items), "frame": f,
                         "position_along_normal": header.position,
                         "width": image.size[0], "height": image.size[1],
                         "original_width": original[0], "original_height": original[1],
+                        "channels": len(image.getbands()),
                         "axes": "rows,columns (pydicom order)",
                     }
                     yield {"__key__": self.key(series_key, f"{index:05d}", f"{f:04d}"), self.image_field: image,
@@ -441,9 +541,10 @@ class NiftiSource(Source):
 
     domain = "biomed"
     name = "nifti"
+    image_format = "png"  # writer default (--image-format overrides): grey slices, lossless, one channel
     help = "NIfTI 3-D/4-D volumes via MONAI (RAS, optional resampling): slices in chosen planes and/or projections"
 
-    SUFFIXES = (".nii", ".nii.gz")
+    SUFFIXES = (".nii", ".nii.gz", ".hdr")  # .hdr: NIfTI-1/2 or Analyze header of a .hdr/.img pair
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -459,6 +560,8 @@ class NiftiSource(Source):
         parser.add_argument("--body-part", default=None, help="body part for captions, e.g. brain")
         parser.add_argument("--keep-empty", action="store_true", help="keep constant (empty) slices")
         parser.add_argument("--image-format", default="png", help="png or jpg")
+        _add_privacy_arguments(parser, "record the header's free-text fields (descrip, aux_file, intent_name) "
+                                       "under free_text; off by default: they may name the patient")
         _add_caption_arguments(parser)
 
     def __init__(self, options: argparse.Namespace):
@@ -499,6 +602,9 @@ class NiftiSource(Source):
         self.templates = _templates(options)
         self.labels = _label_table(options)
         self.max_captions = getattr(options, "max_captions", 5)
+        self.free_text = bool(getattr(options, "free_text", False))
+        self.path_mode = getattr(options, "source_paths", "relative")
+        _SourceNames([], self.path_mode)
 
     def _indices(self, n: int) -> list[int]:
         if self.slices == "none":
@@ -514,6 +620,7 @@ class NiftiSource(Source):
 
         from clipzoo.biomed.nifti import NiftiReadError, extract_slice, load_volume, project, scale_intensity
 
+        names = _SourceNames(inputs, self.path_mode)
         modality = getattr(self.options, "modality", None)
         body_part = getattr(self.options, "body_part", None)
         choice = {"planes": self.planes, "slices": self.slices, "views": self.views, "frame": self.frame,
@@ -521,16 +628,22 @@ class NiftiSource(Source):
                   "intensity": {"window": list(self.window)} if self.window else {"percentiles": [0.5, 99.5]},
                   "display": "radiological; rows,columns"}
         report.notes["nifti"] = choice
+        report.notes["source_paths"] = self.path_mode
         for path in expand_inputs(inputs, self.SUFFIXES, report):
             report.input_seen(path)
+            source = names(path)
             try:
-                volume = load_volume(path, spacing=self.spacing, frame=self.frame)
+                volume = load_volume(path, spacing=self.spacing, frame=self.frame, header_text=self.free_text)
+                unit = scale_intensity(volume.data, window=self.window)
             except NiftiReadError as exc:
-                report.skip(path, str(exc))
+                report.skip(source, str(exc))
+                report.count("skip_reasons", exc.kind)
                 continue
-            unit = scale_intensity(volume.data, window=self.window)
+            except Exception as exc:
+                _unexpected(report, source, exc)
+                continue
             labels = self.labels.labels_for(path) if self.labels else None
-            stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
+            stem = names.stem(path)
             items: list[tuple[str, str, int | None, Any]] = []
             for plane in self.planes:
                 n = unit.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[plane]]
@@ -541,11 +654,11 @@ class NiftiSource(Source):
                 if kind == "slice" and not getattr(self.options, "keep_empty", False) and float(np.ptp(arr)) < 1e-6:
                     report.count("empty_slices", plane)
                     continue
-                grey = np.rint(arr * 255.0).astype(np.uint8)
-                image = Image.fromarray(grey, "L").convert("RGB")
+                grey = np.rint(np.nan_to_num(arr, nan=0.0) * 255.0).astype(np.uint8)
+                image = Image.fromarray(grey, "L")  # single-channel: CT/MR slices are grey
                 captions = self.templates.captions(modality or "generic", labels, max_variants=self.max_captions,
                                                    plane=plane, body_part=body_part)
-                meta = {"source": str(path), **volume.meta, "modality": modality, "body_part": body_part,
+                meta = {"source": source, **volume.meta, "modality": modality, "body_part": body_part,
                         "labels": labels or [], "plane": plane, "kind": kind, "slice_index": index,
                         "num_slices": int(unit.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[plane]]),
                         "width": image.size[0], "height": image.size[1], **{"choice": choice}}
@@ -567,6 +680,7 @@ class ImagesSource(Source):
 
     domain = "biomed"
     name = "images"
+    image_format = "png"  # writer default (--image-format overrides): lossless
     help = "2-D fundus/pathology/microscopy images, labels from a CSV or folder names, template captions"
 
     @classmethod
@@ -581,6 +695,9 @@ class ImagesSource(Source):
         parser.add_argument("--image-format", default="png", help="png or jpg")
         parser.add_argument("--unlabeled", choices=("keep", "skip"), default="keep",
                             help="images without a label: keep with label-free captions (default) or skip")
+        parser.add_argument("--source-paths", choices=_SourceNames.MODES, default="relative",
+                            help="how samples and the manifest name input files: the path below the named input "
+                                 "(relative, default) or a one-way hash of it (hashed: when folders are patient-named)")
         _add_caption_arguments(parser)
 
     def __init__(self, options: argparse.Namespace):
@@ -596,6 +713,8 @@ class ImagesSource(Source):
             raise IngestError("--label-from csv needs --labels FILE.csv")
         self.label_from = mode
         self.max_captions = getattr(options, "max_captions", 5)
+        self.path_mode = getattr(options, "source_paths", "relative")
+        _SourceNames([], self.path_mode)
 
     def _labelled_files(self, inputs: list[Path], report: IngestReport) -> list[tuple[Path, list[str]]]:
         from clipzoo.biomed.labels import folder_label
@@ -621,20 +740,25 @@ class ImagesSource(Source):
         classes = _csv_list(getattr(self.options, "classes", None)) or sorted({l for _, ls in files for l in ls})
         report.notes["classes"] = classes
         modality = getattr(self.options, "modality", "generic")
+        names = _SourceNames(inputs, self.path_mode)
         for path, labels in files:
             report.input_seen(path)
+            source = names(path)
             if not labels and getattr(self.options, "unlabeled", "keep") == "skip":
-                report.skip(path, "no label (not in the CSV / not in a class folder)", kind="policy")
+                report.skip(source, "no label (not in the CSV / not in a class folder)", kind="policy")
                 continue
             try:
                 loaded = load_rgb(path, max_side=getattr(self.options, "max_side", 1024))
             except ImageReadError as exc:
-                report.skip(path, str(exc))
+                report.skip(source, str(exc))
+                continue
+            except Exception as exc:
+                _unexpected(report, source, exc)
                 continue
             captions = self.templates.captions(modality, labels, max_variants=self.max_captions,
                                                stain=getattr(self.options, "stain", None))
-            meta = {"source": str(path), "modality": modality, "labels": labels, **loaded.metadata()}
-            sample = {"__key__": self.key(*(labels[:1] or ["unlabeled"]), path.stem),
+            meta = {"source": source, "modality": modality, "labels": labels, **loaded.metadata()}
+            sample = {"__key__": self.key(*(labels[:1] or ["unlabeled"]), names.stem(path)),
                       self.image_field: loaded.image, **_caption_fields(captions), "json": meta}
             if len(labels) == 1 and labels[0] in classes:
                 sample["cls"] = classes.index(labels[0])
