@@ -18,7 +18,9 @@ from pathlib import Path
 log = logging.getLogger("clipzoo")
 
 # Command modules contributed by other parts of core (each has add_parser(subparsers)).
-EXTERNAL_COMMANDS = ("clipzoo.core.bench.cli", "clipzoo.core.registry.cli", "clipzoo.core.pipeline")
+EXTERNAL_COMMANDS = (
+    "clipzoo.core.bench.cli", "clipzoo.core.registry.cli", "clipzoo.core.pipeline", "clipzoo.core.export",
+)
 
 
 class UserError(Exception):
