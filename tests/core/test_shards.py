@@ -174,10 +174,11 @@ def test_images_source_with_csv_sidecar_and_bad_files(shared_data: Path, tmp_pat
     reasons = {Path(s["path"]).name: s["reason"] for s in m.ingest["skipped"]}
     assert reasons["broken.png"].startswith("unreadable image")
     assert reasons["nolabel.jpg"].startswith("no caption")
-    from clipzoo.core.data.loader import _decoder, _tar_samples
+    from clipzoo.core.data.loader import _decoder
+    from clipzoo.core.data.shardset import iter_samples
 
     decode = _decoder()
-    samples = {s["__key__"]: s for s in map(decode, _tar_samples(m.shard_paths(out)))}
+    samples = {s["__key__"]: s for s in map(decode, iter_samples(m.shard_paths(out)))}
     retina = samples["imgs_retina"]
     assert retina["txt"] == "A fundus photograph: normal fundus."
     assert retina["json"]["original_size"] == [1411, 1411] and max(retina["image.png"].size) == 256

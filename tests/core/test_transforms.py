@@ -174,8 +174,12 @@ def test_collate_and_pickle_for_workers():
     clone = pickle.loads(pickle.dumps(transform))  # what a DataLoader worker receives
     again = clone({"__key__": "k1", "image.png": Image.new("RGB", (70, 64), (1, 0, 0)), "txt": "red 1"})
     assert torch.equal(again["text"], samples[1]["text"]) and torch.equal(again["image"], samples[1]["image"])
-    with pytest.raises(ValueError, match="disagree on fields"):
-        collate([samples[0], {**samples[1], "cls": torch.tensor(1)}])
+    mixed = collate([samples[0], {**samples[1], "cls": torch.tensor(1)}])  # a field one sample lacks is dropped
+    assert sorted(mixed) == ["__key__", "image", "text"] and mixed["image"].shape == (2, 3, 64, 64)
+    numbers = collate([{"n": 1, "a": np.zeros(2)}, {"n": 2, "a": np.ones(2)}])
+    assert numbers["n"].tolist() == [1, 2] and numbers["a"].tolist() == [[0, 0], [1, 1]]
+    with pytest.raises(ValueError, match="empty batch"):
+        collate([])
 
 
 def test_shards_written_by_core_feed_an_nmodal_model(shared_data, tmp_path):

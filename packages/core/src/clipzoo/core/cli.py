@@ -85,12 +85,41 @@ def _cmd_ingest(args) -> int:
 
 # -- shards ---------------------------------------------------------------------------------------
 def _add_shards(sub) -> None:
-    p = sub.add_parser("shards", help="inspect shard folders")
+    p = sub.add_parser("shards", help="inspect and verify shard sets (local folders or s3:// / http(s):// URLs)")
     ss = p.add_subparsers(dest="shards_command", metavar="COMMAND", required=True)
-    i = ss.add_parser("inspect", help="print a shard folder's manifest summary and a few decoded samples")
-    i.add_argument("folder", type=Path)
+    i = ss.add_parser(
+        "inspect", help="a shard set's manifest summary, its health, and a few decoded samples",
+        description="Print the manifest summary, check the set's health without hashing (every listed shard present "
+        "with its listed size, no unlisted .tar, no leftover .partial) and decode a few samples. Exits 1 when the set "
+        "is unhealthy, 2 when it cannot be read at all.")
+    i.add_argument("folder", metavar="DIR|URL", help="shard folder, or s3://bucket/set/ or https://host/set/")
     i.add_argument("-n", "--samples", type=int, default=3, help="samples to decode and show (default: %(default)s)")
+    _add_storage_arguments(i)
     i.set_defaults(func=_cmd_shards_inspect)
+    v = ss.add_parser(
+        "verify", help="check every shard's size and sha256 against the manifest",
+        description="Stream every listed shard and compare its size and sha256 with the manifest (a progress bar "
+        "counts the bytes). Exits 1 naming each shard that is missing or differs, 0 when all match.")
+    v.add_argument("folder", metavar="DIR|URL", help="shard folder, or s3://bucket/set/ or https://host/set/")
+    _add_storage_arguments(v)
+    v.set_defaults(func=_cmd_shards_verify)
+
+
+def _add_storage_arguments(p) -> None:
+    p.add_argument("--endpoint-url", default=None,
+                   help="S3-compatible endpoint (MinIO, Ceph, ...); default: AWS_ENDPOINT_URL or AWS itself")
+    p.add_argument("--anon", action="store_true", help="anonymous access (a public bucket)")
+
+
+def _storage(args):
+    from clipzoo.core.data.shardset import Storage
+
+    options: dict = {}
+    if args.endpoint_url:
+        options["endpoint_url"] = args.endpoint_url
+    if args.anon:
+        options["anon"] = True
+    return Storage(options=options)
 
 
 def _describe_value(value) -> str:
@@ -109,33 +138,89 @@ def _describe_value(value) -> str:
 def _cmd_shards_inspect(args) -> int:
     from itertools import islice
 
-    from clipzoo.core.data.loader import _decoder, _tar_samples
+    from clipzoo.core.data.loader import _decoder
+    from clipzoo.core.data.shardset import BadShardError, ShardSetError, check_set, iter_samples
     from clipzoo.core.data.writer import Manifest
 
+    folder, storage = str(args.folder), _storage(args)
     try:
-        manifest = Manifest.load(args.folder)
-    except FileNotFoundError as exc:
+        health, refs, data = check_set(folder, storage)
+    except ShardSetError as exc:
         raise UserError(str(exc)) from None
-    ing = manifest.ingest
-    print(f"{args.folder}: {manifest.num_samples} samples in {len(manifest.shards)} shards (created {manifest.created})")
-    if manifest.source:
-        print(f"  source: {manifest.source.get('domain')} {manifest.source.get('name')}")
-    if ing:
-        print(f"  inputs seen {ing.get('inputs_seen')}, samples written {ing.get('samples_written')}, "
-              f"skipped {len(ing.get('skipped', []))}")
-        for name, counts in ing.get("counters", {}).items():
-            print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-        for item in ing.get("skipped", [])[:5]:
-            print(f"  skipped {item['path']}: {item['reason']}")
-    for s in manifest.shards[:10]:
-        print(f"  {s.name}  {s.samples} samples  {s.bytes / 1e6:.1f} MB  sha256 {s.sha256[:12]}")
+    if data is not None:
+        manifest = Manifest.from_dict(data)
+        ing = manifest.ingest
+        print(f"{folder}: {manifest.num_samples} samples in {len(manifest.shards)} shards "
+              f"(created {manifest.created}, layout {data.get('layout', 'clipzoo-v0')})")
+        if manifest.source:
+            print(f"  source: {manifest.source.get('domain')} {manifest.source.get('name')}")
+        if ing:
+            print(f"  inputs seen {ing.get('inputs_seen')}, samples written {ing.get('samples_written')}, "
+                  f"skipped {len(ing.get('skipped', []))}")
+            for name, counts in ing.get("counters", {}).items():
+                print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+            for item in ing.get("skipped", [])[:5]:
+                print(f"  skipped {item['path']}: {item['reason']}")
+        for s in manifest.shards[:10]:
+            print(f"  {s.name}  {s.samples} samples  {s.bytes / 1e6:.1f} MB  sha256 {s.sha256[:12]}")
+    for note in health.notes:
+        print(f"  note: {note}")
+    if not health.healthy:
+        print(f"{folder}: UNHEALTHY ({len(health.problems)} problem(s); sha256 not checked, see 'clipzoo shards "
+              f"verify')", file=sys.stderr)
+        for problem in health.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{folder}: healthy (every listed shard present with its size; sha256 not checked, see "
+          f"'clipzoo shards verify')")
     decode = _decoder()
-    for sample in islice(_tar_samples(manifest.shard_paths(args.folder)), args.samples):
-        sample = decode(sample)
-        print(f"-- {sample['__key__']}")
-        for name, value in sorted(sample.items()):
-            if not name.startswith("__"):
-                print(f"   {name}: {_describe_value(value)}")
+    try:
+        for sample in islice(iter_samples(refs, storage), args.samples):
+            sample = decode(sample)
+            print(f"-- {sample['__key__']}")
+            for name, value in sorted(sample.items()):
+                if not name.startswith("__"):
+                    print(f"   {name}: {_describe_value(value)}")
+    except BadShardError as exc:
+        print(f"{folder}: UNHEALTHY: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_shards_verify(args) -> int:
+    from tqdm import tqdm
+
+    from clipzoo.core.data.shardset import BadShardError, ShardSetError, check_set, sha256_of
+
+    folder, storage = str(args.folder), _storage(args)
+    try:
+        health, refs, data = check_set(folder, storage)
+    except ShardSetError as exc:
+        raise UserError(str(exc)) from None
+    if data is None:
+        raise UserError(health.problems[0])
+    bad: list[str] = []
+    with tqdm(total=sum(r.bytes or 0 for r in refs), unit="B", unit_scale=True, desc="sha256",
+              disable=not sys.stderr.isatty()) as bar:
+        for ref in refs:
+            try:
+                digest = sha256_of(ref, storage, progress=bar.update)
+            except BadShardError as exc:
+                bad.append(str(exc))
+                continue
+            if digest != ref.sha256:
+                bad.append(f"{ref.url}: sha256 {digest[:16]}... differs from the manifest's {ref.sha256[:16]}... "
+                           f"(corrupt or rewritten); re-run the ingest or restore the shard")
+    bad += [p for p in health.problems if " size mismatch" in p or ": missing" in p]
+    extra = [p for p in health.problems if p not in bad and " size mismatch" not in p and ": missing" not in p]
+    if bad:
+        print(f"{folder}: {len(bad)} of {len(refs)} shards FAILED verification", file=sys.stderr)
+        for line in sorted(set(bad)):
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"{folder}: all {len(refs)} shards match their sha256 ({sum(r.samples or 0 for r in refs)} samples)")
+    for line in extra:
+        print(f"  warning: {line}")
     return 0
 
 
@@ -207,12 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        from clipzoo.core.data.shardset import BadShardError, ShardSetError
         from clipzoo.core.ingest import IngestError
         from clipzoo.core.plugins import UnknownNameError
 
-        if isinstance(exc, (IngestError, UnknownNameError)):
+        if isinstance(exc, (IngestError, UnknownNameError, ShardSetError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, BadShardError):  # the data broke mid-run: one line naming the shard, not a traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         raise
 
 

@@ -2,9 +2,11 @@
 
 The pipeline, in each DataLoader worker of each rank::
 
-    shard list (shuffled per epoch) -> split to this rank/worker -> tar reader (local, brace, pipe:, http)
-      -> seeded shuffle buffer -> [sample-level split] -> skip what was already consumed -> decode
-      -> transform -> batch (tagged with worker id and position)
+    shard list (shuffled per epoch) -> split to this rank/worker -> shard reader (local, pipe:, s3://, http(s)://;
+      size checked against the manifest, bad shard -> stop or skip) -> seeded shuffle buffer -> [sample-level
+      split] -> skip what was already consumed -> decode -> transform -> batch (tagged with worker id and position)
+
+Which shards make the set, and how each is opened and read, is :mod:`clipzoo.core.data.shardset`.
 
 Resuming: every batch carries its worker's position (samples emitted so far in the epoch). The
 main-process :class:`ResumableLoader` records the position of each worker as batches are *consumed*
@@ -18,6 +20,15 @@ Splitting: ``split="shards"`` gives each (rank, worker) slot its own shards (the
 2-process run's union of per-rank batches equal a 1-process run's batch (used to check DDP
 equivalence, and the only way to use all slots when there are fewer shards than slots);
 ``"auto"`` picks shards when there are at least as many shards as slots.
+
+Bad shards: with ``on_bad_shard="stop"`` (the default) the first unreadable shard ends the epoch with a
+:class:`~clipzoo.core.data.shardset.BadShardError` naming it, raised in the main process (one line, no worker
+traceback); with ``"skip"`` it is logged, counted (:attr:`ResumableLoader.bad_shards`) and passed over. Skipping
+is deterministic for a given fault, so a resumed run replays the same stream.
+
+The shuffle buffer and the rank/worker split are our own rather than webdataset's ``shuffle``/``split_by_*``:
+webdataset seeds its buffer from one RNG per pipeline and splits by worker on its own worker info, and neither
+gives an order that is a pure function of (seed, epoch, rank, worker) which a resumed worker can replay and skip.
 """
 
 from __future__ import annotations
@@ -26,44 +37,25 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch.utils.data
+
+from clipzoo.core.data.shardset import BadShardError, ShardRef, ShardSetError, Storage, iter_samples
+from clipzoo.core.data.transforms import collate
 
 log = logging.getLogger(__name__)
 
 
-def resolve_shards(spec: str | Path | list[str | Path]) -> list[str]:
-    """Shard URLs from a shard folder (its manifest), a brace pattern, a URL, or a list of those."""
-    from braceexpand import braceexpand
+def resolve_shards(
+    spec: str | Path | list[str | Path], *, allow_unmanifested: bool = False, storage: Storage | None = None
+) -> list[ShardRef]:
+    """Shard URLs from a shard folder or folder URL (its manifest), a brace/glob pattern, a ``pipe:`` command,
+    or a list of those; each is a :class:`~clipzoo.core.data.shardset.ShardRef` (a ``str`` that carries the
+    manifest's size and sha256 to the reader). See :func:`~clipzoo.core.data.shardset.resolve_shard_set`."""
+    from clipzoo.core.data.shardset import resolve_shard_set
 
-    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
-
-    if isinstance(spec, (list, tuple)):
-        return [url for item in spec for url in resolve_shards(item)]
-    spec = str(spec)
-    if spec.startswith(("pipe:", "http://", "https://", "s3://", "gs://")):
-        return list(braceexpand(spec))
-    path = Path(spec)
-    if path.is_dir():
-        if (path / MANIFEST_NAME).is_file():
-            urls = Manifest.load(path).shard_paths(path)
-        else:
-            urls = sorted(str(p) for p in path.glob("*.tar"))
-        if not urls:
-            raise FileNotFoundError(f"{path}: shard folder holds no .tar shards")
-        return urls
-    urls = list(braceexpand(spec))
-    missing = [u for u in urls if not Path(u).is_file()]
-    if missing:
-        raise FileNotFoundError(f"shard(s) not found: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-    return urls
-
-
-def _tar_samples(urls: list[str]) -> Iterator[dict[str, Any]]:
-    import webdataset as wds
-
-    yield from wds.tariterators.tarfile_samples(iter({"url": u} for u in urls))
+    return resolve_shard_set(spec, allow_unmanifested=allow_unmanifested, storage=storage)
 
 
 def _shuffle(samples: Iterator[dict], bufsize: int, rng: random.Random) -> Iterator[dict]:
@@ -97,25 +89,33 @@ class StreamConfig:
     split: str = "auto"  # shards | samples | auto
     rank: int = 0
     world_size: int = 1
+    on_bad_shard: str = "stop"  # stop | skip
+    storage: Storage = field(default_factory=Storage)  # remote access and cache (clipzoo.core.data.shardset)
 
     def __post_init__(self) -> None:
         if self.split not in ("shards", "samples", "auto"):
             raise ValueError(f"split must be 'shards', 'samples' or 'auto', not {self.split!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.on_bad_shard not in ("stop", "skip"):
+            raise ValueError(f"on_bad_shard must be 'stop' or 'skip', not {self.on_bad_shard!r}")
 
 
 class ShardStream(torch.utils.data.IterableDataset):
     """An IterableDataset of collated batches from webdataset shards (see the module docstring)."""
 
-    def __init__(self, urls: list[str], transform: Callable[[dict], dict], cfg: StreamConfig):
-        if not urls:
+    def __init__(self, shards: Sequence[str | ShardRef], transform: Callable[[dict], dict], cfg: StreamConfig):
+        if not shards:
             raise ValueError("no shards to read")
-        self.urls = list(urls)
+        self.shards = [s if isinstance(s, ShardRef) else ShardRef(str(s)) for s in shards]
         self.transform = transform
         self.cfg = cfg
         self.epoch = 0
         self.skip: dict[int, int] = {}
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.shards]
 
     def set_position(self, epoch: int, consumed: dict[int, int]) -> None:
         self.epoch = epoch
@@ -124,76 +124,85 @@ class ShardStream(torch.utils.data.IterableDataset):
     def split_mode(self, num_workers: int) -> str:
         if self.cfg.split != "auto":
             return self.cfg.split
-        return "shards" if len(self.urls) >= self.cfg.world_size * num_workers else "samples"
+        return "shards" if len(self.shards) >= self.cfg.world_size * num_workers else "samples"
 
-    def raw_samples(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
+    def raw_samples(
+        self, worker: int, num_workers: int, on_skip: Callable[[ShardRef, str], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """This slot's undecoded samples for the current epoch, in their deterministic order."""
         cfg = self.cfg
         slots = cfg.world_size * num_workers
         slot = cfg.rank * num_workers + worker
         mode = self.split_mode(num_workers)
-        urls = list(self.urls)
-        random.Random(f"{cfg.seed}/shards/{self.epoch}").shuffle(urls)
+        shards = list(self.shards)
+        random.Random(f"{cfg.seed}/shards/{self.epoch}").shuffle(shards)
+
+        def read(refs: list[ShardRef]) -> Iterator[dict[str, Any]]:
+            return iter_samples(refs, cfg.storage, cfg.on_bad_shard, on_skip)
+
         if mode == "shards":
-            urls = urls[slot::slots]
+            shards = shards[slot::slots]
             rng = random.Random(f"{cfg.seed}/buffer/{self.epoch}/{slot}")
-            yield from _shuffle(_tar_samples(urls), cfg.shuffle_buffer, rng)
+            yield from _shuffle(read(shards), cfg.shuffle_buffer, rng)
         else:  # every slot reads the same stream and keeps its n-th samples
             rng = random.Random(f"{cfg.seed}/buffer/{self.epoch}")
-            for i, sample in enumerate(_shuffle(_tar_samples(urls), cfg.shuffle_buffer, rng)):
+            for i, sample in enumerate(_shuffle(read(shards), cfg.shuffle_buffer, rng)):
                 if i % slots == slot:
                     yield sample
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Batches, each tagged ``__worker__``/``__position__``, then one ``__report__`` of this worker's epoch
+        (samples read and dropped, members seen where a field was missing, shards skipped). A bad shard under
+        the stop policy ends the stream with a ``__bad_shard__`` message instead, raised by the main process."""
+        from clipzoo.core.data.transforms import MissingFieldError, SampleError
+
         if hasattr(self.transform, "set_epoch"):
             self.transform.set_epoch(self.epoch)
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         decode = _decoder()
         skip = self.skip.get(worker, 0)
-        position = 0
+        position, dropped = 0, 0
+        missing: dict[str, dict[str, Any]] = {}  # modality -> the fields it looked for, the members samples had
+        skipped: dict[str, str] = {}
         batch: list[dict] = []
-        from clipzoo.core.data.transforms import SampleError
 
-        for raw in self.raw_samples(worker, num_workers):
-            position += 1
-            if position <= skip:
-                continue
-            try:
-                batch.append(self.transform(decode(raw)))
-            except SampleError as exc:  # one bad sample is reported and dropped, the run goes on
-                log.warning("dropping sample from %s: %s", raw.get("__url__", "?"), exc)
-                continue
-            if len(batch) == self.cfg.batch_size:
-                out = collate(batch)
-                out["__worker__"] = worker
-                out["__position__"] = position
-                yield out
-                batch = []
+        def on_skip(ref: ShardRef, reason: str) -> None:
+            skipped[ref.url] = reason
+
+        try:
+            for raw in self.raw_samples(worker, num_workers, on_skip):
+                position += 1
+                if position <= skip:
+                    continue
+                try:
+                    batch.append(self.transform(decode(raw)))
+                except MissingFieldError as exc:  # said once per modality, counted, reported at the epoch's end
+                    dropped += 1
+                    seen = missing.setdefault(exc.modality, {"looked_for": list(exc.names), "members": set()})
+                    if not seen["members"]:
+                        log.warning("dropping sample from %s: %s", raw.get("__url__", "?"), exc)
+                    seen["members"].update(exc.members)
+                    continue
+                except SampleError as exc:  # one bad sample is reported and dropped, the run goes on
+                    dropped += 1
+                    log.warning("dropping sample from %s: %s", raw.get("__url__", "?"), exc)
+                    continue
+                if len(batch) == self.cfg.batch_size:
+                    out = collate(batch)
+                    out["__worker__"] = worker
+                    out["__position__"] = position
+                    yield out
+                    batch = []
+        except BadShardError as exc:
+            yield {"__worker__": worker, "__bad_shard__": str(exc)}
+            return
         # The incomplete last batch is dropped: contrastive losses want full, equal batches on every rank.
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors/arrays field by field; strings and other values become lists.
-
-    Only fields every sample has are kept (e.g. a class index that some samples lack is dropped).
-    """
-    import numpy as np
-
-    out: dict[str, Any] = {}
-    common = set(samples[0]).intersection(*samples[1:])
-    for name in (n for n in samples[0] if n in common):
-        values = [s[name] for s in samples]
-        first = values[0]
-        if isinstance(first, torch.Tensor):
-            out[name] = torch.stack(values)
-        elif isinstance(first, np.ndarray):
-            out[name] = torch.from_numpy(np.stack(values))
-        elif isinstance(first, (int, float, bool)) and not isinstance(first, str):
-            out[name] = torch.tensor(values)
-        else:
-            out[name] = values
-    return out
+        yield {"__worker__": worker, "__report__": {
+            "read": position, "dropped": dropped, "skipped_shards": skipped,
+            "missing": {m: {"looked_for": v["looked_for"], "members": sorted(v["members"])}
+                        for m, v in missing.items()},
+        }}
 
 
 @dataclass
@@ -215,6 +224,7 @@ class ResumableLoader:
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.state = LoaderState(num_workers=num_workers, world_size=stream.cfg.world_size)
+        self.bad_shards: dict[str, str] = {}  # shard URL -> why it was skipped (on_bad_shard="skip"), all epochs
 
     def epoch_batches(self) -> Iterator[dict[str, Any]]:
         """The rest of the current epoch (all of it, or what is left after a resume); then the epoch advances."""
@@ -227,20 +237,44 @@ class ResumableLoader:
             persistent_workers=False,
         )
         delivered = 0
+        reports: list[dict[str, Any]] = []
         for batch in loader:
             worker = int(batch.pop("__worker__"))
+            if "__bad_shard__" in batch:
+                raise BadShardError(batch["__bad_shard__"])
+            if "__report__" in batch:
+                reports.append(batch["__report__"])
+                for url, reason in batch["__report__"]["skipped_shards"].items():
+                    self.bad_shards.setdefault(url, reason)
+                continue
             self.state.consumed[worker] = int(batch.pop("__position__"))
             self.state.batches += 1
             delivered += 1
             yield batch
         if delivered == 0 and not self.state.consumed:
-            raise RuntimeError(
-                f"an epoch produced no batch: fewer samples per rank/worker than batch_size "
-                f"({self.stream.cfg.batch_size}); lower the batch size or the worker count"
-            )
+            raise ShardSetError(self._why_empty(reports))
+        if self.bad_shards:
+            log.warning("%d bad shard(s) skipped so far: %s", len(self.bad_shards), ", ".join(sorted(self.bad_shards)))
         log.info("epoch %d done (%d batches)", self.state.epoch, delivered)
         self.state.epoch += 1
         self.state.consumed = {}
+
+    def _why_empty(self, reports: list[dict[str, Any]]) -> str:
+        """Why an epoch made no batch, from the workers' reports: no usable field, or too few samples."""
+        read = sum(r["read"] for r in reports)
+        dropped = sum(r["dropped"] for r in reports)
+        missing: dict[str, tuple[list[str], set[str]]] = {}
+        for r in reports:
+            for modality, v in r["missing"].items():
+                missing.setdefault(modality, (v["looked_for"], set()))[1].update(v["members"])
+        if read and dropped == read and missing:
+            modality, (looked_for, members) = next(iter(missing.items()))
+            return (f"no sample had a {modality} field: looked for {' / '.join(looked_for)}, the {read} samples read "
+                    f"have members {sorted(members)}; check that data.train holds shards for this model's modalities")
+        if read == 0 and self.bad_shards:
+            return f"an epoch read no sample: every shard was bad and skipped ({len(self.bad_shards)})"
+        return (f"an epoch produced no batch: fewer samples per rank/worker than batch_size "
+                f"({self.stream.cfg.batch_size}); lower the batch size or the worker count")
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
@@ -256,7 +290,7 @@ class ResumableLoader:
             "batches": s.batches,
             "batch_size": self.stream.cfg.batch_size,
             "seed": self.stream.cfg.seed,
-            "num_shards": len(self.stream.urls),
+            "num_shards": len(self.stream.shards),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -265,7 +299,7 @@ class ResumableLoader:
             "world_size": self.stream.cfg.world_size,
             "batch_size": self.stream.cfg.batch_size,
             "seed": self.stream.cfg.seed,
-            "num_shards": len(self.stream.urls),
+            "num_shards": len(self.stream.shards),
         }
         diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
         if diff:

@@ -20,12 +20,27 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "npy")
+from clipzoo.core.data.formats import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS
+
 CAPTION_FIELDS = ("captions.json", "txt")
+# Community shards (img2dataset, LAION, DataComp, BIOMEDICA) name the image member by its encoding alone
+# (KEY.jpg); clipzoo's own older shards name it by modality (KEY.image.png). Both are read, in this order.
+COMMUNITY_IMAGE_MEMBERS = ("jpg", "jpeg", "png", "webp")
 
 
 class SampleError(ValueError):
     """A sample that cannot become a batch entry; the message names the sample key and the field."""
+
+
+class MissingFieldError(SampleError):
+    """A sample without any member a modality can read (``names``); ``members`` are the ones it has."""
+
+    def __init__(self, message: str, modality: str, names: Sequence[str], members: Sequence[str]):
+        super().__init__(message)
+        self.modality, self.names, self.members = modality, list(names), list(members)
+
+    def __reduce__(self):  # picklable with its fields (DataLoader workers)
+        return (type(self), (str(self), self.modality, self.names, self.members))
 
 
 # -- array functions --------------------------------------------------------------------------
@@ -227,10 +242,14 @@ class SampleTransform:
             if name in sample:
                 return name, sample[name]
         fields = sorted(k for k in sample if not k.startswith("__"))
-        raise SampleError(f"sample {key!r} has no {modality} field ({' / '.join(names)}); it has {fields}")
+        raise MissingFieldError(f"sample {key!r} has no {modality} field ({' / '.join(names)}); it has {fields}",
+                                modality, names, fields)
 
     def _image(self, sample: Mapping[str, Any], modality: str, spec: Mapping[str, Any], key: str) -> torch.Tensor:
-        _, value = self._field(sample, [f"{modality}.{ext}" for ext in IMAGE_EXTENSIONS], modality, key)
+        names = [f"{modality}.{ext}" for ext in IMAGE_EXTENSIONS + ARRAY_EXTENSIONS]
+        if modality == "image":
+            names += COMMUNITY_IMAGE_MEMBERS
+        _, value = self._field(sample, names, modality, key)
         channels = int(spec.get("channels", 3))
         if not _is_pil(value):
             value = image_to_tensor(value, channels)
@@ -290,16 +309,24 @@ class SampleTransform:
 
 
 def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack tensors, list everything else; a field some samples lack is an error naming it."""
+    """Stack tensors/arrays field by field; numbers become a tensor, strings and other values lists.
+
+    Only fields every sample has are kept (e.g. a class index that some samples lack is dropped), so one
+    sample with an extra member cannot stop a batch.
+    """
     if not samples:
         raise ValueError("cannot collate an empty batch")
-    keys = set(samples[0])
-    for sample in samples[1:]:
-        if set(sample) != keys:
-            differ = sorted(keys ^ set(sample))
-            raise ValueError(f"samples disagree on fields: {differ} (key {sample.get('__key__')!r})")
-    batch: dict[str, Any] = {}
-    for name in samples[0]:
+    out: dict[str, Any] = {}
+    common = set(samples[0]).intersection(*samples[1:])
+    for name in (n for n in samples[0] if n in common):
         values = [s[name] for s in samples]
-        batch[name] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
-    return batch
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            out[name] = torch.stack(values)
+        elif isinstance(first, np.ndarray):
+            out[name] = torch.from_numpy(np.stack(values))
+        elif isinstance(first, (int, float, bool)):
+            out[name] = torch.tensor(values)
+        else:
+            out[name] = values
+    return out
