@@ -154,9 +154,9 @@ def test_exported_package_loads_ready_to_use(shards: Path, tmp_path: Path):
 
 
 def test_bad_training_inputs_fail_with_clear_messages(tmp_path: Path, shards: Path):
-    with pytest.raises(ValueError, match="data.train is empty"):
+    with pytest.raises(ConfigError, match="data.train is empty"):
         train(load_config(base=_base(shards, tmp_path / "x", data={"train": ""})))
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(ConfigError, match="data.train=.*not found"):
         train(load_config(base=_base(shards, tmp_path / "y", data={"train": str(tmp_path / "none-{0..2}.tar")})))
 
 

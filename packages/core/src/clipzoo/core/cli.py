@@ -242,12 +242,13 @@ def _add_train(sub) -> None:
 
 def _cmd_train(args) -> int:
     from clipzoo.core.train import ConfigError, load_config, train
+    from clipzoo.core.train.checkpoint import CheckpointError
 
     try:
         cfg = load_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as exc:
+        result = train(cfg)
+    except (ConfigError, CheckpointError) as exc:  # a bad value or an unusable run folder: one line, exit 2
         raise UserError(str(exc)) from None
-    result = train(cfg)
     if result.model_dir is not None:
         print(f"trained {result.steps} steps ({result.samples_seen} samples, {result.samples_per_s:.1f} samples/s); "
               f"model package: {result.model_dir}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from clipzoo.core.train.config import Config
+from clipzoo.core.train.config import Config, ConfigError
 from clipzoo.core.train.dist import DistInfo
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class TorchBackend:
     def __init__(self, model: torch.nn.Module, cfg: Config, dist: DistInfo):
         self.cfg, self.dist = cfg, dist
         if cfg.train.precision == "fp16" and not dist.device.startswith("cuda"):
-            raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+            raise ConfigError("train.precision='fp16' needs a CUDA device; use bf16 or fp32 on a CPU")
         self.raw_model = model.to(dist.device)
         if dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -120,7 +120,9 @@ class TorchBackend:
             )
 
     def load(self, folder: Path) -> None:
-        state = torch.load(folder / "training_state.pt", map_location=self.dist.device, weights_only=False)
+        from clipzoo.core.train.checkpoint import load_file
+
+        state = load_file(folder / "training_state.pt", map_location=self.dist.device)
         self.raw_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -213,9 +215,18 @@ class DeepSpeedBackend:
         self.engine.save_checkpoint(str(folder), tag="deepspeed", save_latest=False)
 
     def load(self, folder: Path) -> None:
-        path, _ = self.engine.load_checkpoint(str(folder), tag="deepspeed")
+        from clipzoo.core.train.checkpoint import BadCheckpointFile
+
+        _use_safe_checkpoint_loading(self.engine)
+        try:
+            path, _ = self.engine.load_checkpoint(str(folder), tag="deepspeed")
+        except BadCheckpointFile:
+            raise
+        except Exception as exc:  # DeepSpeed's own errors for a folder that is damaged in a way the index missed
+            raise BadCheckpointFile(f"{folder / 'deepspeed'}: DeepSpeed cannot load it ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         if path is None:
-            raise RuntimeError(f"DeepSpeed found no checkpoint in {folder}")
+            raise BadCheckpointFile(f"{folder / 'deepspeed'}: DeepSpeed found no checkpoint there")
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """Full (unpartitioned) fp32-shaped weights on every rank, for export."""
@@ -226,6 +237,40 @@ class DeepSpeedBackend:
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 return {k: v.detach().float().cpu().clone() for k, v in self.raw_model.state_dict().items()}
         return {k: v.detach().float().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+
+
+def _use_safe_checkpoint_loading(engine) -> None:
+    """Make the engine read its checkpoint files with ``torch.load(weights_only=True)``.
+
+    DeepSpeed 0.19's ``TorchCheckpointEngine.load`` passes ``weights_only=False``, so a crafted
+    ``mp_rank_00_model_states.pt`` or optimizer file would run code on resume. Its files hold tensors and
+    plain containers plus four small DeepSpeed data classes (loss scalers, the ZeRO stage enum, a
+    fragment address), which are allow-listed for these loads only."""
+    from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    from clipzoo.core.train.checkpoint import load_file
+
+    current = getattr(engine, "checkpoint_engine", None)
+    if getattr(current, "clipzoo_safe", False):
+        return
+
+    class SafeTorchCheckpointEngine(TorchCheckpointEngine):
+        clipzoo_safe = True
+
+        def load(self, path: str, map_location=None):
+            with torch.serialization.safe_globals([LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]):
+                return load_file(Path(path), map_location=map_location)
+
+    if type(current) is TorchCheckpointEngine:
+        engine.checkpoint_engine = SafeTorchCheckpointEngine(engine._config)
+    else:
+        # another engine (Nebula, decoupled) would load with its own unpickler: refuse rather than trust it
+        raise RuntimeError(
+            f"clipzoo resumes DeepSpeed runs with its torch checkpoint engine only, not {type(current).__name__}"
+        )
 
 
 def make_backend(model: torch.nn.Module, cfg: Config, dist: DistInfo):

@@ -2,6 +2,10 @@
 
 Values derived at run time (world size, resolved shard lists, device) live in the trainer's run state
 and are never written back into the config; the config saved beside a checkpoint is what was asked for.
+
+Every value is checked when the config loads: its type, its range, and for fields with a fixed set of
+values (``Literal``) its membership. A wrong one is a :class:`ConfigError` whose one-line message names
+the key, the value given and what is allowed.
 """
 
 from __future__ import annotations
@@ -10,15 +14,24 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+
+# Unknown keys are errors; a number given where text is expected (run.name=2024) is taken as text.
+_STRICT_KEYS = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
 
 
 @dataclass(frozen=True)
 class RunCfg:
+    __pydantic_config__ = _STRICT_KEYS
     name: str = "clipzoo"
     output_dir: str = "runs/clipzoo"
-    seed: int = 0
-    log_every: int = 10
+    seed: NonNegative = 0
+    log_every: Positive = 10
     mlflow: bool = True
     tracking_uri: str | None = None
     experiment: str = "clipzoo-train"
@@ -27,6 +40,7 @@ class RunCfg:
 
 @dataclass(frozen=True)
 class ModelCfg:
+    __pydantic_config__ = _STRICT_KEYS
     config: str | dict = "clipzoo-tiny"  # a model-config name, JSON path, open_clip arch, or an inline dict
     pretrained: str | None = None  # local open_clip checkpoint for continued pre-training
     grad_checkpointing: bool = False
@@ -34,49 +48,55 @@ class ModelCfg:
 
 @dataclass(frozen=True)
 class LossCfg:
-    type: str | None = None  # clip | siglip | pairwise; None = the model config's "loss", else clip
+    __pydantic_config__ = _STRICT_KEYS
+    type: str | None = None  # clip | siglip | pairwise (clipzoo.core.losses.LOSSES); None = the model config's "loss"
     options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DataCfg:
-    train: str | list = ""  # shard folder(s), brace pattern(s) or URL(s)
-    batch_size: int = 32  # per rank, per micro-batch
-    workers: int = 0
-    shuffle_buffer: int = 1000
-    split: str = "auto"  # shards | samples | auto (see clipzoo.core.data.loader)
+    __pydantic_config__ = _STRICT_KEYS
+    train: str | list[str] = ""  # shard folder(s), brace pattern(s) or URL(s)
+    batch_size: Positive = 32  # per rank, per micro-batch
+    workers: NonNegative = 0
+    shuffle_buffer: NonNegative = 1000
+    split: Literal["shards", "samples", "auto"] = "auto"  # see clipzoo.core.data.loader
     augment: bool = False  # random resized crops (scale 0.8-1.0) on images, unless the model sets its own
+    on_bad_shard: Literal["stop", "skip"] = "stop"  # a shard that cannot be read: stop the run, or skip it
 
 
 @dataclass(frozen=True)
 class OptimCfg:
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple = (0.9, 0.98)
-    eps: float = 1e-6
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = 1.0
-    accum_steps: int = 1  # contrastive (GradCache-style) accumulation: negatives from all micro-batches
+    __pydantic_config__ = _STRICT_KEYS
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: Annotated[float, Field(gt=0)] = 1e-6
+    warmup_steps: NonNegative = 50
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
+    accum_steps: Positive = 1  # contrastive (GradCache-style) accumulation: negatives from all micro-batches
 
 
 @dataclass(frozen=True)
 class TrainCfg:
-    backend: str = "torch"  # torch | deepspeed
-    zero_stage: int = 2
+    __pydantic_config__ = _STRICT_KEYS
+    backend: Literal["torch", "deepspeed"] = "torch"
+    zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA)
-    max_steps: int = 1000
-    max_time_s: float | None = None
-    checkpoint_every: int = 200
-    keep_last: int = 2
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # torch intra-op threads per process (None: torch's default)
-    dist_backend: str = "auto"  # auto | gloo | nccl
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp16 only on CUDA
+    max_steps: Positive = 1000
+    max_time_s: Annotated[float, Field(gt=0)] | None = None  # optional wall-time budget (not reproducible)
+    checkpoint_every: Positive = 200
+    keep_last: Positive = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Positive | None = None  # torch intra-op threads per process (None: torch's default)
+    dist_backend: Literal["auto", "gloo", "nccl"] = "auto"
 
 
 @dataclass(frozen=True)
 class Config:
+    __pydantic_config__ = _STRICT_KEYS
     run: RunCfg = RunCfg()
     model: ModelCfg = ModelCfg()
     loss: LossCfg = LossCfg()
@@ -92,49 +112,63 @@ class ConfigError(ValueError):
     """A config value or key that is wrong; the message says which and what is allowed."""
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert YAML/CLI values to the field's declared type (only the types used above)."""
-    text = str(hint)
-    if value is None:
-        if "None" in text:
-            return None
-        raise ConfigError(f"{where} may not be null")
-    if hint is bool:
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return bool(value)
-    if hint is int:
-        return int(value)
-    if hint is float or "float" in text and not isinstance(value, (list, dict)):
-        return float(value)
-    if hint is tuple:
-        return tuple(value)
-    return value
+# The dataclasses' own type hints (Literal, unions, Annotated ranges) drive the conversion: pydantic's
+# TypeAdapter validates stdlib dataclasses from those hints, so YAML/CLI text ("5", "3e-4", "yes") becomes
+# the declared type and nothing is decided by matching text inside a type's repr.
+_ADAPTER: TypeAdapter[Config] | None = None
 
 
-def _build(cls, data: dict[str, Any], where: str):
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {where or 'config'}: {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        sub = f"{where}.{f.name}" if where else f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{sub} must be a mapping")
-            kwargs[f.name] = _build(hints[f.name], value, sub)
-        else:
-            kwargs[f.name] = _coerce(value, hints[f.name], sub)
-    return cls(**kwargs)
+def _adapter() -> TypeAdapter[Config]:
+    global _ADAPTER
+    if _ADAPTER is None:
+        _ADAPTER = TypeAdapter(Config)
+    return _ADAPTER
+
+
+def _known_keys(cls: type, path: list[str]) -> list[str]:
+    for name in path:
+        hints = {f.name: f.default for f in dataclasses.fields(cls)}
+        sub = hints.get(name)
+        if not dataclasses.is_dataclass(sub):
+            return []
+        cls = type(sub)
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first problem of a validation error as one line: key, value given, what is allowed."""
+    err = exc.errors()[0]
+    # a union's member name ("float", "none", "literal['x']") ends some locations; keep the field path only
+    names = [str(p) for p in err["loc"]]
+    path: list[str] = []
+    cls: type | None = Config
+    for p in names:
+        fields = {f.name: f for f in dataclasses.fields(cls)} if cls is not None else {}
+        if p not in fields:
+            if err["type"] in ("unexpected_keyword_argument", "extra_forbidden") and cls is not None:
+                path.append(p)
+            break
+        path.append(p)
+        default = fields[p].default
+        cls = type(default) if dataclasses.is_dataclass(default) else None
+    key = ".".join(path) or "config"
+    if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        known = ", ".join(_known_keys(Config, path[:-1]))
+        return f"unknown key {key}; known keys there: {known}"
+    value = err.get("input")
+    allowed = err["msg"].replace("Input should be", "expected").replace("Input", "value")
+    # for unions, pydantic reports one error per member: name them all
+    if len({tuple(e["loc"][: len(path)]) for e in exc.errors()}) == 1 and len(exc.errors()) > 1:
+        allowed = "; or ".join(dict.fromkeys(e["msg"].replace("Input should be", "expected") for e in exc.errors()))
+    return f"{key}={value!r}: {allowed}"
+
+
+def validate(data: dict[str, Any]) -> Config:
+    """A :class:`Config` from a plain mapping, every value checked against its declared type."""
+    try:
+        return _adapter().validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -143,7 +177,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not item.startswith("--") or "=" not in item:
         raise ConfigError(f"override {item!r} must look like --section.key=value")
     key, raw = item[2:].split("=", 1)
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML (e.g. an unbalanced bracket): the text itself, checked against the key's type
+    return key.split("."), value
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> Config:
@@ -152,7 +190,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     data: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a training config must be a YAML mapping")
         data = _deep_merge(data, loaded)
@@ -164,7 +208,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {k} is not a section")
         node[keys[-1]] = value
-    return _build(Config, data, "")
+    return validate(data)
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

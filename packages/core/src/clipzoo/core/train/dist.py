@@ -54,7 +54,9 @@ def init(device: str = "auto", backend: str = "auto") -> DistInfo:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
+            from clipzoo.core.train.config import ConfigError
+
+            raise ConfigError("train.device='cuda' but no CUDA device is visible; use train.device=cpu")
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if backend == "auto":

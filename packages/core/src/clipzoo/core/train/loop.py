@@ -17,6 +17,7 @@ DDP and DeepSpeed ZeRO, whose engine counts the k micro-steps itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 from clipzoo.core.train import dist as distu
-from clipzoo.core.train.config import Config
+from clipzoo.core.train.config import Config, ConfigError
 
 log = logging.getLogger("clipzoo.train")
 
@@ -84,6 +85,41 @@ def _data_summary(urls_spec) -> list[dict[str, Any]]:
     return out
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and prefix.count(".") < 1:  # sections only; inline dicts compare whole
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_same_run(out: Path, cfg: Config) -> None:
+    """An existing run folder is resumed only with the config it was started with (its config.json is
+    never overwritten): a different one would silently change the run the checkpoints belong to."""
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} exists but cannot be read ({exc}); choose another run.output_dir") from None
+    now = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, like the saved file
+    a, b = _flatten(saved if isinstance(saved, dict) else {}), _flatten(now)
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diff:
+        shown = ", ".join(f"{k}: {_short(a.get(k), 40)} in the run, {_short(b.get(k), 40)} now" for k in diff[:3])
+        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+        raise ConfigError(f"{out} holds a run with another config ({shown}{more}); resume it with the same "
+                          f"config, or give a new run.output_dir")
+
+
 def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
     """Train (or resume) the run described by ``cfg``. ``stop_after_steps`` ends this process early
     (as if killed after a checkpoint) without changing the schedule; tests use it.
@@ -104,37 +140,48 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     from clipzoo.core.losses import create_loss
     from clipzoo.core.models import create_model, save_pretrained
     from clipzoo.core.train.backends import make_backend
-    from clipzoo.core.train.checkpoint import Checkpointer
+    from clipzoo.core.data.writer import atomic_write_text
+    from clipzoo.core.train.checkpoint import CheckpointError, Checkpointer
 
-    # -- 1. processes, seeds, output folder ------------------------------------------------------
+    # -- 1. processes and seeds; nothing is written until every check below has passed ------------
     info = distu.init(cfg.train.device, cfg.train.dist_backend)
     _seed_everything(cfg.run.seed + info.rank)
     out = Path(cfg.run.output_dir)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
-    if cfg.optim.accum_steps < 1:
-        raise ValueError("optim.accum_steps must be >= 1")
     if not cfg.data.train:
-        raise ValueError("data.train is empty: name a shard folder, brace pattern or URL")
+        raise ConfigError("data.train is empty: name a shard folder, brace pattern or URL")
+    _check_same_run(out, cfg)
 
     # -- 2. model and loss -----------------------------------------------------------------------
     torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
-    model = create_model(cfg.model.config, pretrained=cfg.model.pretrained)
+    try:
+        model = create_model(cfg.model.config, pretrained=cfg.model.pretrained)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise ConfigError(f"model.config={_short(cfg.model.config)}: {exc}") from None
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
     loss_cfg = {"type": cfg.loss.type, **cfg.loss.options} if cfg.loss.type else dict(model.config.get("loss") or {})
-    loss_fn = create_loss(loss_cfg, rank=info.rank, world_size=info.world_size)
+    try:
+        loss_fn = create_loss(loss_cfg, rank=info.rank, world_size=info.world_size)
+    except ValueError as exc:
+        raise ConfigError(f"loss: {exc}") from None
     n_params = sum(p.numel() for p in model.parameters())
     _seed_everything(cfg.run.seed + info.rank)
 
     # -- 3. data ---------------------------------------------------------------------------------
-    urls = resolve_shards(cfg.data.train)
+    try:
+        urls = resolve_shards(cfg.data.train)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"data.train={_short(cfg.data.train)}: {exc}") from None
     train_preprocess = {m: dict(spec) for m, spec in model.preprocess.items()}
     if cfg.data.augment:  # random resized crops for image towers (the model's own preprocess stays as it is)
         for spec in train_preprocess.values():
             if spec.get("kind") == "image" and not spec.get("train_crop_scale"):
                 spec["train_crop_scale"] = [0.8, 1.0]
+    stream_options = {}
+    if "on_bad_shard" in {f.name for f in dataclasses.fields(StreamConfig)}:  # the loader's option, when it has it
+        stream_options["on_bad_shard"] = cfg.data.on_bad_shard
+    elif cfg.data.on_bad_shard != "stop":
+        raise ConfigError(f"data.on_bad_shard={cfg.data.on_bad_shard!r}: this loader can only stop at a bad shard")
     stream = ShardStream(
         urls,
         SampleTransform(train_preprocess, train=True, seed=cfg.run.seed),
@@ -145,20 +192,29 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
             split=cfg.data.split,
             rank=info.rank,
             world_size=info.world_size,
+            **stream_options,
         ),
     )
     loader = ResumableLoader(stream, num_workers=cfg.data.workers, pin_memory=info.device.startswith("cuda"))
 
     # -- 4. backend (torch DDP or DeepSpeed ZeRO) --------------------------------------------------
     backend = make_backend(model, cfg, info)
-    ckpt = Checkpointer(out / "checkpoints", cfg.train.keep_last, info)
 
-    # -- 5. resume -------------------------------------------------------------------------------
+    # -- 5. the run folder, then resume from the newest whole checkpoint -----------------------------
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / "config.json").is_file():
+            atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    distu.barrier()
+    ckpt = Checkpointer(out / "checkpoints", cfg.train.keep_last, info)
     step, samples_seen, elapsed, resumed_from, mlflow_run_id = 0, 0, 0.0, None, None
-    latest = ckpt.latest()
-    if latest is not None:
-        rank_state, meta = ckpt.load(latest, backend)
-        loader.load_state_dict(rank_state["loader"])
+    resumed = ckpt.resume(backend)
+    if resumed is not None:
+        latest, rank_state, meta = resumed
+        try:
+            loader.load_state_dict(rank_state["loader"])
+        except ValueError as exc:
+            raise CheckpointError(f"{latest}: {exc}") from None
         step, samples_seen, elapsed = meta["step"], meta["samples_seen"], meta["elapsed_s"]
         resumed_from, mlflow_run_id = step, meta.get("mlflow_run_id")
         if info.is_main:
@@ -187,7 +243,11 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     history: list[dict[str, float]] = []
     metrics_file = out / "metrics.jsonl"
 
+    last_saved = resumed_from  # the step of the newest checkpoint known to be whole
+
     def save_checkpoint() -> None:
+        nonlocal last_saved
+        last_saved = step
         ckpt.save(step, backend, {"loader": loader.state_dict()}, {
             "samples_seen": samples_seen, "elapsed_s": elapsed + (time.time() - t_start),
             "world_size": info.world_size, "mlflow_run_id": mlflow_run_id, "backend": cfg.train.backend})
@@ -269,7 +329,7 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     trained_s = time.time() - t_start
 
     # -- 8. final checkpoint and the exported model package --------------------------------------
-    if not ckpt.latest() or ckpt.latest().name != f"step-{step:08d}":
+    if last_saved != step:
         t_start = time.time()  # elapsed already counts this session; save_checkpoint adds the remainder
         save_checkpoint()
     model_dir = None
