@@ -359,17 +359,88 @@ def chip_metadata(src, row_off: int, col_off: int, size: int) -> dict:
     }
 
 
+# -- spatial split ---------------------------------------------------------------------------
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class BlockSplit:
+    """Train/test split of a raster's chips by square tile blocks, with a guard gap between the two sides.
+
+    The raster is cut into ``block``-pixel blocks from its top-left corner; a seeded draw makes
+    ``round(test_fraction * blocks)`` of them test blocks (at least one, never all). A test chip lies wholly
+    inside test blocks; a train chip lies wholly inside train blocks *and* at least ``gap`` pixels (Chebyshev
+    distance) from every test block. So no training window overlaps, touches or comes within ``gap`` pixels of
+    a held-out window, whatever the two grids' strides and offsets (neighbouring chips share texture and
+    objects; random chip splits leak them: Roberts et al. 2017, "Cross-validation strategies for data with
+    temporal, spatial, hierarchical, or phylogenetic structure", Ecography 40:913). The assignment depends only
+    on the raster size and these four numbers, so the train and test ingests of one raster agree.
+    """
+
+    block: int  # pixels
+    gap: int  # pixels
+    test_fraction: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.block < 1 or self.gap < 0:
+            raise ValueError("the split block must be positive and the gap not negative")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"the test fraction is between 0 and 1 (exclusive), not {self.test_fraction}")
+
+    def grid(self, width: int, height: int) -> tuple[int, int]:
+        """Blocks down and across."""
+        return math.ceil(height / self.block), math.ceil(width / self.block)
+
+    def test_blocks(self, width: int, height: int) -> frozenset[tuple[int, int]]:
+        """The (block row, block column) pairs held out for test."""
+        rows, cols = self.grid(width, height)
+        n = rows * cols
+        if n < 2:
+            raise RasterError(f"raster {width}x{height} is a single {self.block}-px split block: nothing to hold "
+                              "out; use a smaller --split-block")
+        k = min(n - 1, max(1, round(self.test_fraction * n)))
+        picked = np.random.default_rng(self.seed).choice(n, size=k, replace=False)
+        return frozenset((int(i) // cols, int(i) % cols) for i in picked)
+
+    def _blocks(self, r0: int, c0: int, r1: int, c1: int, width: int, height: int) -> Iterator[tuple[int, int]]:
+        """Blocks touched by pixel rows ``[r0, r1)`` and columns ``[c0, c1)``, clipped to the raster."""
+        r0, c0, r1, c1 = max(0, r0), max(0, c0), min(height, r1), min(width, c1)
+        for br in range(r0 // self.block, (r1 - 1) // self.block + 1):
+            for bc in range(c0 // self.block, (c1 - 1) // self.block + 1):
+                yield br, bc
+
+    def side(self, row: int, col: int, size: int, width: int, height: int,
+             test: frozenset[tuple[int, int]]) -> str | None:
+        """``"test"``, ``"train"`` or None (the chip straddles the two sides or lies in the train side's gap)."""
+        if all(b in test for b in self._blocks(row, col, row + size, col + size, width, height)):
+            return "test"
+        g = self.gap
+        if not any(b in test for b in self._blocks(row - g, col - g, row + size + g, col + size + g, width, height)):
+            return "train"
+        return None
+
+    def describe(self, width: int, height: int) -> dict:
+        rows, cols = self.grid(width, height)
+        return {"method": "tile blocks", "block_px": self.block, "gap_px": self.gap,
+                "test_fraction": self.test_fraction, "seed": self.seed, "grid": [rows, cols],
+                "test_blocks": sorted([list(b) for b in self.test_blocks(width, height)])}
+
+
 def iter_chips(src, bands: Sequence[int], size: int, stride: int, nodata: Sequence[float] = (),
-               edge: str = "drop", offset: int = 0) -> Iterator[Chip]:
+               edge: str = "drop", offset: int = 0, keep=None) -> Iterator[Chip]:
     """Chips of ``src`` in row-major order, each read through its own window (bounded memory).
 
-    Pixels outside the raster (``edge="pad"``) are NaN and count as missing.
+    Pixels outside the raster (``edge="pad"``) are NaN and count as missing. ``keep(row, col)`` (optional)
+    picks the windows to read: the others are never read.
     """
     from rasterio.windows import Window
 
     bands = list(bands)
     for row in chip_offsets(src.height, size, stride, edge, offset):
         for col in chip_offsets(src.width, size, stride, edge, offset):
+            if keep is not None and not keep(row, col):
+                continue
             h, w = min(size, src.height - row), min(size, src.width - col)
             raw, ok = read_valid(src, bands, nodata, window=Window(col, row, w, h))
             valid = np.zeros((size, size), dtype=bool)

@@ -12,11 +12,12 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def register(registry) -> None:
-    from clipzoo.remote_sensing.sources import CaptionsSource, GeoTiffSource
+    from clipzoo.remote_sensing.sources import CaptionsSource, GeoTiffSource, SimulatedScenesSource
     from clipzoo.remote_sensing.tasks import TASKS
 
     registry.add_source(CaptionsSource)
     registry.add_source(GeoTiffSource)
+    registry.add_source(SimulatedScenesSource)
     for name, factory in TASKS.items():
         registry.add_task(name, factory)
     registry.add_model_config_dir(CONFIG_DIR)

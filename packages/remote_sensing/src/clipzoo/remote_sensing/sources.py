@@ -19,6 +19,8 @@ from typing import Any, Iterator
 from clipzoo.core.data.writer import safe_key
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
 
+SPLITS = ("train", "test")  # clipzoo.remote_sensing.geotiff.SPLITS (not imported: it pulls numpy at plugin load)
+
 log = logging.getLogger(__name__)
 
 
@@ -276,9 +278,36 @@ class GeoTiffSource(Source):
         parser.add_argument("--gdal-cache-mb", type=int, default=256, help="GDAL block cache while chipping "
                             "(bounds memory together with the chip size; default 256)")
         parser.add_argument("--license", default="unknown (see the raster's provider)")
+        g = parser.add_argument_group("spatial split", "hold out whole tile blocks, so held-out chips never overlap "
+                                      "training windows: ingest once with --split train and once with --split test "
+                                      "(same block/gap/fraction/seed; strides may differ)")
+        g.add_argument("--split", choices=SPLITS, help="keep only this side's chips (default: every chip)")
+        g.add_argument("--split-block", type=int, default=4, metavar="CHIPS", help="block side in chips (default 4)")
+        g.add_argument("--split-gap", type=int, default=1, metavar="CHIPS", help="least distance between a training "
+                       "window and a test block, in chips (default 1, at least 1)")
+        g.add_argument("--split-test-fraction", type=float, default=0.25,
+                       help="share of blocks held out (default 0.25)")
+        g.add_argument("--split-seed", type=int, default=0, help="seed of the block draw (default 0)")
 
     def _opt(self, name: str, default: Any = None) -> Any:
         return getattr(self.options, name, default)
+
+    def _block_split(self, size: int):
+        """The :class:`~clipzoo.remote_sensing.geotiff.BlockSplit` asked for (None without ``--split``)."""
+        from clipzoo.remote_sensing.geotiff import BlockSplit
+
+        if not self._opt("split"):
+            return None
+        block, gap = self._opt("split_block", 4), self._opt("split_gap", 1)
+        if block < 1:
+            raise IngestError(f"--split-block {block}: a block is at least 1 chip")
+        if gap < 1:
+            raise IngestError(f"--split-gap {gap}: held-out chips need a gap of at least 1 chip from training windows")
+        try:
+            return BlockSplit(block * size, gap * size, self._opt("split_test_fraction", 0.25),
+                              self._opt("split_seed", 0))
+        except ValueError as exc:
+            raise IngestError(f"--split-test-fraction: {exc}") from None
 
     def _inputs(self, inputs: list[Path | str], report: IngestReport) -> Iterator[str | Path]:
         from clipzoo.remote_sensing.geotiff import gdal_path, is_remote
@@ -299,6 +328,7 @@ class GeoTiffSource(Source):
             raise IngestError("--chip-size and --stride must be positive")
         if not 0.0 <= max_nodata <= 1.0:
             raise IngestError("--max-nodata is a fraction between 0 and 1")
+        split = self._block_split(size)
         seen_stems: set[str] = set()
         for path in self._inputs(inputs, report):
             report.input_seen(path)
@@ -309,10 +339,10 @@ class GeoTiffSource(Source):
             import rasterio
 
             with rasterio.Env(GDAL_CACHEMAX=self._opt("gdal_cache_mb", 256)):
-                yield from self._raster_samples(path, stem, size, stride, max_nodata, report)
+                yield from self._raster_samples(path, stem, size, stride, max_nodata, report, split)
 
     def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float,
-                        report: IngestReport) -> Iterator[dict[str, Any]]:
+                        report: IngestReport, split=None) -> Iterator[dict[str, Any]]:
         import numpy as np
         from rasterio.errors import RasterioError
         from tqdm import tqdm
@@ -352,16 +382,34 @@ class GeoTiffSource(Source):
                 report.skip(path, f"raster {src.width}x{src.height} is smaller than --chip-size {size}; "
                             "use --edge pad or a smaller chip")
                 return
+            keep, side = None, self._opt("split")
+            split_meta = None
+            if split is not None:
+                try:
+                    test_blocks = split.test_blocks(src.width, src.height)
+                except gt.RasterError as exc:
+                    report.skip(path, str(exc))
+                    return
+                split_meta = {"side": side, **split.describe(src.width, src.height)}
+
+                def keep(row: int, col: int) -> bool:
+                    return split.side(row, col, size, src.width, src.height, test_blocks) == side
+
+                rows = gt.chip_offsets(src.height, size, stride, edge, offset)
+                cols = gt.chip_offsets(src.width, size, stride, edge, offset)
+                kept = sum(keep(r, c) for r in rows for c in cols)
+                report.count("chips_outside_split", stem, n_chips - kept)  # other side, straddling or in the gap
+                n_chips = kept
             normalize = self._opt("normalize", "percentile")
             band_meta = [{"index": b, "name": src.descriptions[b - 1] or (sensor.bands[b - 1] if sensor else None)}
                          for b in bands]
             raster = {**gt.describe_raster(src), "bands": band_meta, "nodata_values": nodata,
-                      "stats": [s.to_dict() for s in stats], "chips_total": n_chips}
+                      "stats": [s.to_dict() for s in stats], "chips_total": n_chips, "split": split_meta}
             report.notes.setdefault("rasters", {})[str(path)] = raster
             norm_meta = {"method": normalize, "percentiles": list(percentiles),
                          "p_low": [s.p_low for s in stats], "p_high": [s.p_high for s in stats],
                          "mean": [s.mean for s in stats], "std": [s.std for s in stats]}
-            chips = gt.iter_chips(src, bands, size, stride, nodata, edge, offset)
+            chips = gt.iter_chips(src, bands, size, stride, nodata, edge, offset, keep=keep)
             written = 0
             try:
                 for chip in tqdm(chips, total=n_chips, desc=f"chips {stem}", unit="chip", leave=False):
@@ -382,6 +430,8 @@ class GeoTiffSource(Source):
                             "bands": band_meta, "sensor": self._opt("sensor"), "nodata_values": nodata,
                             "nodata_fraction": frac, "normalization": norm_meta, **chip.meta,
                             "location_encoding": f"unit sphere + sin/cos x {list(gt.LOCATION_SCALES)}"}
+                    if side is not None:
+                        meta["split"] = side
                     written += 1
                     report.count("chips_by_raster", stem)
                     location = gt.location_features(*chip.meta["center_lonlat"])
@@ -390,3 +440,38 @@ class GeoTiffSource(Source):
                            "location_mask.npy": np.ones(location.shape, dtype=bool), "json": meta}
             except RasterioError as exc:
                 report.skip(path, f"read failed after {written} chips: {gt.error_text(exc)}", kind="read_error")
+
+
+class SimulatedScenesSource(Source):
+    domain = "remote_sensing"
+    name = "simulated"
+    help = ("seeded simulated R,G,B,NIR scenes whose classes twin in RGB and differ in NIR (healthy/stressed "
+            "vegetation, water/shadow, soil/dry grass), for the multispectral ablation")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("simulation")
+        g.add_argument("--count", type=int, default=1200, help="scenes to generate (classes in turn; default 1200)")
+        g.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same scenes)")
+        g.add_argument("--chip-size", type=int, default=16, help="chip side in pixels (default 16)")
+        g.add_argument("--bands", default="rgbn", help="rgbn | rgb | comma list of red,green,blue,nir, in output "
+                       "order (the same seed gives the same scenes, so --bands rgb is the NIR-removed ablation)")
+
+    def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from clipzoo.remote_sensing import simulate
+
+        if inputs:
+            raise IngestError("the simulated source takes no inputs (it generates scenes from --seed)")
+        count, size = getattr(self.options, "count", 1200), getattr(self.options, "chip_size", 16)
+        if count < 1 or size < 4:
+            raise IngestError("--count must be at least 1 and --chip-size at least 4")
+        bands = getattr(self.options, "bands", "rgbn")
+        try:
+            simulate.band_indexes(bands)
+        except ValueError as exc:
+            raise IngestError(f"--bands {bands}: {exc}") from None
+        report.notes.update(classes=list(simulate.CLASSNAMES), bands=[simulate.BANDS[i] for i in
+                                                                      simulate.band_indexes(bands)])
+        for sample in simulate.samples(count, getattr(self.options, "seed", 0), size, bands):
+            report.count("class", sample["json"]["class"])
+            yield sample
