@@ -58,6 +58,13 @@ def resolve_shards(
     return resolve_shard_set(spec, allow_unmanifested=allow_unmanifested, storage=storage)
 
 
+def storage_from_config(data: Any) -> Storage:
+    """The :class:`~clipzoo.core.data.shardset.Storage` a trainer's ``data`` section asks for: its fsspec
+    ``storage_options`` and the optional cache (``cache_dir``, bounded by ``cache_max_gb``)."""
+    return Storage(options=dict(data.storage_options), cache_dir=data.cache_dir,
+                   cache_max_bytes=int(data.cache_max_gb * (1 << 30)))
+
+
 def _shuffle(samples: Iterator[dict], bufsize: int, rng: random.Random) -> Iterator[dict]:
     """Buffer shuffle with an explicit RNG, so the order is a pure function of the seed."""
     if bufsize <= 1:

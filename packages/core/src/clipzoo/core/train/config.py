@@ -63,6 +63,10 @@ class DataCfg:
     split: Literal["shards", "samples", "auto"] = "auto"  # see clipzoo.core.data.loader
     augment: bool = False  # random resized crops (scale 0.8-1.0) on images, unless the model sets its own
     on_bad_shard: Literal["stop", "skip"] = "stop"  # a shard that cannot be read: stop the run, or skip it
+    allow_unmanifested: bool = False  # read a folder without manifest.json (a foreign set): its *.tar, unchecked
+    storage_options: dict = field(default_factory=dict)  # fsspec options for s3:// etc.: endpoint_url, anon, ...
+    cache_dir: str | None = None  # keep whole, verified copies of remote shards here (off when unset)
+    cache_max_gb: float = 20.0  # the cache's bound; the least recently used shards go first
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,8 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
 
 
 def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
-    from clipzoo.core.data.loader import ResumableLoader, ShardStream, StreamConfig, resolve_shards
+    from clipzoo.core.data.loader import (ResumableLoader, ShardStream, StreamConfig, resolve_shards,
+                                          storage_from_config)
     from clipzoo.core.data.transforms import SampleTransform
     from clipzoo.core.losses import create_loss
     from clipzoo.core.models import create_model, save_pretrained
@@ -168,8 +169,9 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     _seed_everything(cfg.run.seed + info.rank)
 
     # -- 3. data ---------------------------------------------------------------------------------
+    storage = storage_from_config(cfg.data)  # remote access and cache (clipzoo.core.data.shardset)
     try:
-        urls = resolve_shards(cfg.data.train)
+        urls = resolve_shards(cfg.data.train, allow_unmanifested=cfg.data.allow_unmanifested, storage=storage)
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"data.train={_short(cfg.data.train)}: {exc}") from None
     train_preprocess = {m: dict(spec) for m, spec in model.preprocess.items()}
@@ -177,7 +179,7 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
         for spec in train_preprocess.values():
             if spec.get("kind") == "image" and not spec.get("train_crop_scale"):
                 spec["train_crop_scale"] = [0.8, 1.0]
-    stream_options = {}
+    stream_options: dict[str, Any] = {"storage": storage}
     if "on_bad_shard" in {f.name for f in dataclasses.fields(StreamConfig)}:  # the loader's option, when it has it
         stream_options["on_bad_shard"] = cfg.data.on_bad_shard
     elif cfg.data.on_bad_shard != "stop":
