@@ -475,7 +475,11 @@ def load_pretrained(directory: str | os.PathLike) -> ContrastiveModel:
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} is not a saved clipzoo model: no {CONFIG_NAME}")
-    document = json.loads(config_path.read_text(encoding="utf-8"))
+    document = _read_json(config_path)  # a broken file is named in the error, not a bare JSONDecodeError
+    if not isinstance(document, dict) or not isinstance(document.get("model"), dict) or not isinstance(
+        document.get("preprocess"), dict
+    ):
+        raise ValueError(f"{config_path} is not a clipzoo model config: it needs 'model' and 'preprocess' mappings")
     preprocess = document["preprocess"]
     for spec in preprocess.values():
         tok = spec.get("tokenizer") if isinstance(spec, dict) else None
