@@ -80,7 +80,7 @@ def test_writer_rejects_bad_keys_and_missing_metadata(tmp_path: Path):
 def test_resolve_shards_forms(shard_dir: Path):
     from_folder = resolve_shards(shard_dir)
     assert len(from_folder) == 5
-    pattern = str(shard_dir / "shard-{000000..000004}.tar")
+    pattern = str(shard_dir / "shard-u00000-{000000..000004}.tar")  # the synthetic source is one work unit
     assert resolve_shards(pattern) == from_folder
     assert resolve_shards([from_folder[0], from_folder[1]]) == from_folder[:2]
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -147,7 +147,7 @@ def test_shards_inspect_prints_summary_and_samples(shard_dir: Path, capsys):
     assert main(["shards", "inspect", str(shard_dir), "-n", "2"]) == 0
     out = capsys.readouterr().out
     assert "120 samples in 5 shards" in out and "license: cc0=120" in out
-    assert out.count("image.png: image 32x32 RGB") == 2
+    assert out.count("png: image 32x32 RGB") == 2  # community member names: KEY.png
 
 
 # -- the generic images source on real files ---------------------------------------------------------
@@ -181,7 +181,7 @@ def test_images_source_with_csv_sidecar_and_bad_files(shared_data: Path, tmp_pat
     samples = {s["__key__"]: s for s in map(decode, iter_samples(m.shard_paths(out)))}
     retina = samples["imgs_retina"]
     assert retina["txt"] == "A fundus photograph: normal fundus."
-    assert retina["json"]["original_size"] == [1411, 1411] and max(retina["image.png"].size) == 256
+    assert retina["json"]["original_size"] == [1411, 1411] and max(retina["png"].size) == 256
     assert samples["imgs_ihc"]["txt"] == "Immunohistochemistry of colonic glands."
 
 

@@ -179,7 +179,7 @@ def test_source_resolves_real_images_and_keeps_jpeg_bytes(tmp_path, rs_data):
     assert [(s["path"].rsplit("::", 1)[1], s["kind"]) for s in summary["skipped"]] == [("tree_1.tif", "missing_image")]
     samples = {s["__key__"]: s for s in read_shards(tmp_path / "out")}
     airport = samples["rsicd_train_airport_17"]
-    assert airport["image.jpg"] == (rs_data / "images" / "rsicd" / "airport_17.jpg").read_bytes()
+    assert airport["jpg"] == (rs_data / "images" / "rsicd" / "airport_17.jpg").read_bytes()
     assert airport["captions.json"] == [{"text": AIRPORT_17, "lang": "en"}] * 5
     assert (airport["json"]["width"], airport["json"]["height"]) == (384, 384)  # resized by the repo author
     assert samples["rsicd_train_square_102"]["captions.json"][0]["text"] == SQUARE_102
@@ -274,5 +274,5 @@ def test_source_tiff_pictures_become_png_and_16bit_tiffs_are_refused(tmp_path):
     (sample,) = read_shards(tmp_path / "out")
     from io import BytesIO
 
-    png = Image.open(BytesIO(sample["image.png"]))
+    png = Image.open(BytesIO(sample["png"]))
     assert png.mode == "RGB" and png.getpixel((3, 3)) == (0, 200, 0)

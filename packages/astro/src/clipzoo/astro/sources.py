@@ -355,6 +355,7 @@ class LightCurvesSource(Source):
     domain = "astro"
     name = "lightcurves"
     help = "Kepler/K2/TESS light curves and TPF/FFI cutouts -> lightcurve.npy [L,3] per star (stitched)"
+    joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
     def add_arguments(cls, parser):
@@ -389,6 +390,7 @@ class SpectraSource(Source):
     domain = "astro"
     name = "spectra"
     help = "DESI coadds (B/R/Z merged) and Gaia XP sampled spectra -> spectrum.npy [L,2] on a common grid"
+    joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
     def add_arguments(cls, parser):
@@ -421,6 +423,7 @@ class CatalogSource(Source):
     domain = "astro"
     name = "catalog"
     help = "Gaia gaia_source (TAP JSON/ECSV/VOTable) and K2VarCat rows -> metadata.npy [F] per row"
+    joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
     def add_arguments(cls, parser):
@@ -455,6 +458,7 @@ class CrossmatchSource(Source):
     domain = "astro"
     name = "crossmatch"
     help = "tri-modal samples: light curves + spectra + catalogue rows matched by id and sky position"
+    joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
     def add_arguments(cls, parser):

@@ -49,34 +49,91 @@ def _add_ingest(sub) -> None:
         for cls in classes:
             sp = srcs.add_parser(cls.name, help=cls.help, description=inspect.cleandoc(cls.__doc__ or cls.help),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-            sp.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or archives to read")
-            sp.add_argument("--out", required=True, type=Path, help="output folder for shards and manifest.json")
-            sp.add_argument("--shard-size", type=int, default=10_000, help="max samples per shard (default: %(default)s)")
-            sp.add_argument("--shard-bytes", type=float, default=1.0, help="max GiB per shard (default: %(default)s)")
-            sp.add_argument("--prefix", default=None, help="shard file prefix (default: the source name)")
-            common = {a.dest for a in sp._actions}
-            cls.add_arguments(sp)
-            own = sorted({a.dest for a in sp._actions} - common)  # what the source itself declared
-            sp.set_defaults(func=_cmd_ingest, source_cls=cls, source_options=own)
+            configure_ingest_parser(sp, cls)
+            sp.set_defaults(func=_cmd_ingest)
 
 
-def _cmd_ingest(args) -> int:
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose errors raise IngestError (for callers that are not the command line, e.g. pipelines)."""
+
+    def error(self, message: str):
+        from clipzoo.core.ingest import IngestError
+
+        raise IngestError(f"{self.prog}: {message}")
+
+
+def configure_ingest_parser(sp: argparse.ArgumentParser, cls) -> argparse.ArgumentParser:
+    """Give ``sp`` the arguments of ``clipzoo ingest DOMAIN SOURCE``: inputs, the source's own options, then
+    the options every source shares. ``source_cls``/``source_options`` defaults say which are the source's."""
+    sp.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or archives to read")
+    cls.add_arguments(sp)
+    own = sorted(a.dest for a in sp._actions if a.dest not in ("help", "inputs"))  # what the source declared
+    _add_ingest_common(sp, cls)
+    sp.set_defaults(source_cls=cls, source_options=own)
+    return sp
+
+
+def ingest_argument_parser(cls) -> argparse.ArgumentParser:
+    """A stand-alone parser for one source whose errors raise IngestError instead of exiting."""
+    return configure_ingest_parser(_RaisingParser(prog=f"clipzoo ingest {cls.domain} {cls.name}"), cls)
+
+
+def run_ingest_args(args: argparse.Namespace) -> dict:
+    """Run the ingest parsed into ``args`` (by :func:`configure_ingest_parser`); return the ingest summary."""
     from clipzoo.core.ingest import run_ingest
 
     cls = args.source_cls
-    options = argparse.Namespace(**{k: getattr(args, k) for k in args.source_options})
-    source = cls(options)
-    summary = run_ingest(
+    source = cls(argparse.Namespace(**{k: getattr(args, k) for k in args.source_options}))
+    return run_ingest(
         source, args.inputs, args.out, max_count=args.shard_size, max_bytes=int(args.shard_bytes * (1 << 30)),
-        prefix=args.prefix or cls.name,
+        prefix=args.prefix or cls.name, workers=args.workers, unit_size=args.unit_size, engine=args.engine,
+        ray_address=args.ray_address, overwrite=args.overwrite, resume=args.resume,
+        image_format=getattr(args, "image_format", None), jpeg_quality=args.jpeg_quality,
     )
     skipped = summary["skipped"]
+
+
+def _add_ingest_common(sp: argparse.ArgumentParser, cls) -> None:
+    """The options every source shares (output, shards, encoding, engine); a source's own option of the same
+    name (e.g. DICOM's --image-format) wins and is passed to both the source and the writer."""
+    from clipzoo.core.ingest_engine import default_workers
+
+    taken = set(sp._option_string_actions)
+    g = sp.add_argument_group("output and engine (every source)")
+
+    def add(flag: str, **kwargs) -> None:
+        if flag not in taken:
+            g.add_argument(flag, **kwargs)
+
+    add("--out", required=True, help="output folder or fsspec URL (s3://, gs://, memory://) for shards + manifest.json")
+    add("--shard-size", type=int, default=10_000, help="max samples per shard (default: %(default)s)")
+    add("--shard-bytes", type=float, default=1.0, help="max GiB per shard (default: %(default)s)")
+    add("--prefix", default=None, help="shard file prefix (default: the source name)")
+    add("--overwrite", action="store_true", help="replace the shard set in a non-empty --out (old shards, manifest "
+        "and unit records are removed first)")
+    add("--resume", action="store_true", help="finish an interrupted ingest into --out: only units without a done "
+        "record are read again (same inputs and options required)")
+    add("--workers", type=int, default=default_workers(),
+        help="processes (or Ray tasks at a time) reading work units (default: the cores available, %(default)s)")
+    add("--unit-size", type=int, default=64, help="inputs per work unit, the grain of parallelism and of --resume "
+        "(default: %(default)s)")
+    add("--engine", choices=("process", "ray"), default="process",
+        help="process: a local process pool; ray: Ray tasks (pip install clipzoo-core[ray]) (default: %(default)s)")
+    add("--ray-address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001); default: start a "
+        "local Ray instance")
+    add("--image-format", choices=("png", "jpg"), default=None,
+        help=f"encoding of image fields (default for this source: {cls.image_format or 'as the source yields it'})")
+    add("--jpeg-quality", type=int, default=None, help=f"JPEG quality 1-100 (default: {cls.jpeg_quality})")
+
+
+def _cmd_ingest(args) -> int:
+    summary = run_ingest_args(args)
     print(f"{args.out}: {summary['samples_written']} samples from {summary['inputs_seen']} inputs; "
           f"{len(skipped)} skipped")
     for item in skipped[:20]:
         print(f"  skipped {item['path']}: {item['reason']}")
     if len(skipped) > 20:
-        print(f"  ... {len(skipped) - 20} more in {args.out / 'manifest.json'}")
+        print(f"  ... {len(skipped) - 20} more in {args.out.rstrip('/')}/manifest.json")
     if summary["samples_written"] == 0:
         print("error: nothing could be read from the inputs", file=sys.stderr)
         return 1

@@ -1,13 +1,17 @@
 """The ingest contract every domain follows.
 
 ``clipzoo ingest DOMAIN SOURCE INPUT... --out DIR [source options]`` finds the registered
-:class:`Source`, lets it add its options to the command's parser, runs it over the inputs and writes
-what it yields through :class:`~clipzoo.core.data.writer.ShardWriter`. The source reports what it saw
-and what it skipped on the :class:`IngestReport`; the report becomes ``manifest.json["ingest"]``.
+:class:`Source`, lets it add its options to the command's parser, splits the inputs into work units
+(:meth:`Source.units`) and runs the source over each unit, writing what it yields through
+:class:`~clipzoo.core.data.writer.ShardWriter`. The units run in a process pool or as Ray tasks, and the
+manifest is written last as the commit record (:mod:`clipzoo.core.ingest_engine`). The source reports what
+it saw and what it skipped on the :class:`IngestReport`; the merged reports become ``manifest.json["ingest"]``.
 
-A source never raises for one bad input: it calls ``report.skip(path, reason)`` and goes on. It
-raises :class:`IngestError` only for a problem with the whole run (bad options). The command exits 0
-when it ran to the end (skips included) and non-zero when nothing could be read.
+A source never raises for one bad input: it calls ``report.skip(path, reason)`` and goes on. The engine
+holds that by construction too: an unexpected exception while reading an input becomes a skip of that
+input (``kind="error"``, with the exception's type and message) and the run goes on. A source raises
+:class:`IngestError` only for a problem with the whole run (bad options). The command exits 0 when it ran
+to the end (skips included) and non-zero when nothing could be read.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class IngestReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     counters: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     notes: dict[str, Any] = field(default_factory=dict)
+    _listed: set[str] = field(default_factory=set, repr=False)  # notes merged into per-unit lists
 
     def input_seen(self, path: str | Path) -> None:
         self.inputs_seen += 1
@@ -57,11 +62,40 @@ class IngestReport:
     def count(self, counter: str, value: str, n: int = 1) -> None:
         self.counters[counter][str(value)] += n
 
+    def state(self) -> dict[str, Any]:
+        """Everything the report holds, as JSON (a work unit's done record carries it to the driver)."""
+        return {"inputs_seen": self.inputs_seen, "skipped": self.skipped,
+                "counters": {k: dict(v) for k, v in self.counters.items()}, "notes": self.notes}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        """Add another report's :meth:`state` (units are merged in unit order, so the result is deterministic).
+
+        Counters add up. A note that every unit gives the same value keeps it; numbers add up; otherwise the
+        note becomes the list of the units' distinct values in unit order.
+        """
+        self.inputs_seen += state["inputs_seen"]
+        self.skipped.extend(state["skipped"])
+        for name, values in state["counters"].items():
+            self.counters[name].update(values)
+        for key, value in state.get("notes", {}).items():
+            if key not in self.notes or self.notes[key] == value:
+                self.notes[key] = value
+            elif isinstance(value, (int, float)) and isinstance(self.notes[key], (int, float)) \
+                    and not isinstance(value, bool):
+                self.notes[key] += value
+            else:
+                merged = self.notes[key] if isinstance(self.notes[key], list) and key in self._listed else \
+                    [self.notes[key]]
+                if value not in merged:
+                    merged.append(value)
+                self.notes[key] = merged
+                self._listed.add(key)
+
     def to_dict(self, samples_written: int) -> dict[str, Any]:
         return {
             "inputs_seen": self.inputs_seen,
             "samples_written": samples_written,
-            "inputs_skipped": sum(1 for s in self.skipped if s["kind"] == "input"),
+            "inputs_skipped": sum(1 for s in self.skipped if s["kind"] in ("input", "error")),
             "skipped": self.skipped,
             "counters": {k: dict(sorted(v.items())) for k, v in sorted(self.counters.items())},
             **({"notes": self.notes} if self.notes else {}),
@@ -79,6 +113,15 @@ class Source(ABC):
     domain: ClassVar[str]
     name: ClassVar[str]
     help: ClassVar[str] = ""
+    #: How image fields are encoded unless ``--image-format`` says otherwise: "png", "jpg", or None for the
+    #: field's own extension (``image.jpg`` -> JPEG). Lossless PNG suits medical and scientific images.
+    image_format: ClassVar[str | None] = None
+    jpeg_quality: ClassVar[int] = 95
+    #: Set when each file is read on its own: folders are expanded into these files and the files are grouped
+    #: into work units. Unset, the inputs as named (files or folders) are grouped instead.
+    input_suffixes: ClassVar[tuple[str, ...] | None] = None
+    #: True when samples join several inputs (a cross-match, quarters of one star): all inputs form one unit.
+    joins_inputs: ClassVar[bool] = False
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -100,6 +143,21 @@ class Source(ABC):
     @abstractmethod
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
         """Yield the samples read from ``inputs``; record what was seen and skipped on ``report``."""
+
+    def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
+        """Split ``inputs`` into work units, deterministically (the same inputs give the same units).
+
+        Each unit is read by one call of :meth:`samples`, in its own process or Ray task, and writes its own
+        shards; ``--resume`` redoes only units that did not finish. The default groups the files of
+        :attr:`input_suffixes` (or the inputs as named) ``unit_size`` at a time, in the order given (folder
+        contents sorted), and keeps everything in one unit when :attr:`joins_inputs`. A source whose samples
+        come from big single inputs (a raster, a tarball) or from groups of files (a DICOM series) overrides
+        this to make one unit per such input or group.
+        """
+        if self.joins_inputs or not inputs:
+            return [list(inputs)]
+        items = list(expand_inputs(inputs, self.input_suffixes, report)) if self.input_suffixes else list(inputs)
+        return [items[i:i + unit_size] for i in range(0, len(items), unit_size)]
 
     def describe(self) -> dict[str, Any]:
         """Source settings recorded in the manifest (JSON-serialisable)."""
@@ -123,6 +181,9 @@ def expand_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...], repor
     """
     wanted = tuple(s.lower() for s in suffixes)
     for item in inputs:
+        if isinstance(as_input(item), str):  # a URL or GDAL path: the source reads it as it is
+            yield item
+            continue
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(wanted))
@@ -144,20 +205,22 @@ def run_ingest(
     max_bytes: int = 1 << 30,
     prefix: str = "shard",
     progress: bool = True,
+    workers: int = 1,
+    engine: str = "process",
+    ray_address: str | None = None,
+    unit_size: int = 64,
+    overwrite: bool = False,
+    resume: bool = False,
+    image_format: str | None = None,
+    jpeg_quality: int | None = None,
 ) -> dict[str, Any]:
-    """Run ``source`` over ``inputs`` into shards under ``out_dir``; return the manifest's ingest part."""
-    from tqdm import tqdm
+    """Run ``source`` over ``inputs`` into shards under ``out_dir`` (a folder or fsspec URL); return the
+    manifest's ingest part. See :func:`clipzoo.core.ingest_engine.run_units` for the keyword arguments."""
+    from clipzoo.core.ingest_engine import EngineSettings, run_units
 
-    from clipzoo.core.data.writer import ShardWriter
-
-    report = IngestReport()
-    writer = ShardWriter(out_dir, prefix=prefix, max_count=max_count, max_bytes=max_bytes, source=source.describe())
-    with writer:
-        bar = tqdm(desc=f"ingest {source.domain} {source.name}", unit="sample", disable=not progress)
-        for sample in source.samples([as_input(i) for i in inputs], report):
-            writer.write(sample)
-            bar.update(1)
-        bar.close()
-        summary = report.to_dict(writer.samples_written)
-        writer.manifest.ingest = summary
-    return summary
+    settings = EngineSettings(
+        prefix=prefix, max_count=max_count, max_bytes=max_bytes, unit_size=unit_size,
+        image_format=image_format or source.image_format, jpeg_quality=jpeg_quality or source.jpeg_quality,
+    )
+    return run_units(source, [as_input(i) for i in inputs], out_dir, settings, workers=workers, engine=engine,
+                     ray_address=ray_address, overwrite=overwrite, resume=resume, progress=progress)

@@ -103,7 +103,28 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
                  fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
     import yaml
 
-    from clipzoo.core.cli import main as cli_main
+def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
+    """One ingest step, exactly as ``clipzoo ingest DOMAIN SOURCE INPUT... --out DIR ARGS`` (same parser), run in
+    this process through :func:`clipzoo.core.ingest.run_ingest`."""
+    from clipzoo.core.cli import ingest_argument_parser, run_ingest_args
+    from clipzoo.core.data.writer import MANIFEST_NAME
+    from clipzoo.core.ingest import IngestError
+    from clipzoo.core.plugins import get_registry
+
+    domain, source = step["source"].split()
+    argv = [*map(str, step.get("inputs") or []), "--out", str(out), *map(str, step.get("args") or [])]
+    log.info("$ clipzoo ingest %s %s %s", domain, source, " ".join(argv))
+    try:
+        args = ingest_argument_parser(get_registry().source(domain, source)).parse_args(argv)
+        if out.exists() and not (out / MANIFEST_NAME).is_file():
+            args.resume = True  # an ingest step killed earlier: finish it (the plan check refuses other inputs)
+        summary = run_ingest_args(args)
+    except IngestError as exc:
+        raise PipelineError(f"ingest step {step['name']!r}: {exc}") from None
+    if summary["samples_written"] == 0:
+        raise PipelineError(f"ingest step {step['name']!r} read nothing from its inputs; see the messages above")
+
+
     from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
     from clipzoo.core.train import load_config, train
 
@@ -134,13 +155,7 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
         if (out / MANIFEST_NAME).is_file():
             log.info("ingest %s: kept existing shards in %s", step["name"], out)
         else:
-            domain, source = step["source"].split()
-            argv = ["ingest", domain, source, *map(str, step.get("inputs") or []), "--out", str(out),
-                    *map(str, step.get("args") or [])]
-            log.info("$ clipzoo %s", " ".join(argv))
-            code = cli_main(argv)
-            if code != 0:
-                raise PipelineError(f"ingest step {step['name']!r} failed (exit {code}); see the messages above")
+            _run_ingest_step(step, out)
         m = Manifest.load(out)
         result.ingest[step["name"]] = {"samples": m.num_samples, "skipped": len(m.ingest.get("skipped", []))}
 

@@ -24,6 +24,8 @@ class ImagesSource(Source):
     domain = "core"
     name = "images"
     help = "image files with captions/labels from a CSV or sidecar .txt files"
+    image_format = "png"
+    input_suffixes = IMAGE_SUFFIXES  # each image is read on its own: folders split into units of files
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -91,6 +93,7 @@ class SyntheticSource(Source):
     domain = "core"
     name = "synthetic"
     help = "seeded synthetic shape/colour/size/background pairs (no inputs)"
+    image_format = "png"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,516 @@
+"""The ingest engine: a shard set written as a transaction of work units, in a process pool or on Ray.
+
+One run, start to end::
+
+    refuse a non-empty --out (unless --overwrite / --resume)  ->  lock --out  ->  plan the work units
+      -> [--overwrite: remove the old manifest FIRST, then old shards and unit records]
+      -> [--resume: keep units with a done record, delete the leftovers of the others]
+      -> run the pending units (in-process, ProcessPoolExecutor, or Ray tasks); each unit writes
+         {prefix}-u{unit:05d}-{index:06d}.tar shards and then its done record _units/u{unit:05d}.json
+      -> merge the done records in unit order -> write manifest.json LAST (the commit record) -> unlock
+
+A folder is a finished shard set only when its manifest exists, and the manifest only ever names shards
+whose done record was written after they were fsynced, so a kill at any moment leaves either the previous
+complete set (never mixed: ``--overwrite`` deletes the old manifest before touching anything else) or a
+folder without a manifest that ``--resume`` completes. Units are read by fresh copies of the source, so the
+samples, keys and bytes do not depend on the worker count, the engine, or on kill + resume.
+
+One bad input never stops a run: when reading a unit raises an unexpected exception, the unit's output is
+discarded, each of its inputs is read on its own to find the one(s) that raise, those are skipped with
+``kind="error"`` and the exception's type and message (traceback at DEBUG), and the unit is read again
+without them, so sources that join inputs inside a unit (a DICOM series) keep doing so.
+
+Locking: a local ``--out`` is locked with ``filelock`` (``.ingest.lock``; the holder's pid, host and start
+time are in ``.ingest.lock.json``), released by the OS if the process dies. Object storage has no such
+lock: the engine creates ``.ingest.lock.json`` with create-if-absent where the backend supports it
+(fsspec ``"xb"`` mode) and otherwise checks for it and warns that two runs started at the same moment are
+not excluded. A killed run leaves that object behind; the error message says to delete it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import copy
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from clipzoo.core.data.writer import MANIFEST_NAME, DuplicateKeyError, Manifest, ShardInfo, ShardWriter, encode_sample
+from clipzoo.core.ingest import IngestError, IngestReport, Source, as_input
+from clipzoo.core.io import Storage
+
+log = logging.getLogger("clipzoo.core.ingest")
+
+UNITS_DIR = "_units"
+PLAN_NAME = "plan.json"
+LOCK_NAME = ".ingest.lock"
+LOCK_INFO = ".ingest.lock.json"
+ENGINES = ("process", "ray")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What decides the bytes of a shard set besides the source and its inputs (recorded in the plan)."""
+
+    prefix: str = "shard"
+    max_count: int = 10_000
+    max_bytes: int = 1 << 30
+    unit_size: int = 64
+    image_format: str | None = None
+    jpeg_quality: int = 95
+
+    def __post_init__(self) -> None:
+        if self.unit_size < 1:
+            raise IngestError(f"--unit-size must be at least 1, not {self.unit_size}")
+        if self.image_format not in (None, "png", "jpg"):
+            raise IngestError(f"--image-format must be png or jpg, not {self.image_format!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise IngestError(f"--jpeg-quality must be 1..100, not {self.jpeg_quality}")
+        if self.max_count < 1 or self.max_bytes < 1:
+            raise IngestError("--shard-size and --shard-bytes must be positive")
+
+
+@dataclass
+class UnitTask:
+    """One work unit as sent to a worker (picklable: the source travels as a copy of the driver's)."""
+
+    source: Source
+    unit: int
+    inputs: list[str]
+    out: str
+    settings: EngineSettings
+
+
+def unit_record_name(unit: int) -> str:
+    return f"{UNITS_DIR}/u{unit:05d}.json"
+
+
+def _unit_prefix(settings: EngineSettings, unit: int) -> str:
+    return f"{settings.prefix}-u{unit:05d}-"
+
+
+# -- one unit (runs in a worker) ------------------------------------------------------------------
+def _attempt(task: UnitTask, inputs: list, report: IngestReport, storage: Storage) -> ShardWriter:
+    """Read ``inputs`` with a fresh copy of the source into this unit's shards; on any exception remove what
+    this attempt wrote and re-raise."""
+    staging = Path(storage.root) if storage.local else Path(tempfile.mkdtemp(prefix="clipzoo-unit-"))
+    uploaded: list[str] = []
+
+    def upload(path: Path, info: ShardInfo) -> None:  # object storage: each finished shard goes up at once
+        storage.put(path, info.name)
+        uploaded.append(info.name)
+
+    s = task.settings
+    writer = ShardWriter(staging, prefix=s.prefix, max_count=s.max_count, max_bytes=s.max_bytes, unit=task.unit,
+                         image_format=s.image_format, jpeg_quality=s.jpeg_quality, write_manifest=False,
+                         on_shard=None if storage.local else upload)
+    try:
+        for sample in _fresh(task.source).samples(inputs, report):
+            writer.write(sample)
+        writer.close()
+        return writer
+    except BaseException:
+        writer._abort()
+        for info in writer.manifest.shards:
+            storage.remove(info.name)
+        raise
+    finally:
+        if not storage.local:
+            for leftover in staging.iterdir():
+                leftover.unlink()
+            staging.rmdir()
+
+
+def _fresh(source: Source) -> Source:
+    """A copy of the source in its configured state, so no unit sees another unit's state (e.g. used keys)."""
+    try:
+        return copy.deepcopy(source)
+    except Exception:  # deepcopy fails on some handles; a source rebuilt from its options is equivalent
+        return type(source)(source.options)
+
+
+def _probe(task: UnitTask, item) -> BaseException | None:
+    """The exception reading ``item`` alone raises (encoding included), or None when it reads cleanly."""
+    s = task.settings
+    try:
+        for sample in _fresh(task.source).samples([item], IngestReport()):
+            if "json" not in sample or not sample.get("__key__"):
+                raise ValueError(f"sample {sample.get('__key__')!r} has no key or no 'json' member")
+            encode_sample(sample, image_format=s.image_format, jpeg_quality=s.jpeg_quality)
+    except (IngestError, DuplicateKeyError):
+        raise
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def run_unit(task: UnitTask) -> dict[str, Any]:
+    """Read one work unit into its shards and write its done record; return the record."""
+    storage = Storage(task.out)
+    inputs = [as_input(i) for i in task.inputs]
+    report = IngestReport()
+    try:
+        writer = _attempt(task, inputs, report, storage)
+    except (IngestError, DuplicateKeyError):
+        raise
+    except Exception as first:
+        log.debug("unit %d failed; looking for the input that raises", task.unit, exc_info=True)
+        report = IngestReport()
+        bad = {str(item): exc for item in inputs if (exc := _probe(task, item)) is not None}
+        if not bad:  # no input fails alone: the failure needs them together, so none of them can be kept
+            bad = {str(item): first for item in inputs}
+        for path, exc in bad.items():
+            log.debug("%s raised:\n%s", path, "".join(traceback.format_exception(exc)))
+            report.skip(path, _describe(exc), kind="error")
+        good = [item for item in inputs if str(item) not in bad]
+        writer = None
+        if good:
+            kept = IngestReport()
+            try:
+                writer = _attempt(task, good, kept, storage)
+                kept.skipped[:0] = report.skipped
+                kept.counters["skipped_by_kind"].update(report.counters["skipped_by_kind"])
+                report = kept
+            except (IngestError, DuplicateKeyError):
+                raise
+            except Exception as again:
+                log.debug("unit %d failed again without its bad inputs", task.unit, exc_info=True)
+                for item in good:
+                    report.skip(item, f"read together with the other inputs of its unit: {_describe(again)}",
+                                kind="error")
+    record = {
+        "unit": task.unit,
+        "inputs": task.inputs,
+        "shards": [asdict(i) for i in (writer.manifest.shards if writer else [])],
+        "keys": writer.keys if writer else [],
+        "report": report.state(),
+    }
+    storage.write_text(unit_record_name(task.unit), json.dumps(record))
+    return record
+
+
+# -- lock -----------------------------------------------------------------------------------------
+class OutLock:
+    """The exclusive lock on an ingest's ``--out`` (see the module docstring for object storage)."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self._lock = None
+        self._remote_owned = False
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.storage.read_text(LOCK_INFO))
+            return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+        except (OSError, ValueError, KeyError):
+            return "holder unknown"
+
+    def acquire(self) -> None:
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if self.storage.local:
+            from filelock import FileLock, Timeout
+
+            self._lock = FileLock(self.storage.path(LOCK_NAME))
+            try:
+                self._lock.acquire(timeout=0)
+            except Timeout:
+                self._lock = None
+                raise IngestError(f"--out {self.storage}: another ingest is writing there ({self._holder()}); "
+                                  "wait for it to finish or choose another --out") from None
+            self.storage.write_text(LOCK_INFO, info)
+            return
+        created = self.storage.create_exclusive(LOCK_INFO, info)
+        if created is None:
+            if self.storage.exists(LOCK_INFO):
+                created = False
+            else:
+                log.warning("%s: this storage cannot create an object only if absent; two ingests started at the "
+                            "same moment into it are not excluded", self.storage)
+                self.storage.write_text(LOCK_INFO, info)
+                created = True
+        if not created:
+            raise IngestError(f"--out {self.storage}: another ingest is writing there ({self._holder()}); wait for "
+                              f"it, or if none is running (it was killed) delete {self.storage.url_of(LOCK_INFO)}")
+        self._remote_owned = True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self.storage.remove(LOCK_INFO)
+            self._lock.release()
+            self._lock = None
+        elif self._remote_owned:
+            self.storage.remove(LOCK_INFO)
+            self._remote_owned = False
+
+
+# -- driver ---------------------------------------------------------------------------------------
+def _ours(name: str, prefix: str) -> bool:
+    """Files a previous ingest into this folder may have left (what --overwrite removes)."""
+    return (name in (MANIFEST_NAME, UNITS_DIR) or name.endswith((".tar", ".partial"))
+            or (name.startswith(prefix + "-") and ".tar" in name) or ".tmp" in name)
+
+
+def _contents(storage: Storage) -> list[str]:
+    return [n for n in storage.list() if n not in (LOCK_NAME, LOCK_INFO)]
+
+
+def _plan(source: Source, units: list[list], settings: EngineSettings) -> dict[str, Any]:
+    return {"source": json.loads(json.dumps(source.describe(), default=str)), "settings": asdict(settings),
+            "units": [[str(i) for i in unit] for unit in units]}
+
+
+def _done_records(storage: Storage, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Done records of this plan whose shards are all present at their recorded size."""
+    done = {}
+    names = set(storage.list())
+    for entry in storage.list(UNITS_DIR):
+        if not (entry.startswith("u") and entry.endswith(".json")):
+            continue
+        try:
+            record = json.loads(storage.read_text(f"{UNITS_DIR}/{entry}"))
+            unit = int(record["unit"])
+        except (OSError, ValueError, KeyError):
+            continue  # a record is written atomically; an unreadable one is not ours: redo the unit
+        if unit >= len(plan["units"]) or record["inputs"] != plan["units"][unit]:
+            continue
+        if all(s["name"] in names and storage.size(s["name"]) == s["bytes"] for s in record["shards"]):
+            done[unit] = record
+    return done
+
+
+def _remove_unit_leftovers(storage: Storage, settings: EngineSettings, pending: set[int]) -> None:
+    for name in storage.list():
+        if name.startswith(settings.prefix + "-u") and len(name) > len(settings.prefix) + 7:
+            try:
+                unit = int(name[len(settings.prefix) + 2:len(settings.prefix) + 7])
+            except ValueError:
+                continue
+            if unit in pending:
+                storage.remove(name)
+        elif name.endswith(".partial") or ".tmp" in name:
+            storage.remove(name)
+    for unit in pending:
+        storage.remove(unit_record_name(unit))
+
+
+def default_workers() -> int:
+    """The cores this process may run on (``sched_getaffinity`` honours taskset/cgroup CPU sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _init_worker(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _execute_pool(tasks: list[UnitTask], workers: int, on_done: Callable[[dict], None]) -> None:
+    try:
+        pickle.dumps(tasks[0].source)
+    except Exception as exc:
+        raise IngestError(f"the {tasks[0].source.name} source cannot be sent to worker processes ({exc}); "
+                          "use --workers 1") from None
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
+        futures = {pool.submit(run_unit, t): t.unit for t in tasks}
+        try:
+            for future in cf.as_completed(futures):
+                on_done(future.result())
+        except cf.process.BrokenProcessPool:
+            raise IngestError("a worker process died (killed, or out of memory?) while reading a unit; "
+                              "re-run with --resume to finish the other units") from None
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _execute_ray(tasks: list[UnitTask], workers: int, address: str | None, on_done: Callable[[dict], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise IngestError("--engine ray needs the ray package: pip install clipzoo-core[ray]") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_unit)
+        pending = [remote.remote(t) for t in tasks]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    on_done(ray.get(ref))
+                except ray.exceptions.RayTaskError as exc:
+                    for ref_left in pending:
+                        ray.cancel(ref_left)
+                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                    raise cause from None
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_units(
+    source: Source,
+    inputs: list[Path | str],
+    out: str | Path,
+    settings: EngineSettings,
+    *,
+    workers: int = 1,
+    engine: str = "process",
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the shard set of ``source`` over ``inputs`` into ``out`` (see the module docstring).
+
+    ``workers`` processes (or Ray tasks at a time with ``engine="ray"``; ``ray_address`` joins a running
+    cluster, default a local instance) read the units; ``overwrite`` replaces an existing set, ``resume``
+    finishes an interrupted run with the same inputs and settings. Returns the manifest's ingest part.
+    """
+    if engine not in ENGINES:
+        raise IngestError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if overwrite and resume:
+        raise IngestError("--overwrite and --resume exclude each other: replace the set, or finish it")
+    if workers < 1:
+        raise IngestError(f"--workers must be at least 1, not {workers}")
+    storage = Storage(out)
+    started = time.monotonic()
+    existed = storage.exists()
+    lock_existed = existed and storage.exists(LOCK_NAME)
+    if not existed:
+        storage.makedirs()
+    lock = OutLock(storage)
+    lock.acquire()  # first: "another ingest is writing there (pid ...)" says more than "not empty"
+    state = {"planned": False, "refused": False}
+    try:
+        return _run_locked(source, inputs, out, storage, settings, workers, engine, ray_address, overwrite,
+                           resume, progress, started, state)
+    except IngestError:
+        # A whole-run problem (bad options, a source refusing its inputs) before any unit finished: remove what
+        # this run wrote, so it counts as never started and the next run is not refused.
+        if state["planned"] and not resume and storage.list(UNITS_DIR) == [PLAN_NAME]:
+            for name in _contents(storage):
+                if name == UNITS_DIR or name.startswith(settings.prefix + "-u"):
+                    storage.remove(name)
+        raise
+    finally:
+        lock.release()
+        if storage.local and not lock_existed and (state["refused"] or not _contents(storage)):
+            storage.remove(LOCK_NAME)  # nothing was written: leave no lock file behind either
+            if not existed:
+                os.rmdir(storage.root)
+
+
+def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_address, overwrite, resume, progress,
+                started, state) -> dict[str, Any]:
+    """:func:`run_units` once ``--out`` is locked."""
+    from tqdm import tqdm
+
+    contents = _contents(storage)
+    if contents and not (overwrite or resume):
+        state["refused"] = True
+        raise IngestError(f"--out {out} is not empty ({len(contents)} entries); add --overwrite to replace what is "
+                          "there, --resume to finish an interrupted ingest, or choose a new folder")
+    plan_report = IngestReport()
+    units = source.units(list(inputs), settings.unit_size, plan_report)
+    plan = _plan(source, units, settings)
+    done: dict[int, dict[str, Any]] = {}
+    if overwrite and contents:
+        storage.remove(MANIFEST_NAME)  # first: from here on the folder is not a shard set any more
+        for name in contents:
+            if _ours(name, settings.prefix):
+                storage.remove(name)
+    elif resume and contents:
+        if not storage.exists(f"{UNITS_DIR}/{PLAN_NAME}"):
+            raise IngestError(f"--resume: {out} holds no record of an interrupted run ({UNITS_DIR}/{PLAN_NAME}); "
+                              "use --overwrite to write it anew")
+        old = json.loads(storage.read_text(f"{UNITS_DIR}/{PLAN_NAME}"))
+        if old != plan:
+            what = [k for k in ("source", "settings", "units") if old.get(k) != plan[k]]
+            raise IngestError(f"--resume: the {' and '.join(what)} differ from the interrupted run's in {out}; "
+                              "resume with the same command, or use --overwrite to start again")
+        done = _done_records(storage, plan)
+        if len(done) < len(units):
+            storage.remove(MANIFEST_NAME)
+    pending = [u for u in range(len(units)) if u not in done]
+    _remove_unit_leftovers(storage, settings, set(pending))
+    storage.makedirs(UNITS_DIR)
+    storage.write_text(f"{UNITS_DIR}/{PLAN_NAME}", json.dumps(plan, indent=1))
+    state["planned"] = not done
+
+    tasks = [UnitTask(source, u, plan["units"][u], str(out), settings) for u in pending]
+    used = 1 if engine == "process" and len(tasks) <= 1 else min(workers, max(len(tasks), 1))
+    bar = tqdm(total=len(units), initial=len(done), desc=f"ingest {source.domain} {source.name}", unit="unit",
+               disable=not progress)
+
+    def on_done(record: dict[str, Any]) -> None:
+        done[record["unit"]] = record
+        bar.update(1)
+        bar.set_postfix(samples=sum(len(r["keys"]) for r in done.values()), refresh=False)
+
+    try:
+        if engine == "ray":
+            _execute_ray(tasks, used, ray_address, on_done)
+        elif used == 1:
+            for task in tasks:
+                on_done(run_unit(task))
+        else:
+            _execute_pool(tasks, used, on_done)
+    finally:
+        bar.close()
+    summary, manifest = _merge(source, plan_report, [done[u] for u in range(len(units))], settings)
+    manifest.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    storage.write_text(MANIFEST_NAME, manifest.to_json())  # the commit record, last
+    by_kind = summary["counters"].get("skipped_by_kind", {})
+    skips = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items())) or "none"
+    log.info("ingest %s %s: %d samples in %d shards from %d inputs; skipped: %s; %d units (%d resumed), "
+             "%d %s, %.1f s", source.domain, source.name, summary["samples_written"], len(manifest.shards),
+             summary["inputs_seen"], skips, len(units), len(units) - len(tasks), used,
+             "Ray tasks" if engine == "ray" else "worker" + ("s" if used != 1 else ""), time.monotonic() - started)
+    return summary
+
+
+def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, Any]],
+           settings: EngineSettings) -> tuple[dict[str, Any], Manifest]:
+    """One manifest from the done records, in unit order; duplicate keys across units are an error."""
+    report = plan_report
+    manifest = Manifest(source=source.describe())
+    owner: dict[str, int] = {}
+    for record in records:
+        for key in record["keys"]:
+            other = owner.setdefault(key, record["unit"])
+            if other != record["unit"]:
+                raise IngestError(f"sample key {key!r} comes from unit {other} ({', '.join(records[other]['inputs'])})"
+                                  f" and unit {record['unit']} ({', '.join(record['inputs'])}): keys must be unique "
+                                  "across inputs; this is a bug in the source's key scheme")
+        report.merge(record["report"])
+        manifest.shards.extend(ShardInfo(**s) for s in record["shards"])
+    summary = report.to_dict(manifest.num_samples)
+    summary["units"] = len(records)
+    summary["unit_size"] = settings.unit_size
+    manifest.ingest = summary
+    return summary, manifest

@@ -1,0 +1,375 @@
+"""The ingest engine (issue 10, write side; issue 16's "one bad input never stops a run").
+
+Each test first reproduces a defect found by using ingest as a careless user would: a re-run into a used
+folder, a smaller shard size, two runs into one folder, kill -9 at various points, an input that raises.
+Runs that must be killed or must hold the lock run in a subprocess, held at a chosen point by a gate
+(:mod:`engine_helpers`), so every kill point is fixed by counts, not by timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from engine_helpers import GatedSource, RaisingSource
+
+from clipzoo.core.cli import main
+from clipzoo.core.data.writer import Manifest, ShardWriter
+from clipzoo.core.ingest import IngestError, run_ingest
+from clipzoo.core.sources import ImagesSource, SyntheticSource
+
+HELPERS = str(Path(__file__).parent)
+POLL_S, POLLS = 0.05, 2400  # at most 2 minutes waiting for a gate; reached in well under a second normally
+
+RUNNER = """
+import pickle, sys
+sys.path.insert(0, sys.argv[2])
+from clipzoo.core.ingest import run_ingest
+job = pickle.load(open(sys.argv[1], "rb"))
+run_ingest(job["source"], job["inputs"], job["out"], progress=False, **job["kwargs"])
+"""
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _images(shared: Path, folder: Path) -> list[Path]:
+    """Four real images (fundus, pathology, two RSICD scenes) with sidecar captions, one file per unit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    picks = [shared / "biomed/medical_images/fundus/retina.jpg", shared / "biomed/medical_images/pathology/ihc.png",
+             shared / "remote_sensing/images/rsicd/airport_17.jpg", shared / "remote_sensing/images/rsicd/square_102.jpg"]
+    out = []
+    for i, src in enumerate(picks):
+        dst = folder / f"img{i}{src.suffix}"
+        dst.write_bytes(src.read_bytes())
+        dst.with_suffix(".txt").write_text(f"caption of {src.stem}")
+        out.append(dst)
+    return out
+
+
+def _images_source() -> ImagesSource:
+    return ImagesSource(ImagesSource.default_options(max_side=48))
+
+
+def _fingerprint(out: Path) -> list[tuple[str, int, str]]:
+    """(name, samples, sha256) of every shard the manifest lists, checked against the bytes on disk."""
+    m = Manifest.load(out)
+    for s in m.shards:
+        data = (out / s.name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == s.sha256 and len(data) == s.bytes, s.name
+    return [(s.name, s.samples, s.sha256) for s in m.shards]
+
+
+def _tars(out: Path) -> list[str]:
+    return sorted(p.name for p in out.glob("*.tar"))
+
+
+def _start(tmp: Path, source, inputs, out: Path, **kwargs) -> subprocess.Popen:
+    job = tmp / f"job-{time.monotonic_ns()}.pkl"
+    job.write_bytes(pickle.dumps({"source": source, "inputs": list(inputs), "out": out, "kwargs": kwargs}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(job), HELPERS], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen) -> None:
+    for _ in range(POLLS):
+        if path.exists():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before its gate: {proc.stdout.read()!r}")
+        time.sleep(POLL_S)
+    proc.kill()
+    raise AssertionError("the gated run never reached its gate")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+# -- a used --out ---------------------------------------------------------------------------------
+def test_rerun_into_used_folder_is_refused_and_overwrite_leaves_no_old_shards(tmp_path, capsys):
+    out = tmp_path / "set"
+    base = ["ingest", "core", "synthetic", "--count", "40", "--image-size", "16", "--out", str(out)]
+    assert main([*base, "--shard-size", "10"]) == 0
+    assert len(_tars(out)) == 4
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    # smaller shards without a flag: refused with one line, exit 2, the folder untouched
+    assert main([*base, "--shard-size", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # --overwrite: the old shards are gone, the folder holds exactly what the manifest lists
+    assert main([*base, "--shard-size", "5", "--overwrite"]) == 0
+    assert _tars(out) == sorted(name for name, _, _ in _fingerprint(out)) and len(_tars(out)) == 8
+    assert Manifest.load(out).num_samples == 40 and Manifest.load(out).layout == "community-v1"
+
+
+def test_refused_run_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["ingest", "core", "images", "--out", str(out)]) == 2  # no inputs: the source refuses
+    assert "at least one image" in capsys.readouterr().err and not out.exists()
+
+
+def test_overwrite_and_resume_exclude_each_other(tmp_path):
+    with pytest.raises(IngestError, match="exclude each other"):
+        run_ingest(SyntheticSource(SyntheticSource.default_options(count=4)), [], tmp_path / "o", overwrite=True,
+                   resume=True, progress=False)
+
+
+# -- kill -9 --------------------------------------------------------------------------------------
+def test_kill_during_overwrite_leaves_no_manifest_and_resume_completes(shared_data, tmp_path):
+    inputs = _images(shared_data, tmp_path / "imgs")
+    kw = {"unit_size": 1, "max_count": 1}
+    run_ingest(_images_source(), inputs, tmp_path / "ref", progress=False, **kw)
+    reference = _fingerprint(tmp_path / "ref")
+    out = tmp_path / "out"
+    run_ingest(_images_source(), inputs[:2], out, progress=False, **kw)  # an older, different set in --out
+    gated = GatedSource(_images_source(), "img2", tmp_path / "reached", tmp_path / "never")
+    proc = _start(tmp_path, gated, inputs, out, overwrite=True, **kw)
+    _wait_for(tmp_path / "reached", proc)
+    _kill(proc)
+    # killed with two of four units done: the old manifest went first, so nothing claims to be a shard set
+    assert not (out / "manifest.json").exists()
+    assert sorted(p.name for p in (out / "_units").iterdir()) == ["plan.json", "u00000.json", "u00001.json"]
+    with pytest.raises(IngestError, match="not empty"):
+        run_ingest(_images_source(), inputs, out, progress=False, **kw)
+    run_ingest(_images_source(), inputs, out, resume=True, progress=False, **kw)
+    assert _fingerprint(out) == reference and _tars(out) == _tars(tmp_path / "ref")
+
+
+def test_resume_refuses_other_inputs(shared_data, tmp_path):
+    inputs = _images(shared_data, tmp_path / "imgs")
+    gated = GatedSource(_images_source(), "img1", tmp_path / "reached", tmp_path / "never")
+    proc = _start(tmp_path, gated, inputs, tmp_path / "out", unit_size=1)
+    _wait_for(tmp_path / "reached", proc)
+    _kill(proc)
+    with pytest.raises(IngestError, match="units differ"):
+        run_ingest(_images_source(), inputs[:3], tmp_path / "out", unit_size=1, resume=True, progress=False)
+
+
+def _domain_case(name: str, shared: Path, tmp: Path):
+    """(source, inputs, kill points as (gate, samples before the kill)) for one domain."""
+    if name == "core-images":
+        return _images_source(), _images(shared, tmp / "imgs"), [("img1", 0), ("img3", 1)]
+    if name == "biomed-dicom":
+        from clipzoo.biomed.sources import DicomSource
+
+        files = sorted((shared / "biomed/medical_images/dicom").glob("*.dcm"))
+        return DicomSource(DicomSource.default_options(max_side=64)), files, [(files[1].name, 0), (files[-1].name, 1)]
+    if name == "rs-geotiff":
+        from clipzoo.remote_sensing.sources import GeoTiffSource
+
+        files = [shared / "remote_sensing/geotiff" / n for n in ("import-tiff-test2.tiff", "rgbn_suba.tif")]
+        source = GeoTiffSource(GeoTiffSource.default_options(chip_size=32, edge="pad", max_nodata=1.0))
+        return source, files, [(files[1].name, 0), (files[1].name, 3)]
+    if name == "astro-simulated":
+        from clipzoo.astro.sources import SimulatedSource
+
+        return (SimulatedSource(SimulatedSource.default_options(n_per_class=2, lc_length=32, sp_length=32)), [],
+                [("*", 1), ("*", 5)])
+    raise ValueError(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("domain", ["core-images", "biomed-dicom", "rs-geotiff", "astro-simulated"])
+def test_sigkill_then_resume_gives_the_uninterrupted_set(domain, shared_data, tmp_path):
+    source, inputs, points = _domain_case(domain, shared_data, tmp_path)
+    kw = {"unit_size": 1, "max_count": 2}
+    run_ingest(source, inputs, tmp_path / "ref", progress=False, **kw)
+    reference = _fingerprint(tmp_path / "ref")
+    keys = [k for r in sorted((tmp_path / "ref/_units").glob("u*.json")) for k in json.loads(r.read_text())["keys"]]
+    assert len(reference) >= 2 and len(keys) == len(set(keys)) == Manifest.load(tmp_path / "ref").num_samples
+    for i, (gate, after) in enumerate(points):
+        out = tmp_path / f"out{i}"
+        proc = _start(tmp_path, GatedSource(source, gate, tmp_path / f"reached{i}", tmp_path / "never", after),
+                      inputs, out, **kw)
+        _wait_for(tmp_path / f"reached{i}", proc)
+        _kill(proc)
+        assert not (out / "manifest.json").exists()
+        run_ingest(source, inputs, out, resume=True, progress=False, **kw)
+        assert _fingerprint(out) == reference and _tars(out) == _tars(tmp_path / "ref")
+        assert not list(out.glob("*.partial"))
+
+
+# -- the lock -------------------------------------------------------------------------------------
+def test_second_ingest_fails_at_once_naming_the_holder(shared_data, tmp_path):
+    inputs = _images(shared_data, tmp_path / "imgs")
+    out = tmp_path / "out"
+    first = _start(tmp_path, GatedSource(_images_source(), "*", tmp_path / "reached", tmp_path / "go"), inputs, out,
+                   unit_size=2)
+    _wait_for(tmp_path / "reached", first)
+    with pytest.raises(IngestError, match=f"another ingest is writing there \\(pid {first.pid} on "):
+        run_ingest(_images_source(), inputs, out, unit_size=2, progress=False)
+    with pytest.raises(IngestError, match=f"pid {first.pid}"):  # --overwrite must not take it either
+        run_ingest(_images_source(), inputs, out, unit_size=2, overwrite=True, progress=False)
+    (tmp_path / "go").touch()
+    assert first.wait(timeout=120) == 0, first.stdout.read()
+    assert Manifest.load(out).num_samples == 4 and len(_fingerprint(out)) == 2
+    assert not (out / ".ingest.lock.json").exists()
+
+
+# -- one bad input never stops a run --------------------------------------------------------------
+def _raising_case(name: str, shared: Path, tmp: Path):
+    """(source, inputs, the input that will raise) for one domain."""
+    if name == "core-images":
+        inputs = _images(shared, tmp / "imgs")
+        return _images_source(), inputs, inputs[1]
+    if name == "biomed-dicom":
+        from clipzoo.biomed.sources import DicomSource
+
+        files = sorted((shared / "biomed/medical_images/dicom").glob("*.dcm"))
+        return DicomSource(DicomSource.default_options(max_side=64)), files, files[0]
+    if name == "rs-geotiff":
+        from clipzoo.remote_sensing.sources import GeoTiffSource
+
+        files = [shared / "remote_sensing/geotiff" / n for n in ("import-tiff-test2.tiff", "rgbn_suba.tif")]
+        return GeoTiffSource(GeoTiffSource.default_options(chip_size=32, edge="pad", max_nodata=1.0)), files, files[1]
+    if name == "astro-lightcurves":
+        from clipzoo.astro.sources import LightCurvesSource
+
+        files = sorted((shared / "astro/lightcurves/kepler").glob("*.fits"))
+        return LightCurvesSource(LightCurvesSource.default_options(lc_length=32)), files, files[0]
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("unit_size", [1, 64])
+@pytest.mark.parametrize("domain", ["core-images", "biomed-dicom", "rs-geotiff", "astro-lightcurves"])
+def test_an_input_that_raises_becomes_a_skip_and_the_run_goes_on(domain, unit_size, shared_data, tmp_path):
+    source, inputs, bad = _raising_case(domain, shared_data, tmp_path)
+    good = [i for i in inputs if i != bad]
+    kw = {"unit_size": unit_size, "max_count": 2}
+    run_ingest(source, good, tmp_path / "ref", progress=False, **kw)
+    summary = run_ingest(RaisingSource(source, bad.name), inputs, tmp_path / "out", progress=False, **kw)
+    errors = [s for s in summary["skipped"] if s["kind"] == "error"]
+    assert errors == [{"path": str(bad), "reason": f"RuntimeError: boom in {bad.name}", "kind": "error"}]
+    ref = Manifest.load(tmp_path / "ref")
+    assert summary["samples_written"] == ref.num_samples > 0
+    ref_keys = [k for r in sorted((tmp_path / "ref/_units").glob("u*.json")) for k in json.loads(r.read_text())["keys"]]
+    out_keys = [k for r in sorted((tmp_path / "out/_units").glob("u*.json")) for k in json.loads(r.read_text())["keys"]]
+    assert sorted(out_keys) == sorted(ref_keys)
+    if unit_size == 64:  # one unit either way: the same shards, byte for byte, as a run without the bad input
+        assert [(s.samples, s.sha256) for s in Manifest.load(tmp_path / "out").shards] == \
+            [(s.samples, s.sha256) for s in ref.shards]
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_duplicate_keys_across_units_name_both_units(shared_data, tmp_path):
+    a = _images(shared_data, tmp_path / "a" / "same")[:1]
+    b = _images(shared_data, tmp_path / "b" / "same")[:1]  # same parent name and stem -> the same key
+    with pytest.raises(IngestError, match=r"'same_img0' comes from unit 0 \(.*a/same/img0.jpg\) and unit 1"):
+        run_ingest(_images_source(), a + b, tmp_path / "out", unit_size=1, progress=False)
+
+
+# -- parallel -------------------------------------------------------------------------------------
+def test_worker_count_does_not_change_the_bytes(shared_data, tmp_path):
+    inputs = _images(shared_data, tmp_path / "imgs")
+    for workers in (1, 2):
+        run_ingest(_images_source(), inputs, tmp_path / f"w{workers}", workers=workers, unit_size=1, max_count=1,
+                   progress=False)
+    assert _fingerprint(tmp_path / "w1") == _fingerprint(tmp_path / "w2")
+    assert len(_fingerprint(tmp_path / "w1")) == 4
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_engine_writes_the_process_pools_bytes(local_ray, shared_data, tmp_path):
+    inputs = _images(shared_data, tmp_path / "imgs")
+    kw = {"unit_size": 1, "max_count": 1, "progress": False}
+    run_ingest(_images_source(), inputs, tmp_path / "pool", workers=2, **kw)
+    summary = run_ingest(_images_source(), inputs, tmp_path / "ray", engine="ray", workers=2, **kw)
+    assert _fingerprint(tmp_path / "ray") == _fingerprint(tmp_path / "pool") and summary["units"] == 4
+
+
+# -- the writer -----------------------------------------------------------------------------------
+def test_writing_shards_does_not_import_torch(tmp_path):
+    code = ("import sys; from clipzoo.core.cli import main; "
+            f"rc = main(['ingest', 'core', 'synthetic', '--count', '6', '--image-size', '16', '--out', {str(tmp_path / 'o')!r}]); "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'webdataset')); "
+            "print('LOADED', loaded); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout
+    assert Manifest.load(tmp_path / "o").num_samples == 6
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+def test_writer_community_names_greyscale_and_encoding_options(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    grey = Image.fromarray((np.arange(64 * 48) % 251).astype(np.uint8).reshape(48, 64), mode="L")
+    deep = Image.fromarray((np.arange(32 * 32) * 61 % 65521).astype(np.uint16).reshape(32, 32))
+    assert deep.mode == "I;16"
+    rgb = Image.new("RGB", (20, 10), (200, 30, 10))
+    samples = [{"__key__": "g", "image.png": grey, "txt": "grey", "json": {"n": np.int64(3)}},
+               {"__key__": "d", "image": deep, "json": {}},
+               {"__key__": "c", "image.jpg": rgb, "captions.json": ["a", "b"], "lightcurve.npy": np.ones(3), "cls": 2,
+                "json": {}}]
+
+    def write(folder: Path, **kw) -> dict[str, bytes]:
+        with ShardWriter(folder, **kw) as w:
+            for s in samples:
+                w.write(dict(s))
+        return _members(folder / "shard-000000.tar")
+
+    as_given = write(tmp_path / "a")
+    assert sorted(as_given) == sorted(["g.png", "g.txt", "g.json", "d.png", "d.json", "c.jpg", "c.captions.json",
+                                       "c.lightcurve.npy", "c.cls", "c.json"])
+    assert Image.open(io.BytesIO(as_given["g.png"])).mode == "L"  # greyscale is never widened to RGB
+    back = Image.open(io.BytesIO(as_given["d.png"]))
+    assert back.mode == "I;16" and np.array_equal(np.asarray(back), np.asarray(deep))
+    assert json.loads(as_given["g.json"]) == {"n": 3} and as_given["c.cls"] == b"2"
+    jpg = write(tmp_path / "j", image_format="jpg", jpeg_quality=80)
+    assert "g.jpg" in jpg and "d.png" in jpg and "c.jpg" in jpg  # 16-bit cannot be JPEG, so it stays PNG
+    assert Image.open(io.BytesIO(jpg["g.jpg"])).mode == "L"
+    assert jpg["c.jpg"] != as_given["c.jpg"]  # quality 80, not the default 95
+    # fixed headers: the same samples give the same bytes
+    again = write(tmp_path / "a2")
+    assert (tmp_path / "a" / "shard-000000.tar").read_bytes() == (tmp_path / "a2" / "shard-000000.tar").read_bytes()
+    assert again == as_given
+    with tarfile.open(tmp_path / "a" / "shard-000000.tar") as tar:
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.mode) for m in tar.getmembers()} == {(0, 0, 0, "", 0o644)}
+
+
+# -- fsspec ---------------------------------------------------------------------------------------
+def test_out_on_an_fsspec_filesystem(tmp_path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    opts = SyntheticSource.default_options(count=30, image_size=16)
+    run_ingest(SyntheticSource(opts), [], tmp_path / "local", max_count=10, progress=False)
+    url = "memory://engine-test/set"
+    summary = run_ingest(SyntheticSource(opts), [], url, max_count=10, progress=False)
+    assert summary["samples_written"] == 30
+    remote = Manifest.from_json(fs.cat(f"{url}/manifest.json").decode())
+    assert [(s.name, s.sha256) for s in remote.shards] == [(n, h) for n, _, h in _fingerprint(tmp_path / "local")]
+    for s in remote.shards:
+        assert hashlib.sha256(fs.cat(f"{url}/{s.name}")).hexdigest() == s.sha256
+    assert not fs.exists(f"{url}/.ingest.lock.json")
+    # a lock object left by a killed run: refused with what to delete
+    fs.pipe("memory://engine-test/other/.ingest.lock.json", b'{"pid": 7, "host": "h", "started": "t"}')
+    with pytest.raises(IngestError, match=r"pid 7 on h.*delete memory://engine-test/other/.ingest.lock.json"):
+        run_ingest(SyntheticSource(opts), [], "memory://engine-test/other", progress=False)
+    fs.rm("memory://engine-test", recursive=True)
