@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clipzoo.core.cli import main
@@ -41,10 +42,21 @@ def test_cli_ingest_geotiff(rs_data, tmp_path):
     assert raster["crs"] == "EPSG:32621" and raster["stats"][0]["p_high"] == 8499.0
 
 
+def _recall_at(sims: np.ndarray, k: int) -> float:
+    """Share of rows whose own column (the diagonal) is among the row's ``k`` highest scores."""
+    own = np.diag(sims)[:, None]
+    return float(((sims > own).sum(axis=1) < k).mean())
+
+
 @pytest.mark.slow
 def test_pipeline_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
-    """The demo recipe with training cut to a few steps: ingest x3 -> train -> bench (registering is core's, and
-    its MLflow store setup alone takes longer than the rest)."""
+    """The demo recipe with training cut to a few steps: ingest x5 -> train -> bench -> the two ablation variants
+    (registering is core's, and its MLflow store setup alone takes longer than the rest). The chip<->location score
+    is recomputed here from the trained model's own embeddings of the held-out chips."""
+    from conftest import read_shards
+
+    from clipzoo.core.registry.loading import LoadedModel
+
     monkeypatch.setenv("CLIPZOO_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     code = main(["pipeline", "run", str(REPO / "pipelines" / "remote_sensing.yaml"), "--workdir", str(tmp_path / "runs"),
@@ -53,9 +65,28 @@ def test_pipeline_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert code == 0
     work = tmp_path / "runs" / "remote_sensing"
     counts = {n: json.loads((work / "shards" / n / "manifest.json").read_text())["num_samples"]
-              for n in ("chips", "heldout", "captions")}
-    assert counts == {"chips": 690, "heldout": 192, "captions": 210 + 452 + 1092}
-    bench = json.loads((work / "bench.json").read_text())["tasks"]["remote_sensing/chip-location"]
-    assert bench["metrics"]["image_location_pairs"] == 192.0
-    assert 0.0 <= bench["metrics"]["mean_recall"] <= 1.0
-    assert "remote_sensing/chip-location" in capsys.readouterr().out
+              for n in ("chips", "heldout", "scenes", "scenes_rgb", "captions")}
+    # chips/heldout: the two sides of the tile-block split (tests/remote_sensing/test_rs_split.py)
+    assert counts == {"chips": 270, "heldout": 56, "scenes": 1200, "scenes_rgb": 1200, "captions": 210 + 452 + 1092}
+    bench = json.loads((work / "bench.json").read_text())["tasks"]["remote_sensing/chip-location"]["metrics"]
+    assert bench["image_location_pairs"] == 56.0
+
+    heldout = read_shards(work / "shards" / "heldout")
+    model = LoadedModel.from_package(work / "train" / "model", device="cpu")
+    images = model.encode_images([s["image.npy"] for s in heldout])
+    locations = model.encode_arrays("location", [s["location.npy"] for s in heldout])
+    sims = images @ locations.T
+    expected = {f"{a}_R{k}": _recall_at(m, k) for a, m in (("image2location", sims), ("location2image", sims.T))
+                for k in (1, 5, 10)}
+    for name, value in expected.items():
+        assert bench[name] == pytest.approx(value, abs=1e-9), name
+    assert bench["mean_recall"] == pytest.approx(np.mean(list(expected.values())), abs=1e-9)
+
+    out = capsys.readouterr().out
+    for variant, bands in (("rgbn", "red,green,blue,nir"), ("rgb-only", "red,green,blue")):
+        result = json.loads((work / "variants" / variant / "bench.json").read_text())
+        task = result["tasks"]["remote_sensing/simulated-zeroshot"]
+        assert task["settings"]["dataset"]["name"] == f"simulated-{bands}-s1000"
+        assert f"remote_sensing/simulated-zeroshot [{variant}]" in out
+        assert (work / "variants" / variant / "train" / "model" / "config.json").is_file()
+    assert "remote_sensing/chip-location" in out

@@ -18,6 +18,10 @@ A recipe (``pipelines/<name>.yaml``)::
     bench:
       tasks: [core/synthetic-retrieval]
       options: {core/synthetic-retrieval: {count: 100}}
+    variants:                     # optional: more models trained and benchmarked the same way (ablations),
+      - name: rgb-only            # not registered; scores print as "TASK [NAME]"
+        train: {model: {config: ...}, data: {train: "${ingest.other}"}, train: {max_steps: 100}}
+        bench: {tasks: [...], options: {...}}
 
 Strings may use ``${shared}`` (the shared data folder: $CLIPZOO_SHARED_DATA, else ``../shared/data`` beside
 the repository), ``${workdir}``, ``${repo}`` and ``${ingest.NAME}``. Everything a run writes goes under
@@ -28,6 +32,7 @@ are kept, and training continues from its last checkpoint (``--fresh`` starts ov
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -99,10 +104,6 @@ class PipelineResult:
     seconds: float = 0.0
 
 
-def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, overrides: list[str] | None = None,
-                 fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
-    import yaml
-
 def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
     """One ingest step, exactly as ``clipzoo ingest DOMAIN SOURCE INPUT... --out DIR ARGS`` (same parser), run in
     this process through :func:`clipzoo.core.ingest.run_ingest`."""
@@ -125,13 +126,17 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
         raise PipelineError(f"ingest step {step['name']!r} read nothing from its inputs; see the messages above")
 
 
+def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, overrides: list[str] | None = None,
+                 fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
+    import yaml
+
     from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
     from clipzoo.core.train import load_config, train
 
     t0 = time.time()
     recipe_path = Path(recipe_path)
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
-    unknown = set(recipe) - {"name", "description", "domain", "ingest", "train", "bench", "register"}
+    unknown = set(recipe) - {"name", "description", "domain", "ingest", "train", "bench", "register", "variants"}
     if unknown:
         raise PipelineError(f"{recipe_path}: unknown section(s) {', '.join(sorted(unknown))}")
     name = recipe.get("name") or recipe_path.stem
@@ -202,8 +207,37 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
             result.registered["promoted"] = f"{reg['promote']} ({decision['reason']})"
         except PromotionRefused as exc:
             result.registered["promoted"] = f"refused: {exc}"
+    # 6. variants: further models trained and benchmarked beside the main one (ablations), never registered
+    for variant in _substitute(recipe.get("variants") or [], variables):
+        _run_variant(variant, work, overrides, tracking_uri, result)
     result.seconds = time.time() - t0
     return result
+
+
+def _run_variant(variant: dict[str, Any], work: Path, overrides: list[str] | None, tracking_uri: str | None,
+                 result: PipelineResult) -> None:
+    """Train ``variant["train"]`` (a trainer config; the run's overrides apply too) and benchmark it on
+    ``variant["bench"]``; its scores join ``result.bench`` as ``"TASK [NAME]"`` (e.g. an RGB-only ablation of a
+    multispectral model, benchmarked the same way)."""
+    from clipzoo.core.bench import run_benchmark
+    from clipzoo.core.train import load_config, train
+
+    name = variant.get("name")
+    if not name or not isinstance(variant.get("train"), dict) or not (variant.get("bench") or {}).get("tasks"):
+        raise PipelineError(f"variant {name or '?'}: a variant needs a name, a train section and bench tasks")
+    out = work / "variants" / name
+    train_cfg = json.loads(json.dumps(variant["train"]))
+    train_cfg.setdefault("run", {})
+    train_cfg["run"].setdefault("name", name)
+    train_cfg["run"]["output_dir"] = str(out / "train")
+    if tracking_uri:
+        train_cfg["run"]["tracking_uri"] = tracking_uri
+    res = train(load_config(base=train_cfg, overrides=overrides))
+    bench = variant["bench"]
+    results = run_benchmark(str(res.model_dir), list(bench["tasks"]), task_options=bench.get("options"),
+                            tracking_uri=tracking_uri, log=False, out=out / "bench.json", print_table=False)
+    result.bench.update({f"{t} [{name}]": (r["primary"], r["metrics"][r["primary"]])
+                         for t, r in results["tasks"].items()})
 
 
 def format_results(results: list[PipelineResult]) -> str:
