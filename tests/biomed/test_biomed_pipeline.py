@@ -29,12 +29,21 @@ def test_ingest_steps_parse_with_their_sources(recipe, shared_data):
         cls = registry.source(domain, source)
         parser = argparse.ArgumentParser()
         cls.add_arguments(parser)
-        cls(parser.parse_args([str(a) for a in step.get("args", [])]))  # options accepted (IngestError otherwise)
+        args = [str(a) for a in step.get("args", [])]
+        options = parser.parse_args(args)
+        cls(options)  # options accepted (IngestError otherwise)
+        for flag, value in zip(args, args[1:] + [""]):  # each value given reaches the source's options
+            if flag.startswith("--") and value and not value.startswith("--"):
+                assert str(getattr(options, flag[2:].replace("-", "_"))) == value, (step["name"], flag)
         for item in step["inputs"]:
             assert Path(item.replace("${shared}", str(shared_data))).exists(), item
         names.append(step["name"])
     assert names == ["figures", "dicom", "mri", "ct", "modalities"]
-    assert registry.model_config_path(recipe["train"]["model"]["config"]) is not None
+    from clipzoo.biomed.plugin import CONFIG_DIR
+
+    config = recipe["train"]["model"]["config"]
+    assert registry.model_config_path(config) == CONFIG_DIR / f"{config}.json"  # the package's own file
+    assert registry.model_config_path("no-such-config") is None
     assert set(recipe["bench"]["tasks"]) <= set(registry.tasks)
     assert "${ingest.modalities}" not in recipe["train"]["data"]["train"]  # held out for the zero-shot benchmark
 
