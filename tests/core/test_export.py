@@ -188,6 +188,7 @@ def test_hf_text_tower_is_refused_for_hf(tmp_path):
         export_model(package, "hf", tmp_path / "hf")
 
 
+@pytest.mark.slow  # registers in a fresh MLflow store (mlflow import + sqlite migrations)
 def test_cli_exports_a_registered_model_and_refuses_in_one_line(package, tmp_path, monkeypatch, capsys):
     from clipzoo.core.registry import register_model
 

@@ -461,7 +461,8 @@ def write_hf(model, directory: Path) -> None:
     if missing or result.unexpected_keys:
         raise ExportError(f"hf: weights do not fit CLIPModel: missing {missing[:6]}, unexpected "
                           f"{result.unexpected_keys[:6]}")
-    hf_model.save_pretrained(str(directory))
+    with _quiet_transformers():
+        hf_model.save_pretrained(str(directory))
     tokenizer = write_hf_tokenizer(directory, model.towers["text"].context_length)
     image_processor = hf_image_processor(model)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(str(directory))
@@ -475,8 +476,9 @@ def verify_hf(model, directory: Path) -> dict[str, float]:
 
     from clipzoo.core.models import get_tokenizer
 
-    hf_model = CLIPModel.from_pretrained(str(directory)).eval()
-    processor = CLIPProcessor.from_pretrained(str(directory))
+    with _quiet_transformers():
+        hf_model = CLIPModel.from_pretrained(str(directory)).eval()
+        processor = CLIPProcessor.from_pretrained(str(directory), backend="pil")
     context_length = model.towers["text"].context_length
     encoded = processor(text=list(CHECK_CAPTIONS), padding="max_length", truncation=True,
                         max_length=context_length, return_tensors="pt")
@@ -558,6 +560,12 @@ def _check_inputs(model) -> dict[str, tuple[Any, Any]]:
     return out
 
 
+def _quiet_transformers():
+    from clipzoo.core.models.towers import _quiet_transformers as quiet
+
+    return quiet()  # transformers' per-file progress bars and load reports: keep the export's log readable
+
+
 def _max_diff(a, b) -> float:
     return float((a.float() - b.float()).abs().max())
 
@@ -565,15 +573,14 @@ def _max_diff(a, b) -> float:
 # -- command line ---------------------------------------------------------------------------------
 LOAD_HINTS: Mapping[str, Callable[[Path], str]] = {
     "open_clip": lambda d: f'open_clip.create_model_and_transforms("local-dir:{d}"); '
-                           f'clip_benchmark eval --model_type open_clip --model local-dir:{d} --pretrained "" ...',
-    "hf": lambda d: f'transformers.CLIPModel.from_pretrained("{d}"); CLIPProcessor.from_pretrained("{d}")',
+                           f"clip_benchmark eval --model_type open_clip --model local-dir:{d} ...",
+    "hf": lambda d: f'transformers.CLIPModel.from_pretrained("{d}"); '
+                    f'CLIPProcessor.from_pretrained("{d}", backend="pil")',
     "plain": lambda d: f'clipzoo.core.load("{d}")',
 }
 
 
 def add_parser(subparsers):
-    import argparse
-
     p = subparsers.add_parser(
         "export",
         help="export a model for open_clip, Hugging Face transformers, or as a plain clipzoo package",
@@ -582,10 +589,10 @@ def add_parser(subparsers):
         "clip_benchmark). hf: transformers CLIPModel + CLIPProcessor files (open_clip ViT + text transformer models "
         "only). plain: clipzoo's package (any model). The export is loaded back with the target library and must give "
         "the same embeddings (max abs difference <= 1e-5) before it is kept; nothing is written otherwise.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION, or a model package folder")
-    p.add_argument("--format", "-f", required=True, choices=FORMATS, dest="export_format")
+    p.add_argument("--format", "-f", required=True, choices=FORMATS, dest="export_format",
+                   help="open_clip (local-dir: layout), hf (transformers CLIPModel), plain (clipzoo package)")
     p.add_argument("--out", "-o", required=True, type=Path, help="output folder (new or empty)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite under CLIPZOO_HOME)")
