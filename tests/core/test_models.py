@@ -147,7 +147,10 @@ def test_loads_open_clip_checkpoints(tmp_path, fmt):
 def test_rgb_patch_embedding_adapted_to_n_bands(tmp_path):
     reference = _open_clip_reference(TINY)
     torch.save(reference.state_dict(), tmp_path / "rgb.pt")
-    model = create_model({**TINY, "image_channels": 5}, pretrained=tmp_path / "rgb.pt")
+    # timm's rule as band_adaptation options: bands 4 and 5 copy red and green, every kernel scaled by 3/5
+    adaptation = {"init": "copy", "copy_from": {"band4": "red", "band5": "green"}, "rescale": True,
+                  "stats": {"band4": [0.3, 0.1], "band5": [0.2, 0.05]}}
+    model = create_model({**TINY, "image_channels": 5, "band_adaptation": adaptation}, pretrained=tmp_path / "rgb.pt")
     rgb = reference.visual.conv1.weight.detach()
     bands = model.towers["image"].conv1.weight.detach()
     assert bands.shape == (32, 5, 8, 8)
@@ -155,7 +158,10 @@ def test_rgb_patch_embedding_adapted_to_n_bands(tmp_path):
     expected = torch.cat([rgb, rgb[:, :2]], dim=1) * (3 / 5)
     assert torch.allclose(bands, expected, atol=1e-7)
     assert model.preprocess["image"]["channels"] == 5
-    assert model.preprocess["image"]["mean"] == [0.0] * 5 and model.preprocess["image"]["std"] == [1.0] * 5
+    # the RGB model's (open_clip/OpenAI) mean/std kept for the RGB bands, the declared ones for the others
+    # (tests/core/test_band_adaptation.py covers the rest of issue 12.5)
+    assert model.preprocess["image"]["mean"] == [0.48145466, 0.4578275, 0.40821073, 0.3, 0.2]
+    assert model.preprocess["image"]["std"] == [0.26862954, 0.26130258, 0.27577711, 0.1, 0.05]
     assert model.encode("image", torch.randn(2, 5, 32, 32)).shape == (2, 32)
     # the other weights are the RGB model's
     assert torch.equal(model.towers["image"].positional_embedding, reference.visual.positional_embedding)

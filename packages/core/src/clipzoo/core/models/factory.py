@@ -10,8 +10,10 @@ Two config shapes (JSON; the file stem is the model name):
   the factory registered for its type (see :mod:`clipzoo.core.models.towers`).
 
 Optional keys in both: ``init_logit_scale``, ``max_logit_scale``, ``init_logit_bias`` (SigLIP), ``loss`` ({"type": ...}, read
-by :func:`clipzoo.core.losses.create_loss`), ``preprocess`` ({modality: overrides}, e.g. image mean/std),
-and open_clip's ``preprocess_cfg`` (image mean/std/interpolation/resize_mode).
+by :func:`clipzoo.core.losses.create_loss`), ``preprocess`` ({modality: overrides}, e.g. image mean/std, and
+``bands``: the image channels' band names in order), open_clip's ``preprocess_cfg`` (image
+mean/std/interpolation/resize_mode), and ``band_adaptation`` (how RGB weights become N-band ones, see
+:func:`adapt_patch_embedding` and :func:`load_weights`).
 
 Nothing is ever downloaded: architectures come from JSON, weights from local files.
 """
@@ -352,11 +354,141 @@ def _open_clip_to_towers(state: dict[str, torch.Tensor], model: ContrastiveModel
     return renamed
 
 
+# -- RGB -> N-band adaptation ---------------------------------------------------------------------
+RGB_BANDS = ("red", "green", "blue")
+BAND_INITS = ("mean", "zeros", "copy")
+
+
+def adapt_patch_embedding(weight: torch.Tensor, bands: list[str], *, init: str = "mean",
+                          rgb_bands: tuple[str, ...] = RGB_BANDS, copy_from: Mapping[str, str] | None = None,
+                          rescale: bool = False) -> torch.Tensor:
+    """An RGB patch-embedding kernel ``[out, 3, k, k]`` (channels in ``rgb_bands`` order) -> ``[out, N, k, k]``
+    for channels named ``bands``.
+
+    A band that is one of the RGB bands gets that band's kernel unchanged, wherever it sits. Each other band
+    gets, by ``init``: ``"mean"`` the mean of the three RGB kernels (responds to overall brightness); ``"zeros"``
+    nothing (the model starts exactly as the RGB model and learns the new band from scratch); ``"copy"`` the
+    kernel of the RGB band ``copy_from[band]`` names (e.g. NIR <- red). ``rescale`` multiplies every kernel by
+    3/N, as timm's ``adapt_input_conv`` does, so activations keep their size when all bands carry the same
+    signal. Hand-written because timm's helper only repeats the RGB kernels cyclically and cannot place them.
+    """
+    if init not in BAND_INITS:
+        raise ValueError(f"band_adaptation init must be one of {', '.join(BAND_INITS)}, not {init!r}")
+    if weight.dim() != 4 or weight.shape[1] != len(rgb_bands):
+        raise ValueError(f"expected an RGB kernel [out, {len(rgb_bands)}, k, k], got {tuple(weight.shape)}")
+    names = [b.lower() for b in bands]
+    rgb = [b.lower() for b in rgb_bands]
+    if not set(names) & set(rgb):
+        raise ValueError(f"none of the bands {names} is red, green or blue: RGB weights have nothing to start from; "
+                         "name the bands (preprocess.image.bands) or train from scratch")
+    copy_from = {k.lower(): v.lower() for k, v in (copy_from or {}).items()}
+    new = [b for b in names if b not in rgb]
+    if init == "copy":
+        missing = [b for b in new if b not in copy_from]
+        if missing:
+            raise ValueError(f"band_adaptation init='copy' needs copy_from for band(s) {', '.join(missing)} "
+                             f"(e.g. {{\"{missing[0]}\": \"red\"}})")
+        for band, source in copy_from.items():
+            if source not in rgb:
+                raise ValueError(f"band_adaptation copy_from names {band!r} <- {source!r}, which is not one of {rgb}")
+    columns = []
+    for band in names:
+        if band in rgb:
+            columns.append(weight[:, rgb.index(band)])
+        elif init == "mean":
+            columns.append(weight.mean(dim=1))
+        elif init == "zeros":
+            columns.append(torch.zeros_like(weight[:, 0]))
+        else:
+            columns.append(weight[:, rgb.index(copy_from[band])])
+    out = torch.stack(columns, dim=1)
+    return out * (len(rgb) / len(names)) if rescale else out
+
+
+def _source_image_preprocess(path: Path) -> dict[str, Any] | None:
+    """The image preprocess of a saved clipzoo model folder (None for a bare weights file)."""
+    folder = path if path.is_dir() else path.parent
+    config = folder / CONFIG_NAME
+    if not (config.is_file() and (path.is_dir() or path.name == WEIGHTS_NAME)):
+        return None
+    try:
+        document = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{config}: cannot be read as a clipzoo model config: {exc}") from None
+    return (document.get("preprocess") or {}).get("image")
+
+
+def _adapt_image_bands(model: ContrastiveModel, modality: str, weight: torch.Tensor, path: Path) -> torch.Tensor:
+    """Adapt ``modality``'s RGB patch embedding to its channels and record the bands' mean/std in its preprocess.
+
+    RGB bands keep the pretrained model's mean/std (a saved clipzoo folder's preprocess, else open_clip's
+    OpenAI defaults): its kernels were trained on inputs normalised that way. Every other band's mean/std comes
+    from ``band_adaptation.stats`` ({band: [mean, std]}, e.g. from the raster statistics or a declared sensor),
+    else from the model config's own declared mean/std; a band with neither is refused rather than normalised
+    with a silent 0/1.
+    """
+    spec = model.preprocess[modality]
+    channels = int(spec["channels"])
+    options = dict(model.config.get("band_adaptation") or {})
+    unknown = set(options) - {"init", "copy_from", "stats", "rescale"}
+    if unknown:
+        raise ValueError(f"band_adaptation: unknown key(s) {', '.join(sorted(unknown))}; "
+                         "known: init, copy_from, stats, rescale")
+    bands = spec.get("bands")
+    if bands is None:
+        bands = [*RGB_BANDS, *(f"band{c + 1}" for c in range(3, channels))][:channels]
+        log.warning("%s: image bands are not named (preprocess.image.bands); taking channels 1-3 as red, green, "
+                    "blue and calling the rest %s", path, ", ".join(bands[3:]) or "nothing")
+    bands = [str(b).lower() for b in bands]
+    if len(bands) != channels:
+        raise ValueError(f"preprocess.image.bands has {len(bands)} band names ({', '.join(bands)}) for {channels} "
+                         "image channels")
+    init = options.get("init", "mean")
+    adapted = adapt_patch_embedding(weight, bands, init=init, copy_from=options.get("copy_from"),
+                                    rescale=bool(options.get("rescale", False)))
+    source = _source_image_preprocess(path) or {}
+    rgb_mean, rgb_std = source.get("mean", OPENAI_MEAN), source.get("std", OPENAI_STD)
+    stats = {str(k).lower(): v for k, v in (options.get("stats") or {}).items()}
+    model_pre = model.config.get("preprocess", {}).get(modality, {})
+    oc_pre = model.config.get("preprocess_cfg", {})
+    declared_mean, declared_std = model_pre.get("mean", oc_pre.get("mean")), model_pre.get("std", oc_pre.get("std"))
+    mean, std, origin = [], [], {}
+    for c, band in enumerate(bands):
+        if band in RGB_BANDS:
+            i = RGB_BANDS.index(band)
+            mean.append(float(rgb_mean[i]))
+            std.append(float(rgb_std[i]))
+            origin[band] = "pretrained RGB model"
+        elif band in stats:
+            m, s = stats[band]
+            mean.append(float(m))
+            std.append(float(s))
+            origin[band] = "band_adaptation.stats"
+        elif declared_mean is not None and declared_std is not None:
+            mean.append(float(declared_mean[c]))
+            std.append(float(declared_std[c]))
+            origin[band] = "model config"
+    missing = [b for b in bands if b not in origin]
+    if missing:
+        raise ValueError(f"band(s) {', '.join(missing)} have no mean/std: give band_adaptation.stats "
+                         f"{{\"{missing[0]}\": [mean, std]}} (from the raster statistics or the sensor) or declare "
+                         "preprocess.image mean/std for every band")
+    spec.update(bands=bands, mean=mean, std=std)
+    spec["band_adaptation"] = {"from_channels": int(weight.shape[1]), "rgb_bands": list(RGB_BANDS), "init": init,
+                               "rescale": bool(options.get("rescale", False)), "mean_std_from": origin}
+    if init == "copy":
+        spec["band_adaptation"]["copied_from"] = {k.lower(): v.lower() for k, v in options["copy_from"].items()}
+    log.info("adapted %s patch embedding from RGB to %s (init %s)", modality, ",".join(bands), init)
+    return adapted
+
+
 def load_weights(model: ContrastiveModel, pretrained: str | os.PathLike) -> ContrastiveModel:
     """Load a local open_clip (.pt/.bin/.safetensors) or clipzoo state dict into ``model`` (continued pre-training).
 
-    RGB patch-embedding weights are adapted to the model's image channels (timm's ``adapt_input_conv``);
-    position embeddings are resized to the model's image grid / context length.
+    RGB patch-embedding weights are adapted to the model's image bands (:func:`adapt_patch_embedding`, options
+    from the config's ``band_adaptation``), and the bands' mean/std and the adaptation are recorded in the
+    model's preprocess (:func:`_adapt_image_bands`); position embeddings are resized to the model's image grid /
+    context length.
     """
     path = Path(pretrained).expanduser()
     state = _read_state_dict(path)
@@ -368,10 +500,10 @@ def load_weights(model: ContrastiveModel, pretrained: str | os.PathLike) -> Cont
         key = f"towers.{modality}.conv1.weight"
         conv = getattr(tower, "conv1", None)
         if key in state and isinstance(conv, nn.Conv2d) and state[key].shape[1] != conv.in_channels:
-            from timm.models._manipulate import adapt_input_conv
-
-            log.info("adapting %s from %d to %d input channels", key, state[key].shape[1], conv.in_channels)
-            state[key] = adapt_input_conv(conv.in_channels, state[key], base_chans=state[key].shape[1])
+            if state[key].shape[1] != 3 or modality not in model.preprocess:
+                raise ValueError(f"{path}: {key} has {state[key].shape[1]} input channels and this model "
+                                 f"{conv.in_channels}; only RGB (3-channel) weights are adapted to other bands")
+            state[key] = _adapt_image_bands(model, modality, state[key], path)
     for name in ("logit_scale", "logit_bias"):
         param = getattr(model, name)
         if name in state and param is not None:
