@@ -18,4 +18,5 @@ def register(registry) -> None:
     for source in (JatsSource, DicomSource, NiftiSource, ImagesSource):
         registry.add_source(source)
     registry.add_model_config_dir(CONFIG_DIR)
+    registry.add_metadata_entries("biomed", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
     register_tasks(registry)

@@ -20,6 +20,7 @@ log = logging.getLogger("clipzoo")
 # Command modules contributed by other parts of core (each has add_parser(subparsers)).
 EXTERNAL_COMMANDS = (
     "clipzoo.core.bench.cli", "clipzoo.core.registry.cli", "clipzoo.core.pipeline", "clipzoo.core.export",
+    "clipzoo.core.curate.cli",
 )
 
 

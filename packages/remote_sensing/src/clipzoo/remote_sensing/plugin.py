@@ -21,3 +21,4 @@ def register(registry) -> None:
     for name, factory in TASKS.items():
         registry.add_task(name, factory)
     registry.add_model_config_dir(CONFIG_DIR)
+    registry.add_metadata_entries("remote_sensing", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
