@@ -373,3 +373,24 @@ def test_out_on_an_fsspec_filesystem(tmp_path):
     with pytest.raises(IngestError, match=r"pid 7 on h.*delete memory://engine-test/other/.ingest.lock.json"):
         run_ingest(SyntheticSource(opts), [], "memory://engine-test/other", progress=False)
     fs.rm("memory://engine-test", recursive=True)
+
+
+def test_inputs_from_an_fsspec_url_are_staged_locally(shared_data, tmp_path, monkeypatch):
+    import fsspec
+
+    monkeypatch.setenv("CLIPZOO_INPUT_CACHE", str(tmp_path / "cache"))
+    fs = fsspec.filesystem("memory")
+    local = _images(shared_data, tmp_path / "imgs")
+    for path in [*local, *(p.with_suffix(".txt") for p in local)]:
+        fs.pipe(f"memory://engine-in/imgs/{path.name}", path.read_bytes())
+    kw = {"unit_size": 1, "max_count": 1, "progress": False}
+    run_ingest(_images_source(), local, tmp_path / "local", **kw)
+    # a folder URL: copied with its sidecar captions (a file URL alone would come without them)
+    summary = run_ingest(_images_source(), ["memory://engine-in/imgs"], tmp_path / "remote", **kw)
+
+    def keys(out):
+        return [k for r in sorted((out / "_units").glob("u*.json")) for k in json.loads(r.read_text())["keys"]]
+
+    assert summary["samples_written"] == 4 and keys(tmp_path / "remote") == keys(tmp_path / "local")
+    assert (tmp_path / "cache/memory/engine-in/imgs/img0.txt").read_text() == "caption of retina"
+    fs.rm("memory://engine-in", recursive=True)

@@ -122,6 +122,9 @@ class Source(ABC):
     input_suffixes: ClassVar[tuple[str, ...] | None] = None
     #: True when samples join several inputs (a cross-match, quarters of one star): all inputs form one unit.
     joins_inputs: ClassVar[bool] = False
+    #: True when the source opens fsspec/GDAL URLs itself (e.g. rasterio); otherwise the engine copies a URL
+    #: input to a local cache first (:func:`clipzoo.core.io.stage_input`) and the source reads the copy.
+    reads_urls: ClassVar[bool] = False
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

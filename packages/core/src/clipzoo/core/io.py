@@ -142,3 +142,42 @@ class Storage:
                 os.unlink(target)
         elif self.fs.exists(target):
             self.fs.rm(target, recursive=True)
+
+
+def input_cache_dir() -> Path:
+    """Where URL inputs are copied before a source reads them: ``$CLIPZOO_INPUT_CACHE``, else
+    ``$XDG_CACHE_HOME/clipzoo/inputs`` (``~/.cache/clipzoo/inputs``)."""
+    env = os.environ.get("CLIPZOO_INPUT_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clipzoo" / "inputs"
+
+
+def stage_input(url: str) -> Path:
+    """A local copy of the file or folder at fsspec ``url``, for sources that read local paths only.
+
+    The copy lives at ``cache/<scheme>/<host>/<path>``, so the same URL always maps to the same local path (the
+    file and folder names a source puts into keys and metadata stay those of the URL, and runs stay
+    reproducible); a file already there with the remote size is not fetched again.
+    """
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    scheme = url.split("://", 1)[0]
+    local = input_cache_dir() / scheme / path.lstrip("/")
+    if fs.isdir(path):
+        for remote in fs.find(path):
+            _fetch(fs, remote, local / os.path.relpath(remote, path))
+    else:
+        _fetch(fs, path, local)
+    return local
+
+
+def _fetch(fs, remote: str, local: Path) -> None:
+    size = fs.size(remote)
+    if local.is_file() and local.stat().st_size == size:
+        return
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(local.name + f".tmp{os.getpid()}")
+    fs.get_file(remote, str(tmp))
+    os.replace(tmp, local)

@@ -290,11 +290,15 @@ class ShardFolder(Dataset):
 
         self.skipped = []
 
-        def on_error(exc: Exception) -> bool:  # a truncated or corrupt shard: note it, go on with the next
-            self.skip(exc.args[-1] if exc.args and isinstance(exc.args[-1], str) else self.folder, f"unreadable shard: {exc.args[0]}")
+        urls = self.manifest.shard_paths(self.folder)
+
+        def on_error(exc: Exception) -> bool:  # a truncated or corrupt shard: note it once, go on with the next
+            # webdataset may report one failure twice (inside the tar, then with the URL): one skip per shard
+            where = next((u for u in urls if u in " ".join(map(str, exc.args))), str(self.folder))
+            if not any(s["path"] == where for s in self.skipped):
+                self.skip(where, f"unreadable shard: {str(exc.args[0]).split(' @ ')[0]}")
             return True
 
-        urls = self.manifest.shard_paths(self.folder)
         stream = wds.tariterators.tarfile_samples(iter({"url": u} for u in urls), handler=on_error)
         decode = wds.autodecode.Decoder([wds.autodecode.imagehandler("pil")])
         emitted = 0
