@@ -394,3 +394,26 @@ def test_inputs_from_an_fsspec_url_are_staged_locally(shared_data, tmp_path, mon
     assert summary["samples_written"] == 4 and keys(tmp_path / "remote") == keys(tmp_path / "local")
     assert (tmp_path / "cache/memory/engine-in/imgs/img0.txt").read_text() == "caption of retina"
     fs.rm("memory://engine-in", recursive=True)
+
+
+def test_ray_missing_is_one_line_and_writes_nothing(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    with pytest.raises(IngestError, match=r"--engine ray needs the ray package: pip install clipzoo-core\[ray\]"):
+        run_ingest(SyntheticSource(SyntheticSource.default_options(count=4)), [], tmp_path / "o", engine="ray",
+                   progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_engine_and_encoding_flags(shared_data, tmp_path, capsys):
+    _images(shared_data, tmp_path / "imgs")
+    out = tmp_path / "out"
+    argv = ["ingest", "core", "images", str(tmp_path / "imgs"), "--out", str(out), "--max-side", "48",
+            "--unit-size", "3", "--workers", "1", "--image-format", "jpg", "--jpeg-quality", "70", "--shard-size", "2"]
+    assert main(argv) == 0
+    m = Manifest.load(out)
+    assert m.ingest["units"] == 2 and [s.name for s in m.shards] == [
+        "images-u00000-000000.tar", "images-u00000-000001.tar", "images-u00001-000000.tar"]
+    assert sorted(n for n in _members(out / m.shards[-1].name) if n.endswith(".jpg")) == ["imgs_img3.jpg"]
+    assert main([*argv, "--resume"]) == 0  # finished already: nothing to redo, the same shards
+    assert [(s.name, s.sha256) for s in Manifest.load(out).shards] == [(s.name, s.sha256) for s in m.shards]
+    assert "4 samples from 4 inputs; 0 skipped" in capsys.readouterr().out
