@@ -103,11 +103,9 @@ def _attempt(task: UnitTask, inputs: list, report: IngestReport, storage: Storag
     """Read ``inputs`` with a fresh copy of the source into this unit's shards; on any exception remove what
     this attempt wrote and re-raise."""
     staging = Path(storage.root) if storage.local else Path(tempfile.mkdtemp(prefix="clipzoo-unit-"))
-    uploaded: list[str] = []
 
     def upload(path: Path, info: ShardInfo) -> None:  # object storage: each finished shard goes up at once
         storage.put(path, info.name)
-        uploaded.append(info.name)
 
     s = task.settings
     writer = ShardWriter(staging, prefix=s.prefix, max_count=s.max_count, max_bytes=s.max_bytes, unit=task.unit,
@@ -141,6 +139,7 @@ def _fresh(source: Source) -> Source:
 def _probe(task: UnitTask, item) -> BaseException | None:
     """The exception reading ``item`` alone raises (encoding included), or None when it reads cleanly."""
     s = task.settings
+    logging.disable(logging.WARNING)  # the real read after the probes logs each skip once; the probes stay quiet
     try:
         for sample in _fresh(task.source).samples([item], IngestReport()):
             if "json" not in sample or not sample.get("__key__"):
@@ -150,6 +149,8 @@ def _probe(task: UnitTask, item) -> BaseException | None:
         raise
     except Exception as exc:
         return exc
+    finally:
+        logging.disable(logging.NOTSET)
     return None
 
 
