@@ -125,6 +125,10 @@ class Source(ABC):
     #: True when the source opens fsspec/GDAL URLs itself (e.g. rasterio); otherwise the engine copies a URL
     #: input to a local cache first (:func:`clipzoo.core.io.stage_input`) and the source reads the copy.
     reads_urls: ClassVar[bool] = False
+    #: Modules a worker process needs (the source's readers, e.g. ("pydicom", "PIL.PngImagePlugin")): the
+    #: process pool's forkserver imports them once and workers fork with them loaded, instead of each worker
+    #: paying the import on its first input.
+    worker_imports: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

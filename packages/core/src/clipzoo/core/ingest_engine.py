@@ -348,7 +348,7 @@ def _execute_pool(tasks: list[UnitTask], workers: int, on_done: Callable[[dict],
         # Workers fork from a server that imported the engine and the source's module (its readers: pydicom,
         # rasterio, lxml ...) once, so a worker starts in milliseconds instead of re-importing them (~1-3 s each).
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, type(tasks[0].source).__module__])
+        ctx.set_forkserver_preload([__name__, type(tasks[0].source).__module__, *tasks[0].source.worker_imports])
     else:
         ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,

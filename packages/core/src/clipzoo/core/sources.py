@@ -26,6 +26,7 @@ class ImagesSource(Source):
     help = "image files with captions/labels from a CSV or sidecar .txt files"
     image_format = "png"
     input_suffixes = IMAGE_SUFFIXES  # each image is read on its own: folders split into units of files
+    worker_imports = ("PIL.Image", "PIL.PngImagePlugin", "PIL.JpegImagePlugin", "PIL.TiffImagePlugin")
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
