@@ -138,6 +138,13 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def _status(exc: BaseException) -> int | None:
+    """The HTTP status behind an error, also where a driver re-raised it as another type (fsspec's HTTP
+    filesystem turns any failed HEAD into FileNotFoundError, keeping the response error as its cause)."""
+    for inner in (exc.__cause__, exc.__context__):
+        if inner is not None and inner is not exc:
+            status = _status(inner)
+            if status is not None:
+                return status
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     response = getattr(exc, "response", None)
     if status is None and isinstance(response, dict):  # botocore ClientError
@@ -148,13 +155,13 @@ def _status(exc: BaseException) -> int | None:
 def explain(exc: BaseException, url: str, storage: Storage) -> str:
     """One line for a failed access to ``url``: what happened and what to check."""
     status = _status(exc)
-    if isinstance(exc, FileNotFoundError) or status == 404:
-        return f"{url}: not found (404/no such object); check the bucket and path, and that the set was uploaded whole"
-    if isinstance(exc, PermissionError) or status in (401, 403):
+    if status in (401, 403) or isinstance(exc, PermissionError):
         what = ("the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws) and the bucket "
                 "policy, or storage option anon: true for a public bucket") if url.startswith("s3://") else \
             "that the server allows this path (credentials, signed URL, or its access rules)"
         return f"{url}: access denied ({status or 403}); check {what}"
+    if isinstance(exc, FileNotFoundError) or status == 404:
+        return f"{url}: not found (404/no such object); check the bucket and path, and that the set was uploaded whole"
     if status is not None:
         return f"{url}: the server answered HTTP {status}; check the URL and the server"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -173,7 +180,7 @@ def _manifest_refs(base: str, data: Mapping[str, Any]) -> list[ShardRef]:
 
 _NO_MANIFEST = ("no manifest.json: an unfinished or foreign shard set; re-run the ingest (or continue it with "
                 "--resume), or, for shards clipzoo did not write, opt in with data.allow_unmanifested: true "
-                "(--allow-unmanifested) or name them with a brace/glob: pattern")
+                "or name them with a brace or glob: pattern")
 
 
 def read_manifest(folder: str, storage: Storage | None = None) -> dict[str, Any] | None:
@@ -188,14 +195,26 @@ def read_manifest(folder: str, storage: Storage | None = None) -> dict[str, Any]
     try:
         with fs.open(manifest_path, "rb") as fh:
             return json.loads(fh.read().decode("utf-8"))
-    except FileNotFoundError:
-        return None
+    except FileNotFoundError as exc:
+        if _status(exc) not in (None, 404):  # a 403 (or 5xx) that the driver calls "not found"
+            raise ShardSetError(explain(exc, url, storage)) from None
     except json.JSONDecodeError as exc:
         raise ShardSetError(f"{url}: not a JSON manifest ({exc})") from None
     except ShardSetError:
         raise
     except Exception as exc:  # noqa: BLE001  any driver error (connection, 403, bad endpoint) becomes one line
         raise ShardSetError(explain(exc, url, storage)) from None
+    if not folder.startswith(("s3://", "gs://", "gcs://")):
+        return None  # an HTTP server need not list folders: a missing manifest is all that can be said
+    try:  # no manifest: is there a folder at all? A wrong bucket or prefix is said as such
+        found = fs.ls(path.rstrip("/"), detail=False)
+    except FileNotFoundError:
+        found = []
+    except Exception as exc:  # noqa: BLE001
+        raise ShardSetError(explain(exc, folder, storage)) from None
+    if not found:
+        raise ShardSetError(f"{folder}: not found (no such bucket, or nothing under this prefix); check the URL")
+    return None
 
 
 def _list_tars(folder: str, storage: Storage) -> list[ShardRef]:
@@ -322,8 +341,8 @@ class _RetryingReader(io.RawIOBase):
 class _CachingReader(io.RawIOBase):
     """Passes a remote shard through and keeps a copy; the copy counts only when whole and its sha256 matches."""
 
-    def __init__(self, raw: io.RawIOBase, ref: ShardRef, dest: Path):
-        self.raw, self.ref, self.dest = raw, ref, dest
+    def __init__(self, raw: io.RawIOBase, ref: ShardRef, dest: Path, storage: Storage):
+        self.raw, self.ref, self.dest, self.storage = raw, ref, dest, storage
         self.partial = dest.with_name(f"{dest.name}.partial{os.getpid()}")
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.out = open(self.partial, "wb")
@@ -355,6 +374,7 @@ class _CachingReader(io.RawIOBase):
         whole = self.ref.bytes is None or self.size == self.ref.bytes
         if whole and (self.ref.sha256 is None or self.sha.hexdigest() == self.ref.sha256):
             os.replace(self.partial, self.dest)
+            _evict(self.storage, keep=self.dest)
         else:
             self.partial.unlink(missing_ok=True)
         self.raw.close()
@@ -415,7 +435,7 @@ def open_shard(ref: ShardRef, storage: Storage | None = None) -> BinaryIO:
         _check_size(ref, size)
     raw: io.RawIOBase = _RetryingReader(fs, path, url, size, storage)
     if storage.cache_dir:
-        raw = _CachingReader(raw, ref, _cache_path(ref, storage))
+        raw = _CachingReader(raw, ref, _cache_path(ref, storage), storage)
     return io.BufferedReader(raw, buffer_size=1 << 20)
 
 
@@ -429,6 +449,11 @@ def _members(stream: BinaryIO, url: str) -> Iterator[dict[str, Any]]:
             data = tar.extractfile(info).read()
             yield {"fname": info.name, "data": data, "__url__": url}
             tar.members = []
+        # tarfile ends quietly at a damaged header after the first: what follows the end must be zero padding
+        end = tar.offset
+        while block := tar.fileobj.read(1 << 16):
+            if block.strip(b"\0"):
+                raise tarfile.ReadError(f"unreadable member header at byte {end}, the rest of the shard is lost")
 
 
 def shard_samples(ref: ShardRef, storage: Storage | None = None) -> Iterator[dict[str, Any]]:
@@ -443,7 +468,13 @@ def shard_samples(ref: ShardRef, storage: Storage | None = None) -> Iterator[dic
     except Exception as exc:  # noqa: BLE001  (e.g. a pipe: command that cannot start)
         raise BadShardError(explain(exc, ref.url, storage)) from None
     try:
-        yield from group_by_keys(_members(stream, ref.url))
+        count = 0
+        for sample in group_by_keys(_members(stream, ref.url)):
+            count += 1
+            yield sample
+        if ref.samples is not None and count != ref.samples:
+            raise BadShardError(f"{ref.url}: {count} samples read, the manifest lists {ref.samples}; re-run the "
+                                f"ingest or restore the shard")
     except BadShardError:
         raise
     except (tarfile.TarError, OSError, EOFError, ValueError, *_transient_errors()) as exc:
@@ -521,8 +552,11 @@ def check_set(folder: str, storage: Storage | None = None) -> tuple[Health, list
             try:
                 fs, path = storage.filesystem(ref.url) if is_remote(ref.url) else (None, ref.url)
                 actual = int(fs.size(path)) if fs is not None else Path(path).stat().st_size
-            except FileNotFoundError:
-                health.problems.append(f"{ref.url}: missing (listed in the manifest)")
+            except FileNotFoundError as exc:
+                if _status(exc) in (None, 404):
+                    health.problems.append(f"{ref.url}: missing (listed in the manifest)")
+                else:
+                    health.problems.append(explain(exc, ref.url, storage))
                 continue
             except Exception as exc:  # noqa: BLE001
                 health.problems.append(explain(exc, ref.url, storage))
