@@ -117,6 +117,23 @@ def test_open_clip_round_trip_is_exact(tmp_path):
         assert torch.equal(again.eval().encode_image(images), reference.encode_image(images))
 
 
+def test_temperature_is_exported_as_used_and_a_siglip_bias_travels_to_open_clip(tmp_path):
+    import open_clip
+
+    model = _perturbed(create_model({**TINY, "init_logit_bias": -10.0}))
+    with torch.no_grad():
+        model.logit_scale.fill_(5.0)  # beyond max_logit_scale 4.6: clipzoo's forward uses 4.6
+    package = save_pretrained(model, tmp_path / "siglip")
+    out = export_model(package, "open_clip", tmp_path / "oc")
+    again, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    assert again.logit_scale.item() == pytest.approx(4.6)
+    bias = again.logit_bias.item()
+    assert bias == pytest.approx(model.logit_bias.item()) and bias != pytest.approx(-10.0)  # the trained, not the init
+    with pytest.raises(ExportError, match="no logit bias.*--format open_clip"):
+        export_model(package, "hf", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
 # -- Hugging Face -----------------------------------------------------------------------------------
 def test_clip_bpe_files_tokenise_like_open_clip(tmp_path, captions):
     from transformers import CLIPTokenizer

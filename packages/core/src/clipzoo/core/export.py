@@ -179,11 +179,10 @@ def _check_blocks(transformer, where: str) -> str:
 
 def _check_hf_mappable(model) -> dict[str, Any]:
     """The Hugging Face CLIP config for ``model``, or ExportError naming the first part that does not map."""
+    from open_clip.transformer import VisionTransformer
     from torch import nn
 
     image, text = _open_clip_parts(model, "hf")
-    from open_clip.transformer import VisionTransformer
-
     if type(image) is not VisionTransformer:
         raise ExportError(f"hf holds ViT image towers only; this one is {type(image).__name__}: use --format open_clip")
     why = None
@@ -225,6 +224,9 @@ def _check_hf_mappable(model) -> dict[str, Any]:
                           "use --format open_clip")
     text_act = _check_blocks(text.transformer, "text")
 
+    if model.logit_bias is not None:
+        raise ExportError("hf: CLIPModel has no logit bias, and this model has one (a SigLIP loss): its logits would "
+                          "differ; use --format open_clip")
     v_block, t_block = image.transformer.resblocks[0], text.transformer.resblocks[0]
     spec = model.preprocess["image"]
     if spec.get("resize_mode", "shortest") == "longest":
@@ -234,7 +236,7 @@ def _check_hf_mappable(model) -> dict[str, Any]:
         raise ExportError(f"hf: interpolation {spec.get('interpolation')!r} has no CLIPImageProcessor equivalent")
     return {
         "projection_dim": model.embed_dim,
-        "logit_scale_init_value": float(model.logit_scale.detach()),
+        "logit_scale_init_value": float(effective_logit_scale(model)),
         "text_config": {
             "vocab_size": text.vocab_size,
             "hidden_size": text.width,
@@ -262,6 +264,14 @@ def _check_hf_mappable(model) -> dict[str, Any]:
             "projection_dim": model.embed_dim,
         },
     }
+
+
+def effective_logit_scale(model):
+    """The log temperature clipzoo's forward uses: the parameter clamped to ``[0, max_logit_scale]``.
+
+    open_clip and transformers apply the stored value unclamped, so the export stores the clamped one.
+    """
+    return model.logit_scale.detach().clamp(0, model.max_logit_scale)
 
 
 # -- open_clip ------------------------------------------------------------------------------------
@@ -301,7 +311,9 @@ def open_clip_state_dict(model, custom_text: bool = False) -> dict[str, Any]:
             key = "visual." + key[len("towers.image."):]
         elif key.startswith("towers.text."):
             key = ("text." if custom_text else "") + key[len("towers.text."):]
-        elif key not in ("logit_scale", "logit_bias"):
+        elif key == "logit_scale":
+            value = effective_logit_scale(model)
+        elif key != "logit_bias":
             raise ExportError(f"open_clip: no open_clip name for weight {key!r}")
         out[key] = value.detach().contiguous()
     return out
@@ -392,7 +404,7 @@ def hf_state_dict(model) -> dict[str, Any]:
     _norm(out, f"{t}.final_layer_norm", text.ln_final)
     proj = text.text_projection
     out["text_projection.weight"] = (proj.weight if isinstance(proj, nn.Linear) else proj.t()).detach()
-    out["logit_scale"] = model.logit_scale.detach().reshape(())
+    out["logit_scale"] = effective_logit_scale(model).reshape(())
     return {k: v.contiguous().clone() for k, v in out.items()}
 
 
