@@ -495,7 +495,7 @@ class DicomSource(Source):
                 source = names(header.path)
                 try:
                     frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window,
-                                              free_text=self.free_text)
+                                              free_text=self.free_text, header=header)
                 except DicomReadError as exc:
                     report.skip(source, str(exc))
                     report.count("skip_reasons", exc.kind)

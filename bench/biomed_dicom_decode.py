@@ -1,0 +1,143 @@
+"""clipzoo.biomed DICOM per-file read vs pydicom's own decode + modality LUT + VOI LUT, same files, same run.
+
+"Ours" is what ``clipzoo ingest biomed dicom`` does per file before encoding: the header pass for series grouping
+(``read_header``), the pixel read with modality LUT, VOI/window, MONOCHROME1 inversion and colour handling
+(``read_dicom``), the PIL image and, for images larger than ``--max-side``, the thumbnail. The baseline is
+pydicom itself: ``dcmread`` + ``pixel_array`` (+ ``apply_modality_lut`` + ``apply_voi_lut`` for grey images),
+which yields float arrays, not display images. Both sides run interleaved in the same loop, file by file,
+for ``--rounds`` rounds; printed are the ratio of the corpus totals per round (median and quartiles over
+rounds), the median over files of the per-file median ratio, and the same for the per-slice part alone (the
+pixel read given the header pass, which the series grouping needs once per file anyway).
+
+    .venv/bin/python bench/biomed_dicom_decode.py [--rounds 7] [--files DIR ...]
+
+Files: every file of pydicom's wheel corpus (``pydicom/data/test_files``) that pydicom decodes, plus the
+shared data's DICOM files (``$CLIPZOO_SHARED_DATA/biomed/medical_images/dicom``, a 1955x1841 JPEG-2000 chest
+X-ray among them). Targets (issue 10/16): corpus <= 2x, per slice <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _decodable(folders: list[Path]) -> list[Path]:
+    import pydicom
+
+    found = []
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            try:
+                pydicom.dcmread(path).pixel_array
+            except Exception:
+                continue
+            found.append(path)
+    return found
+
+
+def ours(path: Path, max_side: int = 1024) -> None:
+    from clipzoo.biomed.dicom import read_header
+
+    ours_pixels(path, read_header(path), max_side)
+
+
+def ours_pixels(path: Path, header, max_side: int = 1024) -> None:
+    """The per-slice part: the pixel read given the header pass's result (which the series grouping needs)."""
+    from PIL import Image
+
+    from clipzoo.biomed.dicom import read_dicom
+
+    frames, _ = read_dicom(path, header=header)
+    for frame in frames:
+        image = Image.fromarray(frame)
+        if max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+
+
+def baseline(path: Path) -> None:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if int(ds.get("SamplesPerPixel", 1)) == 1 and str(ds.PhotometricInterpretation).startswith("MONOCHROME"):
+        apply_voi_lut(apply_modality_lut(arr, ds), ds)
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return q[0], statistics.median(values), q[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    import pydicom
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared = Path(os.environ.get("CLIPZOO_SHARED_DATA") or REPO.parent / "shared" / "data")
+    parser.add_argument("--files", nargs="*", type=Path,
+                        default=[Path(pydicom.__file__).parent / "data" / "test_files",
+                                 shared / "biomed" / "medical_images" / "dicom"])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved passes over the files")
+    args = parser.parse_args(argv)
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+
+    files = _decodable([f for f in args.files if f.exists()])
+    if not files:
+        sys.exit("no decodable DICOM files found; pass --files DIR")
+    for path in files:  # warm imports and the OS cache on both sides
+        ours(path)
+        baseline(path)
+    from clipzoo.biomed.dicom import read_header
+
+    headers = {p: read_header(p) for p in files}
+    per_file: dict[Path, list[float]] = {p: [] for p in files}
+    per_slice: dict[Path, list[float]] = {p: [] for p in files}
+    round_ratio, ours_total, base_total = [], [], []
+    for r in range(args.rounds):
+        t_ours = t_base = 0.0
+        for i, path in enumerate(files):
+            calls = [("ours", lambda p=path: ours(p)), ("base", lambda p=path: baseline(p)),
+                     ("pixels", lambda p=path: ours_pixels(p, headers[p]))]
+            times = {}
+            for name, fn in calls[(i + r) % 3:] + calls[:(i + r) % 3]:  # rotate who goes first
+                start = time.perf_counter()
+                fn()
+                times[name] = time.perf_counter() - start
+            t_ours += times["ours"]
+            t_base += times["base"]
+            per_file[path].append(times["ours"] / times["base"])
+            per_slice[path].append(times["pixels"] / times["base"])
+        round_ratio.append(t_ours / t_base)
+        ours_total.append(t_ours)
+        base_total.append(t_base)
+
+    file_medians = sorted(((statistics.median(v), p) for p, v in per_file.items()), reverse=True)
+    print(f"{len(files)} decodable DICOM files x {args.rounds} interleaved rounds")
+    print(f"  pydicom dcmread+pixel_array+modality/VOI LUT: {statistics.median(base_total) * 1000:8.1f} ms per pass")
+    print(f"  clipzoo read_header+read_dicom+image:          {statistics.median(ours_total) * 1000:8.1f} ms per pass")
+    q1, med, q3 = _quartiles(round_ratio)
+    print(f"  corpus ratio ours/pydicom: median {med:.2f}x (quartiles {q1:.2f}-{q3:.2f}); target <= 2x")
+    q1, med, q3 = _quartiles([m for m, _ in file_medians])
+    print(f"  per-file ratio ours (header pass + pixel read)/pydicom: median {med:.2f}x (quartiles {q1:.2f}-{q3:.2f})")
+    q1, med, q3 = _quartiles([statistics.median(v) for v in per_slice.values()])
+    print(f"  per-slice ratio ours (pixel read given the header)/pydicom: median {med:.2f}x "
+          f"(quartiles {q1:.2f}-{q3:.2f}); target <= 1.5x")
+    print("  slowest relative to pydicom:")
+    for m, p in file_medians[:5]:
+        print(f"    {m:5.2f}x  {p.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
