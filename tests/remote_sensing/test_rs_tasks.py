@@ -80,35 +80,81 @@ def test_language_views(rsicd_pair):
 
 
 class _Embedder:
-    """Hand-made embeddings: each image is a one-hot vector; captions point at the image chosen per language."""
+    """Hand-made embeddings with known answers: image ``i`` is the one-hot ``e_i``; a caption in a language other
+    than ``ranked_lang`` is ``e_i`` of its own image (found first both ways), or ``e_(1-i)`` with ``flip`` (two
+    images: always second); a ``ranked_lang`` caption of image ``i`` puts ``i`` other images first, then its own,
+    so text->image rank of the true image is exactly ``i`` (0-based)."""
 
-    def __init__(self, wrong_lang: str):
-        self.wrong_lang = wrong_lang
+    def __init__(self, ranked_lang: str = "", flip: bool = False):
+        self.ranked_lang, self.flip = ranked_lang, flip
         self.model = type("M", (), {"text_modality": "text"})()
 
     def samples(self, dataset, modality):
         n = sum(1 for _ in dataset.samples())
-        return SampleEmbeddings(np.eye(n, 4, dtype=np.float32), np.ones(n, dtype=bool), -np.ones(n, dtype=np.int64))
+        return SampleEmbeddings(np.eye(n, dtype=np.float32), np.ones(n, dtype=bool), -np.ones(n, dtype=np.int64))
 
     def captions(self, dataset, modality=None):
+        n = sum(1 for _ in dataset.samples())
+        eye = np.eye(n, dtype=np.float32)
         embs, owners = [], []
         for i, s in enumerate(dataset.samples()):
             for c in s["captions.json"]:
-                target = 1 - i if c["lang"] == self.wrong_lang else i
-                embs.append(np.eye(4, dtype=np.float32)[target])
+                if c["lang"] == self.ranked_lang:
+                    emb = sum((1 - 0.05 * k) * eye[(i + 1 + k) % n] for k in range(i)) + (0.975 - 0.05 * i) * eye[i]
+                else:
+                    emb = eye[1 - i] if self.flip else eye[i]
+                embs.append(emb)
                 owners.append(i)
         return np.stack(embs), np.asarray(owners)
 
 
-def test_multilingual_retrieval_scores_each_language(rsicd_pair):
-    images, en, de = rsicd_pair
+def _hits_by_brute_force(sims: np.ndarray, owners: np.ndarray, k: int) -> tuple[float, float]:
+    """(image->text, text->image) recall@k by a plain loop over ``sims`` [captions, images]."""
+    t2i = np.mean([np.sum(sims[j] > sims[j, owners[j]]) < k for j in range(len(owners))])
+    i2t = np.mean([min(np.sum(sims[:, i] > sims[j, i]) for j in np.flatnonzero(owners == i)) < k
+                   for i in range(sims.shape[1])])
+    return float(i2t), float(t2i)
+
+
+@pytest.fixture()
+def twelve_images(tmp_path, rs_data):
+    """12 image files (copies of the two real RSICD jpgs; the hand-made embedder ignores pixels), one English and
+    one German caption each, as precomp test splits."""
+    images = tmp_path / "images12"
+    images.mkdir()
+    names = [f"scene_{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):
+        shutil.copy(rs_data / "images" / "rsicd" / ("airport_17.jpg" if i % 2 == 0 else "square_102.jpg"),
+                    images / f"{name}.jpg")
+    folders = []
+    for lang, text in (("en", "scene number {i} ."), ("de", "Szene Nummer {i} .")):
+        folder = tmp_path / f"rsicd_{lang}_precomp"
+        folder.mkdir()
+        (folder / "test_caps.txt").write_text("".join(text.format(i=i) + "\n" for i in range(12)))
+        (folder / "test_filename.txt").write_text("".join(f"{n}.tif\n" for n in names))
+        folders.append(folder)
+    return images, folders
+
+
+def test_multilingual_retrieval_scores_each_language(twelve_images):
+    images, (en, de) = twelve_images
     ds = caption_image_set([en, de], images, lang=["en", "de"])
-    metrics = multilingual_retrieval(ds).evaluate(_Embedder(wrong_lang="de"))
-    assert metrics["en/image2text_R1"] == 1.0 and metrics["en/text2image_R1"] == 1.0
-    assert metrics["de/image2text_R1"] == 0.0 and metrics["de/text2image_R5"] == 1.0  # 2 images: R@5 is certain
-    assert metrics["de/mean_recall"] == pytest.approx(4 / 6)
-    assert metrics["mean_recall"] == pytest.approx((1.0 + 4 / 6) / 2)
-    single = multilingual_retrieval(caption_image_set(en, images)).evaluate(_Embedder(wrong_lang="de"))
+    assert len(ds) == 12
+    metrics = multilingual_retrieval(ds).evaluate(_Embedder(ranked_lang="de"))
+    for k in (1, 5, 10):
+        assert metrics[f"en/image2text_R{k}"] == 1.0 and metrics[f"en/text2image_R{k}"] == 1.0
+    # the German caption of image i ranks its image at position i: R@k = k / 12
+    assert [metrics[f"de/text2image_R{k}"] for k in (1, 5, 10)] == pytest.approx([1 / 12, 5 / 12, 10 / 12])
+    embedder = _Embedder(ranked_lang="de")
+    de_view = language_view(ds, "de")
+    caps, owners = embedder.captions(de_view)
+    for k in (1, 5, 10):
+        i2t, t2i = _hits_by_brute_force(caps @ np.eye(12).T, owners, k)
+        assert metrics[f"de/image2text_R{k}"] == pytest.approx(i2t) and metrics[f"de/text2image_R{k}"] == t2i
+    de_recalls = [metrics[f"de/{d}_R{k}"] for d in ("image2text", "text2image") for k in (1, 5, 10)]
+    assert metrics["de/mean_recall"] == pytest.approx(np.mean(de_recalls)) and metrics["de/mean_recall"] < 0.8
+    assert metrics["mean_recall"] == pytest.approx((1.0 + np.mean(de_recalls)) / 2)
+    single = multilingual_retrieval(caption_image_set(en, images)).evaluate(_Embedder(ranked_lang="de"))
     assert single["mean_recall"] == 1.0 and "en/mean_recall" not in single
 
 
@@ -134,9 +180,27 @@ def test_registered_tasks_run_on_a_tiny_rgb_model(rsicd_pair, tmp_path):
     ret = results["tasks"]["remote_sensing/retrieval"]["metrics"]
     assert set(ret) == {f"{a}2{b}_R{k}" for a, b in (("image", "text"), ("text", "image")) for k in (1, 5, 10)} | {
         "mean_recall"}
-    assert ret["image2text_R5"] == 1.0  # only 4 captions
+    # the same numbers from the model's own embeddings, computed here (R@5/R@10 over 2 images / 4 captions are
+    # certain, so R@1 and top-1 carry the check)
+    from PIL import Image
+
+    pictures = [Image.open(images / n).convert("RGB") for n in ("airport_17.jpg", "square_102.jpg")]
+    img = loaded.encode_images(pictures)
+    txt = loaded.encode_texts([AIRPORT_17, AIRPORT_17, SQUARE_102, SQUARE_102])
+    sims = txt @ img.T  # [4 captions, 2 images]
+    owners = np.array([0, 0, 1, 1])
+    i2t, t2i = _hits_by_brute_force(sims, owners, 1)
+    assert ret["image2text_R1"] == pytest.approx(i2t) and ret["text2image_R1"] == pytest.approx(t2i)
+    assert ret["image2text_R5"] == 1.0 and ret["text2image_R10"] == 1.0
     zs = results["tasks"]["remote_sensing/scene-zeroshot"]
-    assert zs["settings"]["templates"] == list(RS_TEMPLATES) and 0.0 <= zs["metrics"]["top1"] <= 1.0
+    assert zs["settings"]["templates"] == list(RS_TEMPLATES)
+    prompts = loaded.encode_texts([t.format(c=c) for c in ("airport", "square") for t in RS_TEMPLATES])
+    prompts = prompts.reshape(2, len(RS_TEMPLATES), -1)
+    prompts /= np.linalg.norm(prompts, axis=-1, keepdims=True)
+    classifier = prompts.mean(axis=1)
+    classifier /= np.linalg.norm(classifier, axis=-1, keepdims=True)
+    predicted = (img @ classifier.T).argmax(axis=1)
+    assert zs["metrics"]["top1"] == pytest.approx(float(np.mean(predicted == np.array([0, 1]))))
     with pytest.raises(DatasetError, match="not UC Merced's Images folder"):
         from clipzoo.remote_sensing.tasks import ucm_zeroshot_task
 
@@ -159,8 +223,11 @@ def test_retrieval_from_ingested_multilingual_shards(rsicd_pair, tmp_path):
     opts = make_options(CaptionsSource, images=images, lang="en,de", corpus="rsicd,rsicd")
     summary = run_ingest(CaptionsSource(opts), [en, de], tmp_path / "shards", progress=False)
     assert summary["samples_written"] == 2 and summary["counters"]["captions_by_lang"] == {"de": 2, "en": 4}
-    task = retrieval_task(shards=str(tmp_path / "shards"))
+    task = retrieval_task(shards=str(tmp_path / "shards"), ks=(1,))  # two images: R@5 and R@10 would be certain
     assert caption_languages(task.dataset) == ["de", "en"]
-    metrics = task.evaluate(_Embedder(wrong_lang="de"))
-    assert metrics["en/mean_recall"] == 1.0 and metrics["de/image2text_R1"] == 0.0
-    assert metrics["mean_recall"] == pytest.approx((1.0 + 4 / 6) / 2)
+    en_right = task.evaluate(_Embedder(ranked_lang="de"))  # German captions rank their image 1st, then 2nd
+    assert en_right["en/mean_recall"] == 1.0
+    assert (en_right["de/text2image_R1"], en_right["de/image2text_R1"]) == (0.5, 0.5)
+    flipped = task.evaluate(_Embedder(flip=True))  # every caption points at the other image
+    assert flipped["en/mean_recall"] == 0.0 and flipped["de/mean_recall"] == 0.0 and flipped["mean_recall"] == 0.0
+    assert en_right["mean_recall"] == pytest.approx((1.0 + 0.5) / 2)
