@@ -65,6 +65,7 @@ def _as_clip_benchmark_wds(image_folder, out):
     return out
 
 
+@pytest.mark.slow  # clip_benchmark's converter forks 8 workers; export, bench and eval each load the model
 def test_clip_benchmark_on_the_export_equals_clipzoo_bench(image_folder, tmp_path, monkeypatch, capsys):
     from clip_benchmark import cli as cb_cli
     from clip_benchmark.metrics import zeroshot_classification
