@@ -321,3 +321,30 @@ def test_archive_streamed_package_by_package_damage_keeps_earlier_articles(inges
     (skip,) = summary["skipped"]
     assert skip["path"] == str(archive) and skip["reason"].startswith("truncated or corrupt archive")
     assert skip["reason"].endswith("1 article(s) read before the damage were kept")
+
+
+# -- the eLife corpus (23 articles, 262 figures) ---------------------------------------------------
+ELIFE_CORPUS_FIGURES = {
+    "elife-00666.xml": 11, "elife-02833-v2.xml": 7, "elife-14093-v1.xml": 17, "elife-kitchen-sink.xml": 25,
+    "elife00005.xml": 14, "elife00007.xml": 10, "elife00013.xml": 23, "elife00133.xml": 14, "elife00240.xml": 1,
+    "elife00270.xml": 0, "elife00351.xml": 0, "elife02304.xml": 24, "elife02935.xml": 19, "elife04490.xml": 17,
+    "elife04493.xml": 14, "elife04953.xml": 31, "elife05031.xml": 6, "elife05502.xml": 18, "elife06003.xml": 1,
+    "elife06726.xml": 9, "elife07586.xml": 0, "elife09853.xml": 1, "elife_poa_e06828.xml": 0,
+}
+
+
+def test_elife_corpus_figures_found_exactly(shared_data):
+    """Every <fig> of the 23 eLife articles, each with its id, graphic and caption (2 have no caption text)."""
+    folder = shared_data / "biomed" / "jats_corpus" / "elife-tools"
+    found = {p.name: parse_article(p) for p in sorted(folder.glob("*.xml"))}
+    assert {name: len(a.figures) for name, a in found.items()} == ELIFE_CORPUS_FIGURES
+    figures = [f for a in found.values() for f in a.figures]
+    assert len(figures) == 262
+    assert sum(1 for f in figures if not f.caption) == 2 and all(f.href for f in figures)
+    assert all(len({f.fig_id for f in a.figures}) == len(a.figures) for a in found.values())  # ids unique
+    first = found["elife-00666.xml"].figures[0]
+    assert (first.fig_id, first.label, first.href) == ("fig1", "Figure 1.", "elife-00666-fig1.tif")
+    assert first.caption == ("Single figure: The header of an eLife article example on the HTML page. "
+                             "In the PDf this is represented as a single column.")
+    assert {a.license for a in found.values()} == {"cc-by", "cc0"}
+    assert found["elife-kitchen-sink.xml"].doi == found["elife00013.xml"].doi  # the corpus's duplicate article
