@@ -91,15 +91,42 @@ def test_run_benchmark_logs_caches_and_tags_the_version(store, capsys):
     assert run.data.metrics["core/synthetic-shape/top1"] == pytest.approx(shape["metrics"]["top1"])
     assert run.data.tags["clipzoo.model_version"] == "1"
     info = show_model("models:/bench-tiny/1")
-    assert info["headline"]["core/synthetic-retrieval"] == {"metric": "mean_recall", "value": pytest.approx(retrieval["metrics"]["mean_recall"])}
+    assert info["headline"]["core/synthetic-retrieval"] == {
+        "metric": "mean_recall", "value": pytest.approx(retrieval["metrics"]["mean_recall"]),
+        "interval": pytest.approx(retrieval["interval"]["mean_recall"]), "chance": pytest.approx(retrieval["chance"]["mean_recall"]),
+        "n_items": 24}
     assert info["benchmarks"]["core/synthetic-shape"]["mean_per_class_recall"] == pytest.approx(shape["metrics"]["mean_per_class_recall"])
-    assert f"| core/synthetic-shape | top1 | {shape['metrics']['top1']:.4f} |" in info["card"]  # card re-rendered
-    assert f"| core/synthetic-retrieval | mean_recall | {retrieval['metrics']['mean_recall']:.4f} |" in info["card"]
+    assert info["bench_details"]["core/synthetic-shape"]["fingerprint"] == shape["fingerprint"]
+    lo, hi = shape["interval"]["top1"]
+    # card re-rendered with items, interval and chance (4 shapes: chance 0.25)
+    assert f"| core/synthetic-shape | 24 | top1 | {shape['metrics']['top1']:.4f} | [{lo:.4f}, {hi:.4f}] | 0.2500 |" in info["card"]
+    lo, hi = retrieval["interval"]["mean_recall"]
+    assert (f"| core/synthetic-retrieval | 24 | mean_recall | {retrieval['metrics']['mean_recall']:.4f} | "
+            f"[{lo:.4f}, {hi:.4f}] | {retrieval['chance']['mean_recall']:.4f} |") in info["card"]
+    # MLflow run: interval and chance beside each value, fingerprint as a tag
+    assert run.data.metrics["core/synthetic-shape/top1_ci_low"] == pytest.approx(shape["interval"]["top1"][0])
+    assert run.data.metrics["core/synthetic-shape/top1_ci_high"] == pytest.approx(shape["interval"]["top1"][1])
+    assert run.data.metrics["core/synthetic-shape/top1_chance"] == 0.25
+    assert run.data.tags["core/synthetic-shape/fingerprint"] == shape["fingerprint"]
+    # results: chance by task kind, options resolved with the factory's defaults, 1000 seeded resamples
+    assert shape["chance"] == {"top1": 0.25, "mean_per_class_recall": 0.25}
+    assert retrieval["chance"]["text2image_R1"] == pytest.approx(1 / 24) and retrieval["chance"]["text2image_R5"] == pytest.approx(5 / 24)
+    assert shape["options"] == {"count": 24, "image_size": 32, "seed": 0}
+    assert shape["bootstrap"] == {"resamples": 1000, "seed": 0, "level": 0.95} and shape["n_items"] == 24
+    for entry in (shape, retrieval):
+        for metric, (low, high) in entry["interval"].items():
+            assert low <= entry["metrics"][metric] <= high and low < high, (metric, low, high)
 
     # the same model again: every embedding comes from the cache, same numbers
     again = run_benchmark("models:/bench-tiny/1", TASKS, task_options=SMALL, log=False, print_table=False)
     assert again["cache"] == {**results["cache"], "hits": 3, "misses": 0}
     assert again["tasks"]["core/synthetic-retrieval"]["metrics"] == retrieval["metrics"]
+    assert again["tasks"]["core/synthetic-retrieval"]["interval"] == retrieval["interval"]  # same seed, same interval
+    other = run_benchmark("models:/bench-tiny/1", TASKS[:1], task_options={TASKS[0]: {**SMALL[TASKS[0]], "bootstrap": 200,
+                          "bootstrap_seed": 5}}, log=False, print_table=False)["tasks"][TASKS[0]]
+    assert other["bootstrap"] == {"resamples": 200, "seed": 5, "level": 0.95}
+    assert other["fingerprint"] == shape["fingerprint"]  # the bootstrap is no part of what the score measures
+    assert other["interval"] != shape["interval"]
 
 
 def test_folder_model_is_not_attached_and_other_weights_miss_the_cache(store):
@@ -133,11 +160,20 @@ def test_cli_bench_promote_and_leaderboard(store, capsys):
     md, png = store["home"] / "board.md", store["home"] / "board.png"
     assert clipzoo_main(["registry", "leaderboard", "--markdown", str(md), "--png", str(png)]) == 0
     terminal = capsys.readouterr().out
-    assert "core/synthetic-retrieval (mean_recall)" in terminal
-    lines = md.read_text().splitlines()
-    assert lines[0] == "| model | version | aliases | core/synthetic-retrieval (mean_recall) | core/synthetic-shape (top1) |"
-    row2 = f"| bench-tiny | 2 | candidate{',champion' if better else ''} | {scores[2]['core/synthetic-retrieval']['value']:.4f} | {scores[2]['core/synthetic-shape']['value']:.4f} |"
-    assert lines[2] == row2 and lines[3].startswith(f"| bench-tiny | 1 | {'-' if better else 'champion'} |")
+    # one block per task, every line within 120 columns
+    assert "== core/synthetic-retrieval  (headline mean_recall)" in terminal and "== core/synthetic-shape  (headline top1)" in terminal
+    assert max(len(line) for line in terminal.splitlines()) <= 120
+    # one Markdown table per task; a version's row holds value [interval] per metric, then a chance row
+    text = md.read_text()
+    assert [line for line in text.splitlines() if line.startswith("### ")] == ["### core/synthetic-retrieval", "### core/synthetic-shape"]
+    v2_shape = v2["tasks"]["core/synthetic-shape"]
+    lo, hi = v2_shape["interval"]["top1"]
+    lines = text.split("### core/synthetic-shape")[1].strip().splitlines()
+    assert lines[0] == "| model | version | aliases | items | data | top1 * | mean_per_class_recall |"
+    assert lines[2].startswith(f"| bench-tiny | 2 | candidate{',champion' if better else ''} | 24 | {v2_shape['fingerprint'][:8]} | "
+                               f"{v2_shape['metrics']['top1']:.4f} [{lo:.4f}, {hi:.4f}] |")
+    assert lines[3].startswith(f"| bench-tiny | 1 | {'-' if better else 'champion'} | 24 |")
+    assert lines[4] == "| chance |  |  |  |  | 0.2500 | 0.2500 |"
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size[0] >= 600
 
@@ -208,3 +244,13 @@ def test_nmodal_tasks_on_arrays(tmp_path):
     assert {"lightcurve_top1", "spectrum_top1", "metadata_top1", "fused_top1", "fused_mean_per_class_recall"} <= set(cls)
     assert cls["fused_top1"] > 1 / 3  # separable classes, scored on the training set itself
     assert embedder.misses == 3 and embedder.hits == 6  # each modality embedded once; train and test re-read it
+    # per-item scores: a pair is scored on the objects that have both modalities, chance from its own count
+    scores = NModalRetrieval(dataset=data, modalities=["lightcurve", "spectrum", "metadata"]).score(embedder)
+    assert scores.n_items == 30 and scores.values() == got
+    assert scores.chance["lightcurve2spectrum_R1"] == pytest.approx(1 / 24) and scores.chance["lightcurve2metadata_R5"] == pytest.approx(5 / 30)
+    assert "lightcurve_spectrum_pairs" in scores.info and "lightcurve_spectrum_pairs" not in scores.chance
+    num, den = scores.ratios["spectrum2metadata_R1"]
+    assert den[:6].sum() == 0 and den[6:].sum() == 24  # the six objects without a spectrum are not queries
+    fused = NModalClassification(train=data, test=data, modalities=["lightcurve", "spectrum", "metadata"]).score(embedder)
+    assert fused.values() == cls and fused.chance["fused_top1"] == pytest.approx(1 / 3)
+    assert fused.balanced["spectrum_mean_per_class_recall"][1][:6].tolist() == [-1] * 6  # not scored: no spectrum

@@ -177,17 +177,25 @@ def test_promotion_rule(registered, tmp_path):
     from clipzoo.core.registry import PromotionRefused, promote, register_model, show_model
     from clipzoo.core.registry.client import attach_benchmark
 
+    task = "core/synthetic-shape"
+    same = {"fingerprint": "f00d", "options": {"count": 200}, "n_items": 200,
+            "interval": {"top1": [0.43, 0.57]}, "chance": {"top1": 0.25}}
     # v1 becomes champion (nobody holds it yet), with a score on a benchmark
-    attach_benchmark("tiny-biomed", 1, {"core/synthetic-shape": {"top1": 0.50, "top5": 1.0}}, {"core/synthetic-shape": "top1"})
+    attach_benchmark("tiny-biomed", 1, {task: {"top1": 0.50, "top5": 1.0}}, {task: "top1"}, details={task: same})
     assert promote("tiny-biomed", 1, "champion")["previous"] is None
     v2 = register_model(make_package(tmp_path / "v2", seed=1), "tiny-biomed", aliases=["candidate"])
     assert v2 == 2
     # no benchmark in common: refused
     with pytest.raises(PromotionRefused, match=r"no benchmark in common \(candidate: none; current holder: core/synthetic-shape\)"):
         promote("tiny-biomed", 2, "champion")
-    # worse on the common benchmark: refused, numbers in the message
-    attach_benchmark("tiny-biomed", 2, {"core/synthetic-shape": {"top1": 0.25}}, {"core/synthetic-shape": "top1"})
-    with pytest.raises(PromotionRefused, match=r"core/synthetic-shape top1 0.2500 < 0.5000"):
+    # a score without a fingerprint (attached by hand) is no evidence: refused, saying why
+    attach_benchmark("tiny-biomed", 2, {task: {"top1": 0.90}}, {task: "top1"})
+    with pytest.raises(PromotionRefused, match=r"the candidate's score has no dataset fingerprint"):
+        promote("tiny-biomed", 2, "champion")
+    # worse on the common benchmark: refused, numbers and the holder's interval in the message
+    attach_benchmark("tiny-biomed", 2, {task: {"top1": 0.25}}, {task: "top1"}, details={task: dict(same, interval={"top1": [0.2, 0.3]})})
+    with pytest.raises(PromotionRefused, match=r"core/synthetic-shape top1 0.2500 < 0.5000 \(outside its 95% interval "
+                       r"\[0.4300, 0.5700\]: distinguishable\)"):
         promote("tiny-biomed", 2, "champion")
     assert show_model("models:/tiny-biomed@champion")["version"] == 1
     # forced: moves, and the override is recorded on the version
@@ -196,10 +204,16 @@ def test_promotion_rule(registered, tmp_path):
     info = show_model("models:/tiny-biomed@champion")
     assert info["version"] == 2
     assert info["tags"]["promotion_override/champion"].startswith("forced over version 1 by ")
-    assert info["tags"]["promotion_override/champion"].endswith("core/synthetic-shape top1 0.2500 < 0.5000 (manual review)")
-    # equal or better: allowed without force (v1 back, 0.50 >= 0.25), and no override tag on v1
-    assert promote("tiny-biomed", 1, "champion")["reason"] == "core/synthetic-shape top1 0.5000 >= 0.2500"
+    assert info["tags"]["promotion_override/champion"].endswith("distinguishable) (manual review)")
+    # equal or better: allowed without force (v1 back, 0.50 >= 0.25, outside v2's interval), no override tag on v1
+    assert promote("tiny-biomed", 1, "champion")["reason"] == (
+        "core/synthetic-shape top1 0.5000 >= 0.2500 (outside its 95% interval [0.2000, 0.3000]: distinguishable)")
     assert "promotion_override/champion" not in show_model("models:/tiny-biomed/1")["tags"]
+    # an indistinguishable gain still promotes, and says so
+    attach_benchmark("tiny-biomed", 2, {task: {"top1": 0.52}}, {task: "top1"}, details={task: same})
+    assert promote("tiny-biomed", 2, "champion")["reason"] == (
+        "core/synthetic-shape top1 0.5200 >= 0.5000 (within its 95% interval [0.4300, 0.5700]: not distinguishable)")
+    assert "top5" not in show_model("models:/tiny-biomed/2")["benchmarks"][task]  # re-attaching dropped nothing stale
     # candidate is not guarded: moves freely
     assert promote("tiny-biomed", 1, "candidate")["forced"] is False
 
@@ -318,11 +332,15 @@ def test_card_from_a_trainer_summary(tmp_path):
     assert info.data_fingerprint == hashlib.sha256(
         hashlib.sha256("".join(s.sha256 for s in manifest.shards).encode()).hexdigest()[:16].encode()).hexdigest()[:16]
     assert len(manifest.shards) == 2 and info.licenses == {"cc0": 6}
-    card = render_model_card(info, name="synthetic-tiny", version=3,
-                             benchmarks={"core/synthetic-shape": {"top1": 0.75}})
+    card = render_model_card(
+        info, name="synthetic-tiny", version=3,
+        benchmarks={"core/synthetic-shape": {"top1": 0.75}, "biomed/zeroshot": {"top1": 0.5}},
+        bench_details={"core/synthetic-shape": {"n_items": 200, "interval": {"top1": [0.69, 0.81]}, "chance": {"top1": 0.25}},
+                       "biomed/zeroshot": {"n_items": 2, "interval": {"top1": [0.0, 1.0]}, "chance": {"top1": 0.5}}})
     assert "| shards | 6 | cc0 (6) |" in card
     assert "max_steps: 10" in card and "`loss` = 2.5" in card and "`step`" not in card
-    assert "| core/synthetic-shape | top1 | 0.7500 |" in card
+    assert "| core/synthetic-shape | 200 | top1 | 0.7500 | [0.6900, 0.8100] | 0.2500 |" in card
+    assert "| biomed/zeroshot | 2 | top1 | too few items to measure | [0.0000, 1.0000] | 0.5000 |" in card
     assert read_package(package, domain="astro").domain == "astro"
     # a summary that names licenses without counts
     summary["data"].append({"name": "extra", "num_samples": 4, "licenses": ["cc0", "cc-by"]})

@@ -4,7 +4,7 @@
   retrieval/classification, linear probe, GDA few-shot);
 - :mod:`clipzoo.core.bench.datasets` -- image folder, CSV, shard folder and in-memory datasets;
 - :mod:`clipzoo.core.bench.harness` -- :func:`run_benchmark` (cached embeddings, JSON, table, MLflow);
-- :mod:`clipzoo.core.bench.leaderboard` -- versions x tasks as a table, Markdown and a PNG chart.
+- leaderboard: :mod:`clipzoo.core.registry.leaderboard` (versions x tasks, one block per task).
 
 Import-light: this module imports nothing heavy; ``register_core_tasks`` is what core's
 ``builtin.register`` calls.

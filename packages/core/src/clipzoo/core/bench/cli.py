@@ -17,7 +17,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="benchmark a model on named tasks (zero-shot, retrieval, linear probe, GDA few-shot)",
         description="Evaluate a model (models:/NAME@ALIAS, models:/NAME/VERSION or a model folder) on registered "
         "tasks. Embeddings are cached per (weights, dataset); results are printed, written as JSON, logged "
-        "to MLflow and attached to the registry version.",
+        "to MLflow and attached to the registry version. Every number comes with its chance level and a seeded "
+        "95%% bootstrap interval over the test items; a number the data cannot support (fewer than 10 items or an "
+        "interval wider than 0.5) is printed as 'too few items to measure'.",
     )
     p.add_argument("model", nargs="?", help="models:/NAME@ALIAS, models:/NAME/VERSION, or a model package folder")
     p.add_argument("--task", "-t", nargs="+", action="extend", default=[], metavar="NAME", help="task name(s)")
@@ -30,6 +32,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI or sqlite under CLIPZOO_HOME)")
     p.add_argument("--no-log", action="store_true", help="do not log to MLflow nor tag the registry version")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples of the test items for the 95%% intervals (default 1000; "
+                   "also --set bootstrap=N, or TASK:bootstrap=N for one task)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED",
+                   help="seed of the bootstrap resampling (default 0; also --set bootstrap_seed=SEED)")
     p.set_defaults(func=run)
     return p
 
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
             task_options=parse_options(args.options, args.task),
             out=args.out,
             batch_size=args.batch_size,
+            bootstrap=args.bootstrap,
+            bootstrap_seed=args.bootstrap_seed,
         )
     except (UnknownNameError, RegistryError, DatasetError, FileNotFoundError, ValueError) as exc:
         print(f"clipzoo bench: error: {exc}", file=sys.stderr)

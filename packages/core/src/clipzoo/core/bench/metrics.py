@@ -5,9 +5,16 @@ plain floats, so the same code scores any model (and is tested against clip_benc
 numpy implementation of GDA). Conventions follow clip_benchmark: zero-shot logits are
 ``100 * image @ classifier``; retrieval recall@k is 1 for a query when at least one of its positives is
 among the top k.
+
+Each ``*_metrics`` function has an ``*_scores`` twin returning :class:`ItemScores`: the same metrics kept as
+per-test-item statistics, with each metric's chance level, so :func:`bootstrap_intervals` can recompute
+every metric on resamples of the test items (a percentile bootstrap; the classifier, the prompts and the
+gallery stay fixed, only which test items are scored is resampled).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,26 +47,246 @@ def mean_per_class_recall(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(balanced_accuracy_score(labels, predictions))
 
 
+# -- per-item scores, chance levels and the bootstrap ------------------------------------------------
+@dataclass
+class ItemScores:
+    """A task's metrics as per-test-item statistics, so every metric can be recomputed on a resample.
+
+    Test items are indexed ``0 .. n_items-1`` (a dataset's samples). Three forms cover every task kind:
+
+    - ``ratios[m] = (num, den)``: ``m = sum(num) / sum(den)`` over the items (top-k accuracy: hit / 1; a
+      caption-query recall: the hits of an item's captions / its caption count, so an item's captions
+      are resampled together);
+    - ``balanced[m] = (hit, label)``: recall averaged over the classes present (label ``-1``: not scored);
+    - ``averages[m] = (m1, m2, ...)``: the mean of other metrics (``mean_recall``).
+
+    ``chance[m]`` is what a model whose scores ignore the input gets in expectation; ``chance_rule[m]``
+    says how it was obtained. ``info`` holds numbers reported as they are (counts, a chosen alpha).
+    """
+
+    n_items: int
+    ratios: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    balanced: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    averages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    chance: dict[str, float] = field(default_factory=dict)
+    chance_rule: dict[str, str] = field(default_factory=dict)
+    info: dict[str, float] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # output order of the metrics (info included)
+
+    def add_ratio(self, name: str, num: np.ndarray, den: np.ndarray, chance: float, rule: str) -> None:
+        self.ratios[name] = (np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+        self._note(name, chance, rule)
+
+    def add_balanced(self, name: str, hit: np.ndarray, label: np.ndarray, chance: float, rule: str) -> None:
+        self.balanced[name] = (np.asarray(hit, dtype=np.float64), np.asarray(label, dtype=np.int64))
+        self._note(name, chance, rule)
+
+    def add_average(self, name: str, parts: list[str] | tuple[str, ...]) -> None:
+        parts = tuple(parts)
+        self.averages[name] = parts
+        self._note(name, float(np.mean([self.chance[p] for p in parts])), "mean of its parts' chance levels")
+
+    def add_info(self, name: str, value: float) -> None:
+        self.info[name] = float(value)
+        self.order.append(name)
+
+    def _note(self, name: str, chance: float, rule: str) -> None:
+        self.chance[name] = float(chance)
+        self.chance_rule[name] = rule
+        self.order.append(name)
+
+    @property
+    def measured(self) -> list[str]:
+        """The metrics with a chance level and an interval (everything but ``info``)."""
+        return [m for m in self.order if m not in self.info]
+
+    def values(self) -> dict[str, float]:
+        """The point value of every metric (the identity resample), in ``order``."""
+        reps = replicates(self, np.arange(self.n_items)[None, :])
+        return {m: (self.info[m] if m in self.info else float(reps[m][0])) for m in self.order}
+
+    def prefixed(self, prefix: str) -> "ItemScores":
+        """The same scores with every metric name prefixed (``image_`` for one modality of a fused task)."""
+        out = ItemScores(self.n_items)
+        for m in self.order:
+            if m in self.ratios:
+                out.add_ratio(prefix + m, *self.ratios[m], self.chance[m], self.chance_rule[m])
+            elif m in self.balanced:
+                out.add_balanced(prefix + m, *self.balanced[m], self.chance[m], self.chance_rule[m])
+            elif m in self.averages:
+                out.averages[prefix + m] = tuple(prefix + p for p in self.averages[m])
+                out._note(prefix + m, self.chance[m], self.chance_rule[m])
+            else:
+                out.add_info(prefix + m, self.info[m])
+        return out
+
+    def update(self, other: "ItemScores") -> None:
+        """Add ``other``'s metrics (scored on the same test items)."""
+        if other.n_items != self.n_items:
+            raise ValueError(f"scores over {other.n_items} items cannot join scores over {self.n_items}")
+        self.ratios.update(other.ratios)
+        self.balanced.update(other.balanced)
+        self.averages.update(other.averages)
+        self.chance.update(other.chance)
+        self.chance_rule.update(other.chance_rule)
+        self.info.update(other.info)
+        self.order += [m for m in other.order if m not in self.order]
+
+
+def resample_indices(n_items: int, resamples: int, seed: int) -> np.ndarray:
+    """``[resamples, n_items]`` test-item indices drawn with replacement (numpy's PCG64, ``seed``)."""
+    if n_items < 1:
+        raise ValueError("cannot bootstrap over zero test items")
+    return np.random.default_rng(seed).integers(0, n_items, size=(resamples, n_items))
+
+
+def replicates(scores: ItemScores, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Every measured metric on each row of resample indices ``idx`` ``[B, N]``: ``{metric: [B]}``.
+
+    Vectorised over the resamples; a resample where a metric is undefined (no caption query, no
+    labelled item) gives ``nan`` for it.
+    """
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m, (num, den) in scores.ratios.items():
+            out[m] = num[idx].sum(axis=1) / den[idx].sum(axis=1)
+        for m, (hit, label) in scores.balanced.items():
+            out[m] = _balanced_replicates(hit[idx], label[idx])
+        for m, parts in scores.averages.items():
+            out[m] = np.mean(np.stack([out[p] for p in parts]), axis=0)
+    return out
+
+
+def _balanced_replicates(hit: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Mean per-class recall of each row (classes present in the row; ``label < 0`` ignored)."""
+    rows, n = label.shape
+    n_classes = int(label.max()) + 1 if label.size and label.max() >= 0 else 0
+    if n_classes == 0:
+        return np.full(rows, np.nan)
+    valid = label >= 0
+    cell = (np.arange(rows)[:, None] * n_classes + label)[valid]
+    counts = np.bincount(cell, minlength=rows * n_classes).reshape(rows, n_classes)
+    hits = np.bincount(cell, weights=hit[valid], minlength=rows * n_classes).reshape(rows, n_classes)
+    present = counts > 0
+    recall = np.where(present, hits / np.maximum(counts, 1), 0.0)
+    return recall.sum(axis=1) / present.sum(axis=1)
+
+
+def bootstrap_intervals(scores: ItemScores, resamples: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval ``(low, high)`` of every measured metric over the test items."""
+    reps = replicates(scores, resample_indices(scores.n_items, resamples, seed))
+    tail = round(100.0 * (1.0 - level) / 2.0, 9)  # 2.5 exactly for 0.95 (1 - 0.95 is not 0.05 in binary)
+    out = {}
+    for m in scores.measured:
+        r = reps[m][np.isfinite(reps[m])]
+        out[m] = (float(np.percentile(r, tail)), float(np.percentile(r, 100.0 - tail))) if len(r) else (np.nan, np.nan)
+    return out
+
+
+def _hits_at_k(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return (order == labels[:, None]).any(axis=1)
+
+
+def classification_scores(logits: np.ndarray, labels: np.ndarray, *, items: np.ndarray | None = None,
+                          n_items: int | None = None) -> ItemScores:
+    """Per-item ``top1``, ``top5`` (with at least 5 classes) and ``mean_per_class_recall``.
+
+    Row ``i`` of ``logits`` is test item ``items[i]`` (default ``i``) of ``n_items``. Chance for a
+    prediction that ignores the input: ``k / C`` for top-k and ``1 / C`` for mean per-class recall,
+    ``C`` the number of classes the classifier chooses among (``logits.shape[1]``).
+    """
+    logits = np.asarray(logits)
+    labels = np.asarray(labels, dtype=np.int64)
+    items = np.arange(len(labels)) if items is None else np.asarray(items)
+    n_items = len(labels) if n_items is None else n_items
+    n_classes = logits.shape[1]
+    scores = ItemScores(n_items)
+    den = np.zeros(n_items)
+    den[items] = 1.0
+    for k in (1, 5) if n_classes >= 5 else (1,):
+        num = np.zeros(n_items)
+        num[items] = _hits_at_k(logits, labels, k)
+        scores.add_ratio(f"top{k}", num, den, k / n_classes, f"{k}/classes ({k}/{n_classes})")
+    hit = np.zeros(n_items)
+    hit[items] = logits.argmax(axis=1) == labels
+    label = np.full(n_items, -1, dtype=np.int64)
+    label[items] = labels
+    scores.add_balanced("mean_per_class_recall", hit, label, 1.0 / n_classes, f"1/classes (1/{n_classes})")
+    return scores
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``top1``, ``top5`` (only with at least 5 classes) and ``mean_per_class_recall``."""
-    labels = np.asarray(labels)
-    metrics = {"top1": topk_accuracy(logits, labels, 1)}
-    if logits.shape[1] >= 5:
-        metrics["top5"] = topk_accuracy(logits, labels, 5)
-    metrics["mean_per_class_recall"] = mean_per_class_recall(logits.argmax(axis=1), labels)
-    return metrics
+    return classification_scores(logits, labels).values()
 
 
 def zeroshot_classification(image_emb: np.ndarray, classifier: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return classification_metrics(LOGIT_SCALE * image_emb @ classifier, labels)
 
 
-def _recall_at_k(scores: np.ndarray, positives: np.ndarray, k: int) -> float:
-    """Fraction of query rows with at least one positive column among their top ``k`` scores."""
-    k = min(k, scores.shape[1])
+def _query_hits(scores: np.ndarray, positives: np.ndarray, k: int) -> np.ndarray:
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    hit = np.take_along_axis(positives, top, axis=1).any(axis=1)
-    return float(hit.mean())
+    return np.take_along_axis(positives, top, axis=1).any(axis=1)
+
+
+def _chance_at_k(n_candidates: int, n_positive: np.ndarray, k: int) -> float:
+    """Mean over queries of P(a random ranking of ``n_candidates`` puts one of a query's positives in the top k).
+
+    ``1 - C(N - m, k) / C(N, k)`` for ``m`` positives; ``k / N`` with one positive.
+    """
+    k = min(k, n_candidates)
+    miss = np.ones(len(n_positive))
+    for j in range(k):
+        miss *= np.clip((n_candidates - n_positive - j) / (n_candidates - j), 0.0, None)
+    return float(np.mean(1.0 - miss))
+
+
+def retrieval_scores(
+    query_a: np.ndarray,
+    query_b: np.ndarray,
+    b_to_a: np.ndarray,
+    *,
+    names: tuple[str, str] = ("image", "text"),
+    ks: tuple[int, ...] = RECALL_KS,
+    items: np.ndarray | None = None,
+    n_items: int | None = None,
+    with_mean: bool = True,
+) -> ItemScores:
+    """Per-item recall@k both ways between ``a`` ``[Na, D]`` and ``b`` ``[Nb, D]`` (see :func:`retrieval_metrics`).
+
+    ``a`` row ``i`` is test item ``items[i]`` (default ``i``) of ``n_items``; a ``b`` row belongs to
+    the item of its ``a``, so a resample takes an item together with all its captions. Chance:
+    ``k / Na`` for ``b`` queries (one positive each) and ``1 - C(Nb - m, k) / C(Nb, k)`` for an ``a``
+    query with ``m`` positives, averaged over the queries.
+    """
+    a, b = names
+    b_to_a = np.asarray(b_to_a, dtype=np.int64)
+    sim = np.asarray(query_b, dtype=np.float32) @ np.asarray(query_a, dtype=np.float32).T  # [Nb, Na]
+    n_b, n_a = sim.shape
+    items = np.arange(n_a) if items is None else np.asarray(items, dtype=np.int64)
+    n_items = n_a if n_items is None else n_items
+    positives = np.zeros(sim.shape, dtype=bool)
+    positives[np.arange(n_b), b_to_a] = True
+    per_a = positives.sum(axis=0)  # positives of each a query
+    a_den = np.zeros(n_items)
+    a_den[items] = 1.0
+    b_den = np.bincount(items[b_to_a], minlength=n_items).astype(np.float64)
+    scores = ItemScores(n_items)
+    parts = []
+    for k in ks:
+        b_num = np.bincount(items[b_to_a], weights=_query_hits(sim, positives, k), minlength=n_items)
+        scores.add_ratio(f"{b}2{a}_R{k}", b_num, b_den, _chance_at_k(n_a, np.ones(n_b), k),
+                         f"k/N: {min(k, n_a)}/{n_a} candidates")
+        a_num = np.zeros(n_items)
+        a_num[items] = _query_hits(sim.T, positives.T, k)
+        scores.add_ratio(f"{a}2{b}_R{k}", a_num, a_den, _chance_at_k(n_b, per_a, k),
+                         f"1-C(N-m,k)/C(N,k): {n_b} candidates, m positives per query")
+        parts += [f"{b}2{a}_R{k}", f"{a}2{b}_R{k}"]
+    if with_mean:
+        scores.add_average("mean_recall", parts)
+    return scores
 
 
 def retrieval_metrics(
@@ -77,16 +304,7 @@ def retrieval_metrics(
     ``{b}2{a}_R{k}`` and ``mean_recall`` (mean over all of them). With ``a=image, b=text``,
     ``text2image_R{k}`` is clip_benchmark's ``image_retrieval_recall@k``.
     """
-    a, b = names
-    scores = np.asarray(query_b, dtype=np.float32) @ np.asarray(query_a, dtype=np.float32).T  # [Nb, Na]
-    positives = np.zeros(scores.shape, dtype=bool)
-    positives[np.arange(len(b_to_a)), np.asarray(b_to_a)] = True
-    metrics: dict[str, float] = {}
-    for k in ks:
-        metrics[f"{b}2{a}_R{k}"] = _recall_at_k(scores, positives, k)
-        metrics[f"{a}2{b}_R{k}"] = _recall_at_k(scores.T, positives.T, k)
-    metrics["mean_recall"] = float(np.mean(list(metrics.values())))
-    return metrics
+    return retrieval_scores(query_a, query_b, b_to_a, names=names, ks=ks).values()
 
 
 # -- linear probe -------------------------------------------------------------------------------------
@@ -101,6 +319,22 @@ def linear_probe(
     seed: int = 0,
 ) -> dict[str, float]:
     """Logistic regression (scikit-learn, lbfgs) fitted on frozen train embeddings, scored on test."""
+    return linear_probe_scores(train_emb, train_labels, test_emb, test_labels, C=C, max_iter=max_iter, seed=seed).values()
+
+
+def linear_probe_scores(
+    train_emb: np.ndarray,
+    train_labels: np.ndarray,
+    test_emb: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+    items: np.ndarray | None = None,
+    n_items: int | None = None,
+) -> ItemScores:
+    """:func:`linear_probe` as per-test-item scores (the fitted probe stays fixed under resampling)."""
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
@@ -112,7 +346,7 @@ def linear_probe(
     if decision.ndim == 1:  # binary: sklearn returns the positive class's score only
         decision = np.stack([-decision, decision], axis=1)
     scores[:, clf.classes_] = decision
-    return classification_metrics(scores, np.asarray(test_labels))
+    return classification_scores(scores, np.asarray(test_labels), items=items, n_items=n_items)
 
 
 # -- GDA few-shot (Wang et al., ICLR 2024) -------------------------------------------------------------

@@ -8,9 +8,12 @@
 
     registry.add_task("biomed/fundus-zeroshot", fundus_zeroshot)   # in the plugin's register()
 
-Every task evaluates on an :class:`~clipzoo.core.bench.cache.Embedder` (embeddings come from the
-cache) and returns ``{metric: float}``; ``primary`` names the headline metric used by the
-leaderboard and the promotion rule. Prompt templates use ``{c}`` for the class name (clip_benchmark's
+Every task scores an :class:`~clipzoo.core.bench.cache.Embedder` (embeddings come from the cache):
+``score()`` returns :class:`~clipzoo.core.bench.metrics.ItemScores` (per-test-item statistics and each
+metric's chance level, from which the harness bootstraps intervals) and ``evaluate()`` their point values
+``{metric: float}``; ``primary`` names the headline metric used by the leaderboard and the promotion rule.
+``fingerprint()`` hashes the task's resolved settings and its datasets' fingerprints: two scores are
+comparable only when their fingerprints are equal. Prompt templates use ``{c}`` for the class name (clip_benchmark's
 convention).
 """
 
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import hashlib
 import itertools
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
@@ -35,14 +40,22 @@ DEFAULT_TEMPLATES = ("a photo of a {c}.",)
 
 
 class Task(ABC):
-    """Base class: ``kind``, ``primary`` metric and ``evaluate(embedder) -> {metric: value}``."""
+    """Base class: ``kind``, ``primary`` metric, ``score(embedder) -> ItemScores`` and ``evaluate``."""
 
     kind: ClassVar[str] = "task"
     primary: ClassVar[str] = "top1"
 
     @abstractmethod
+    def score(self, embedder: Embedder) -> M.ItemScores:
+        """Run the task on the model behind ``embedder``; return its per-test-item scores."""
+
     def evaluate(self, embedder: Embedder) -> dict[str, float]:
-        """Run the task on the model behind ``embedder``; return ``{metric: value}``."""
+        """Run the task; return ``{metric: value}`` (the point values of :meth:`score`)."""
+        return self.score(embedder).values()
+
+    def fingerprint(self) -> str:
+        """Hash of :meth:`describe` (resolved settings + dataset fingerprints): equal only for comparable scores."""
+        return task_fingerprint(self.describe())
 
     def describe(self) -> dict[str, Any]:
         """Settings recorded with the results (datasets by name and fingerprint)."""
@@ -55,6 +68,12 @@ class Task(ABC):
         return out
 
 
+def task_fingerprint(settings: dict[str, Any]) -> str:
+    """The fingerprint of a task's recorded settings (any JSON-able dict, keys sorted)."""
+    text = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def _classnames(explicit: Sequence[str] | None, dataset: Dataset, task: str) -> list[str]:
     names = list(explicit) if explicit is not None else dataset.classnames
     if not names:
@@ -63,10 +82,16 @@ def _classnames(explicit: Sequence[str] | None, dataset: Dataset, task: str) -> 
 
 
 def _labelled(se: SampleEmbeddings, dataset: Dataset, what: str) -> tuple[np.ndarray, np.ndarray]:
+    emb, labels, _ = _labelled_items(se, dataset, what)
+    return emb, labels
+
+
+def _labelled_items(se: SampleEmbeddings, dataset: Dataset, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings, labels and dataset indices of the samples that have the modality and a label."""
     keep = se.present & (se.labels >= 0)
     if not keep.any():
         raise DatasetError(f"{what}: dataset {dataset.name} has no labelled samples with this modality")
-    return se.emb[keep], se.labels[keep]
+    return se.emb[keep], se.labels[keep], np.flatnonzero(keep)
 
 
 def zeroshot_weights(embedder: Embedder, classnames: Sequence[str], templates: Sequence[str]) -> np.ndarray:
@@ -87,12 +112,14 @@ class ZeroShotClassification(Task):
     kind: ClassVar[str] = "zeroshot_classification"
     primary: ClassVar[str] = "top1"
 
-    def evaluate(self, embedder: Embedder) -> dict[str, float]:
+    def score(self, embedder: Embedder) -> M.ItemScores:
         names = _classnames(self.classnames, self.dataset, self.kind)
-        emb, labels = _labelled(embedder.samples(self.dataset, self.modality), self.dataset, self.kind)
+        se = embedder.samples(self.dataset, self.modality)
+        emb, labels, items = _labelled_items(se, self.dataset, self.kind)
         if labels.max() >= len(names):
             raise DatasetError(f"{self.kind}: label {labels.max()} but only {len(names)} class names")
-        return M.zeroshot_classification(emb, zeroshot_weights(embedder, names, self.templates), labels)
+        logits = M.LOGIT_SCALE * emb @ zeroshot_weights(embedder, names, self.templates)
+        return M.classification_scores(logits, labels, items=items, n_items=len(se.labels))
 
 
 @dataclass
@@ -106,11 +133,11 @@ class Retrieval(Task):
     kind: ClassVar[str] = "retrieval"
     primary: ClassVar[str] = "mean_recall"
 
-    def evaluate(self, embedder: Embedder) -> dict[str, float]:
+    def score(self, embedder: Embedder) -> M.ItemScores:
         items = embedder.samples(self.dataset, self.modality)
         text_emb, owners = embedder.captions(self.dataset, self.text_modality)
-        if not items.present.all():  # drop samples without the modality and their captions
-            keep = np.flatnonzero(items.present)
+        keep = np.flatnonzero(items.present)
+        if len(keep) < len(items.present):  # drop samples without the modality and their captions
             remap = -np.ones(len(items.present), dtype=np.int64)
             remap[keep] = np.arange(len(keep))
             text_keep = items.present[owners]
@@ -118,7 +145,8 @@ class Retrieval(Task):
         else:
             items_emb = items.emb
         text_name = self.text_modality or embedder.model.text_modality or "text"
-        return M.retrieval_metrics(items_emb, text_emb, owners, names=(self.modality, text_name), ks=tuple(self.ks))
+        return M.retrieval_scores(items_emb, text_emb, owners, names=(self.modality, text_name), ks=tuple(self.ks),
+                                  items=keep, n_items=len(items.present))
 
 
 @dataclass
@@ -135,24 +163,25 @@ class NModalRetrieval(Task):
     kind: ClassVar[str] = "nmodal_retrieval"
     primary: ClassVar[str] = "mean_recall"
 
-    def evaluate(self, embedder: Embedder) -> dict[str, float]:
+    def score(self, embedder: Embedder) -> M.ItemScores:
         if len(self.modalities) < 2:
             raise ValueError(f"{self.kind} needs at least two modalities, got {list(self.modalities)}")
         embs = {m: embedder.samples(self.dataset, m) for m in self.modalities}
-        out: dict[str, float] = {}
+        n_items = len(next(iter(embs.values())).present)
+        out = M.ItemScores(n_items)
         for a, b in itertools.combinations(self.modalities, 2):
             both = embs[a].present & embs[b].present
             if both.sum() < 2:
                 log.warning("%s: only %d samples have both %s and %s; pair skipped", self.kind, both.sum(), a, b)
                 continue
-            pair = M.retrieval_metrics(embs[a].emb[both], embs[b].emb[both], np.arange(both.sum()), names=(a, b), ks=tuple(self.ks))
-            pair.pop("mean_recall")
-            out.update(pair)
-            out[f"{a}_{b}_pairs"] = float(both.sum())
-        recalls = [v for k, v in out.items() if "_R" in k]
+            items = np.flatnonzero(both)
+            out.update(M.retrieval_scores(embs[a].emb[both], embs[b].emb[both], np.arange(len(items)), names=(a, b),
+                                          ks=tuple(self.ks), items=items, n_items=n_items, with_mean=False))
+            out.add_info(f"{a}_{b}_pairs", float(both.sum()))
+        recalls = [m for m in out.measured if "_R" in m]
         if not recalls:
             raise DatasetError(f"{self.kind}: no pair of {list(self.modalities)} shares two or more samples in {self.dataset.name}")
-        out["mean_recall"] = float(np.mean(recalls))
+        out.add_average("mean_recall", recalls)
         return out
 
 
@@ -169,10 +198,12 @@ class LinearProbe(Task):
     kind: ClassVar[str] = "linear_probe"
     primary: ClassVar[str] = "top1"
 
-    def evaluate(self, embedder: Embedder) -> dict[str, float]:
+    def score(self, embedder: Embedder) -> M.ItemScores:
         x_train, y_train = _labelled(embedder.samples(self.train, self.modality), self.train, self.kind)
-        x_test, y_test = _labelled(embedder.samples(self.test, self.modality), self.test, self.kind)
-        return M.linear_probe(x_train, y_train, x_test, y_test, C=self.C, max_iter=self.max_iter, seed=self.seed)
+        test = embedder.samples(self.test, self.modality)
+        x_test, y_test, items = _labelled_items(test, self.test, self.kind)
+        return M.linear_probe_scores(x_train, y_train, x_test, y_test, C=self.C, max_iter=self.max_iter, seed=self.seed,
+                                     items=items, n_items=len(test.labels))
 
 
 @dataclass
@@ -188,28 +219,29 @@ class NModalClassification(Task):
     kind: ClassVar[str] = "nmodal_classification"
     primary: ClassVar[str] = "fused_top1"
 
-    def _fused(self, embedder: Embedder, dataset: Dataset) -> tuple[dict[str, SampleEmbeddings], np.ndarray, np.ndarray]:
+    def _fused(self, embedder: Embedder, dataset: Dataset
+               ) -> tuple[dict[str, SampleEmbeddings], np.ndarray, np.ndarray, np.ndarray]:
         embs = {m: embedder.samples(dataset, m) for m in self.modalities}
         stack = np.stack([e.emb * e.present[:, None] for e in embs.values()])
         count = np.stack([e.present for e in embs.values()]).sum(axis=0)
         fused = M.l2_normalize(stack.sum(axis=0) / np.maximum(count, 1)[:, None])
         labels = next(iter(embs.values())).labels
         keep = (count > 0) & (labels >= 0)
-        return embs, fused[keep], labels[keep]
+        return embs, fused[keep], labels[keep], np.flatnonzero(keep)
 
-    def evaluate(self, embedder: Embedder) -> dict[str, float]:
+    def score(self, embedder: Embedder) -> M.ItemScores:
         if not self.modalities:
             raise ValueError(f"{self.kind} needs the modalities to classify from")
-        train_embs, x_train, y_train = self._fused(embedder, self.train)
-        test_embs, x_test, y_test = self._fused(embedder, self.test)
-        out: dict[str, float] = {}
+        train_embs, x_train, y_train, _ = self._fused(embedder, self.train)
+        test_embs, x_test, y_test, fused_items = self._fused(embedder, self.test)
+        n_items = len(next(iter(test_embs.values())).labels)
+        probe = dict(C=self.C, max_iter=self.max_iter, seed=self.seed, n_items=n_items)
+        out = M.ItemScores(n_items)
         for m in self.modalities:
             xa, ya = _labelled(train_embs[m], self.train, f"{self.kind} ({m})")
-            xb, yb = _labelled(test_embs[m], self.test, f"{self.kind} ({m})")
-            for k, v in M.linear_probe(xa, ya, xb, yb, C=self.C, max_iter=self.max_iter, seed=self.seed).items():
-                out[f"{m}_{k}"] = v
-        for k, v in M.linear_probe(x_train, y_train, x_test, y_test, C=self.C, max_iter=self.max_iter, seed=self.seed).items():
-            out[f"fused_{k}"] = v
+            xb, yb, items = _labelled_items(test_embs[m], self.test, f"{self.kind} ({m})")
+            out.update(M.linear_probe_scores(xa, ya, xb, yb, items=items, **probe).prefixed(f"{m}_"))
+        out.update(M.linear_probe_scores(x_train, y_train, x_test, y_test, items=fused_items, **probe).prefixed("fused_"))
         return out
 
 
@@ -247,10 +279,11 @@ class GDAFewShot(Task):
     kind: ClassVar[str] = "gda_fewshot"
     primary: ClassVar[str] = "top1"
 
-    def evaluate(self, embedder: Embedder) -> dict[str, float]:
+    def score(self, embedder: Embedder) -> M.ItemScores:
         names = _classnames(self.classnames, self.test, self.kind)
         x_train, y_train = _labelled(embedder.samples(self.train, self.modality), self.train, self.kind)
-        x_test, y_test = _labelled(embedder.samples(self.test, self.modality), self.test, self.kind)
+        test = embedder.samples(self.test, self.modality)
+        x_test, y_test, items = _labelled_items(test, self.test, self.kind)
         shots = sample_shots(y_train, self.shots, len(names), self.seed)
         weights, bias = M.gda_fit(x_train[shots], y_train[shots], len(names))
         classifier = zeroshot_weights(embedder, names, self.templates)
@@ -258,8 +291,12 @@ class GDAFewShot(Task):
         if self.val is not None:
             x_val, y_val = _labelled(embedder.samples(self.val, self.modality), self.val, self.kind)
             alpha = M.gda_select_alpha(x_val, y_val, classifier, weights, bias)
-        out = M.classification_metrics(M.gda_logits(x_test, classifier, weights, bias, alpha), y_test)
-        out["zeroshot_top1"] = M.topk_accuracy(M.LOGIT_SCALE * x_test @ classifier, y_test, 1)
-        out["alpha"] = float(alpha)
-        out["shots_used"] = float(len(shots))
+        n_items = len(test.labels)
+        out = M.classification_scores(M.gda_logits(x_test, classifier, weights, bias, alpha), y_test,
+                                      items=items, n_items=n_items)
+        zeroshot = M.classification_scores(M.LOGIT_SCALE * x_test @ classifier, y_test, items=items, n_items=n_items)
+        top1 = zeroshot.ratios["top1"]
+        out.add_ratio("zeroshot_top1", *top1, zeroshot.chance["top1"], zeroshot.chance_rule["top1"])
+        out.add_info("alpha", float(alpha))
+        out.add_info("shots_used", float(len(shots)))
         return out

@@ -181,8 +181,13 @@ def render_model_card(
     version: str | int | None = None,
     benchmarks: dict[str, dict[str, float]] | None = None,
     template: str | Path | None = None,
+    bench_details: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The Markdown model card of ``info`` registered as ``name`` (``version``) with benchmark results."""
+    """The Markdown model card of ``info`` registered as ``name`` (``version``) with benchmark results.
+
+    ``bench_details[task]`` (``n_items``, ``interval``, ``chance``, as read from the version's tags) adds
+    each metric's 95% interval and chance level; without it those cells read ``-``.
+    """
     import jinja2
     import yaml
 
@@ -212,4 +217,21 @@ def render_model_card(
         training_config=yaml.safe_dump(training_config, sort_keys=False).strip() if training_config else "",
         train_metrics=info.train_metrics,
         benchmarks={t: {m: float(v) for m, v in ms.items()} for t, ms in (benchmarks or {}).items()},
+        benchmark_rows=benchmark_rows(benchmarks or {}, bench_details or {}),
     )
+
+
+def benchmark_rows(benchmarks: dict[str, dict[str, float]], details: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """The card's benchmark table: one row per task and metric, with interval and chance where recorded."""
+    from clipzoo.core.bench.harness import format_value
+
+    rows = []
+    for task, metrics in benchmarks.items():
+        detail = details.get(task) or {}
+        entry = {"metrics": metrics, "interval": detail.get("interval") or {}, "chance": detail.get("chance") or {},
+                 "n_items": detail.get("n_items") or 0, "info": [m for m in metrics if m not in (detail.get("chance") or {})]}
+        for metric in metrics:
+            value, interval, chance = format_value(entry, metric)
+            rows.append({"task": task, "metric": metric, "value": value, "interval": interval, "chance": chance,
+                         "n_items": str(detail["n_items"]) if detail.get("n_items") else "-"})
+    return rows

@@ -38,7 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _store_arg(p)
     p.set_defaults(func=_show)
 
-    p = sub.add_parser("promote", help="move an alias to a version (champion needs a score >= the holder's)")
+    p = sub.add_parser("promote", help="move an alias to a version (champion needs a score >= the holder's)",
+                       description="Move an alias to a version. A guarded alias (champion) moves only if the version "
+                       "scores at least the holder's headline value on every common task, with the same dataset "
+                       "fingerprint and options; the decision says whether the difference lies outside the holder's "
+                       "95%% interval (distinguishable). An indistinguishable gain or a tie promotes.")
     p.add_argument("name")
     p.add_argument("version")
     p.add_argument("--alias", default="champion")
@@ -48,7 +52,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _store_arg(p)
     p.set_defaults(func=_promote)
 
-    p = sub.add_parser("leaderboard", help="all versions x tasks: terminal table, Markdown, PNG chart")
+    p = sub.add_parser("leaderboard", help="versions x metrics with 95%% intervals and chance, one block per task: "
+                       "terminal table, Markdown, PNG (one panel per task)")
     p.add_argument("--name", help="only this registered model")
     p.add_argument("--task", nargs="+", help="only these tasks")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown table here")
@@ -116,7 +121,9 @@ def _list(args: argparse.Namespace) -> int:
         for v in m["versions"]:
             tags = v["tags"]
             aliases = f" @{',@'.join(v['aliases'])}" if v["aliases"] else ""
-            scores = ", ".join(f"{t} {h['metric']}={h['value']:.4f}" for t, h in sorted(v["headline"].items()))
+            scores = ", ".join(f"{t} {h['metric']}={h['value']:.4f}"
+                               + (f" [{h['interval'][0]:.4f}, {h['interval'][1]:.4f}]" if h.get("interval") else "")
+                               for t, h in sorted(v["headline"].items()))
             print(f"  v{v['version']}{aliases}  {v['created']}  {tags.get('domain', '?')}/{tags.get('architecture', '?')}"
                   f"  data {tags.get('data_fingerprint', '?')}" + (f"  [{scores}]" if scores else ""))
     return 0
@@ -159,7 +166,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from clipzoo.core.bench.leaderboard import collect
+    from clipzoo.core.registry.leaderboard import collect
     from clipzoo.core.data.writer import atomic_write_text
 
     board = collect(args.tracking_uri, name=args.name, tasks=args.task)

@@ -5,11 +5,18 @@ A registered version holds (in its logged pyfunc's artifacts) the whole model pa
 trainer's ``train_summary.json`` and ``model_card.md``. Its tags carry ``domain``, ``architecture``,
 ``data_fingerprint``, ``weights_sha256``, ``modalities``, ``licenses`` and, once benchmarked,
 ``bench/<task>/<metric>`` scores with ``bench/<task>/primary`` naming the task's headline metric
-(``bench_run/<task>`` is the MLflow run that produced them).
+(``bench_run/<task>`` is the MLflow run that produced them), ``bench_fingerprint/<task>`` (the hash of the
+task's resolved options and its test data), ``bench_options/<task>`` (those options, JSON) and
+``bench_stats/<task>`` (JSON: test items, bootstrap settings, 95% intervals and chance levels).
 
 Guarded aliases (``champion`` by default, see ``registry/settings.yaml``) move only to a version
-whose headline score is at least the current holder's on every benchmark both have run; ``force``
-overrides that and leaves a ``promotion_override/<alias>`` tag saying so.
+whose headline score is at least the current holder's on every benchmark both have run, and only where
+both scores have the same fingerprint (same data, same options): a score on other data or options is no
+evidence either way, so promotion refuses and says which option differs. The decision also says whether
+the candidate's score lies outside the holder's 95% interval (a distinguishable difference) or inside it.
+An indistinguishable gain or a tie still promotes: the guard asks "no worse than the champion", and
+demanding a significant gain would let one lucky champion score block every equal successor. ``force``
+overrides a refusal and leaves a ``promotion_override/<alias>`` tag saying so.
 """
 
 from __future__ import annotations
@@ -28,36 +35,94 @@ from clipzoo.core.registry.errors import PromotionRefused
 log = logging.getLogger(__name__)
 
 BENCH_TAG = "bench/"
+FINGERPRINT_TAG = "bench_fingerprint/"
+OPTIONS_TAG = "bench_options/"
+STATS_TAG = "bench_stats/"
+RUN_TAG = "bench_run/"
+DETAIL_TAGS = (FINGERPRINT_TAG, OPTIONS_TAG, STATS_TAG)
 MAX_DESCRIPTION = 5000
+MAX_TAG = 5000  # MLflow's limit on a model-version tag value
 
 
 # -- benchmark tags ------------------------------------------------------------------------------------
-def bench_tags(results: dict[str, dict[str, float]], primary: dict[str, str]) -> dict[str, str]:
-    """Version tags for benchmark ``results`` ``{task: {metric: value}}`` and their headline metrics."""
+def _json_tag(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _stats_tag(detail: dict[str, Any], primary: str | None) -> str:
+    """``bench_stats`` JSON; if it would pass MLflow's tag limit, only the headline metric's interval and chance."""
+    stats = {k: detail[k] for k in ("n_items", "bootstrap", "interval", "chance") if k in detail}
+    text = _json_tag(stats)
+    if len(text) > MAX_TAG:
+        for k in ("interval", "chance"):
+            stats[k] = {m: v for m, v in (stats.get(k) or {}).items() if m == primary}
+        text = _json_tag(stats)
+    return text
+
+
+def bench_tags(results: dict[str, dict[str, float]], primary: dict[str, str],
+               details: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """Version tags for benchmark ``results`` ``{task: {metric: value}}``, their headline metrics and ``details``.
+
+    ``details[task]`` (what :func:`clipzoo.core.bench.harness.bench_details` keeps): ``fingerprint``,
+    ``options`` and ``settings`` (the resolved options), ``n_items``, ``bootstrap``, ``interval``, ``chance``.
+    """
     tags = {}
     for task, metrics in results.items():
         for metric, value in metrics.items():
             tags[f"{BENCH_TAG}{task}/{metric}"] = repr(float(value))
         if task in primary:
             tags[f"{BENCH_TAG}{task}/primary"] = primary[task]
+        detail = (details or {}).get(task)
+        if detail:
+            if detail.get("fingerprint"):
+                tags[f"{FINGERPRINT_TAG}{task}"] = str(detail["fingerprint"])
+            if "options" in detail:
+                tags[f"{OPTIONS_TAG}{task}"] = _json_tag(detail["options"])[:MAX_TAG]
+            tags[f"{STATS_TAG}{task}"] = _stats_tag(detail, primary.get(task))
     return tags
 
 
 def read_bench_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """``{task: {"metrics": {metric: value}, "primary": metric|None}}`` from a version's tags."""
+    """``{task: {"metrics", "primary", "fingerprint", "options", "n_items", "interval", "chance", ...}}`` from tags.
+
+    ``fingerprint`` is ``None`` for a score recorded without one (older versions, a hand-attached score).
+    """
     out: dict[str, dict[str, Any]] = {}
+
+    def entry(task: str) -> dict[str, Any]:
+        return out.setdefault(task, {"metrics": {}, "primary": None, "fingerprint": None, "options": None,
+                                     "n_items": None, "interval": {}, "chance": {}, "bootstrap": None})
+
     for key, value in tags.items():
-        if not key.startswith(BENCH_TAG):
+        if key.startswith(BENCH_TAG):
+            task, _, metric = key[len(BENCH_TAG):].rpartition("/")
+            if metric == "primary":
+                entry(task)["primary"] = value
+            elif metric == "run_id":  # older versions kept the run here
+                entry(task)["run_id"] = value
+            else:
+                entry(task)["metrics"][metric] = float(value)
+    for key, value in tags.items():  # details only of tasks that have scores
+        prefix = next((p for p in DETAIL_TAGS if key.startswith(p)), None)
+        task = key[len(prefix):] if prefix else None
+        if task not in out:
             continue
-        task, _, metric = key[len(BENCH_TAG):].rpartition("/")
-        entry = out.setdefault(task, {"metrics": {}, "primary": None})
-        if metric == "primary":
-            entry["primary"] = value
-        elif metric == "run_id":  # the MLflow run that produced the scores (attach_benchmark)
-            entry["run_id"] = value
+        if prefix == FINGERPRINT_TAG:
+            out[task]["fingerprint"] = value
+        elif prefix == OPTIONS_TAG:
+            out[task]["options"] = _loads(value)
         else:
-            entry["metrics"][metric] = float(value)
+            stats = _loads(value) or {}
+            out[task].update({k: stats[k] for k in ("n_items", "interval", "chance", "bootstrap") if k in stats})
     return out
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:  # a tag trimmed at MLflow's limit
+        return None
 
 
 def headline_scores(tags: dict[str, str]) -> dict[str, tuple[str, float]]:
@@ -71,16 +136,27 @@ def headline_scores(tags: dict[str, str]) -> dict[str, tuple[str, float]]:
 
 
 def attach_benchmark(name: str, version: str | int, results: dict[str, dict[str, float]], primary: dict[str, str],
-                     *, tracking_uri: str | None = None, run_id: str | None = None) -> None:
-    """Record benchmark results on a registered version (tags; ``run_id`` names the MLflow run)."""
+                     *, tracking_uri: str | None = None, run_id: str | None = None,
+                     details: dict[str, dict[str, Any]] | None = None) -> None:
+    """Record benchmark results on a registered version (tags; ``run_id`` names the MLflow run).
+
+    A task's earlier tags are removed first, so a re-run never leaves metrics or a fingerprint of the
+    previous run beside the new ones.
+    """
     from clipzoo.core.registry import store
 
     client = store.get_client(tracking_uri)
-    for key, value in bench_tags(results, primary).items():
+    old = dict(client.get_model_version(name, str(version)).tags)
+    for task in results:
+        stale = [k for k in old if k.startswith(f"{BENCH_TAG}{task}/")
+                 or k in {f"{p}{task}" for p in (*DETAIL_TAGS, RUN_TAG)}]
+        for key in stale:
+            client.delete_model_version_tag(name, str(version), key)
+    for key, value in bench_tags(results, primary, details).items():
         client.set_model_version_tag(name, str(version), key, value)
     if run_id:
         for task in results:
-            client.set_model_version_tag(name, str(version), f"bench_run/{task}", run_id)
+            client.set_model_version_tag(name, str(version), f"{RUN_TAG}{task}", run_id)
 
 
 def refresh_card(name: str, version: str | int, package_dir: str | os.PathLike, *, tracking_uri: str | None = None) -> str:
@@ -90,9 +166,10 @@ def refresh_card(name: str, version: str | int, package_dir: str | os.PathLike, 
 
     client = store.get_client(tracking_uri)
     mv = client.get_model_version(name, str(version))
-    benchmarks = {t: e["metrics"] for t, e in read_bench_tags(dict(mv.tags)).items()}
+    entries = read_bench_tags(dict(mv.tags))
+    benchmarks = {t: e["metrics"] for t, e in entries.items()}
     info = read_package(package_dir, domain=mv.tags.get("domain"))
-    card = render_model_card(info, name=name, version=mv.version, benchmarks=benchmarks)
+    card = render_model_card(info, name=name, version=mv.version, benchmarks=benchmarks, bench_details=entries)
     client.update_model_version(name, str(mv.version), description=_trim(card))
     return card
 
@@ -234,15 +311,20 @@ def _aliases_of(client, name: str) -> dict[str, list[str]]:
 
 def _version_dict(v, aliases: dict[str, list[str]]) -> dict[str, Any]:
     tags = dict(v.tags)
+    entries = read_bench_tags(tags)
     return {
         "name": v.name,
         "version": int(v.version),
         "aliases": sorted(aliases.get(str(v.version), [])),
         "created": time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.creation_timestamp / 1000)),
         "run_id": v.run_id,
-        "tags": {k: val for k, val in tags.items() if not k.startswith(BENCH_TAG)},
-        "benchmarks": {t: e["metrics"] for t, e in read_bench_tags(tags).items()},
-        "headline": {t: {"metric": m, "value": val} for t, (m, val) in headline_scores(tags).items()},
+        "tags": {k: val for k, val in tags.items() if not k.startswith((BENCH_TAG, OPTIONS_TAG, STATS_TAG))},
+        "benchmarks": {t: e["metrics"] for t, e in entries.items()},
+        "bench_details": {t: {k: e[k] for k in ("fingerprint", "options", "n_items", "interval", "chance", "bootstrap")}
+                          for t, e in entries.items()},
+        "headline": {t: {"metric": m, "value": val, "interval": entries[t]["interval"].get(m),
+                         "chance": entries[t]["chance"].get(m), "n_items": entries[t]["n_items"]}
+                     for t, (m, val) in headline_scores(tags).items()},
     }
 
 
@@ -285,9 +367,47 @@ def set_alias(name: str, version: str | int, alias: str, *, tracking_uri: str | 
     store.get_client(tracking_uri).set_registered_model_alias(name, alias, str(version))
 
 
+def _options_diff(cand: Any, hold: Any) -> str:
+    """The options that differ, ``key cand vs hold`` (nested keys dotted), or "" when none is visible."""
+    flat_c, flat_h = _flatten("", cand or {}, {}), _flatten("", hold or {}, {})
+    diffs = [f"{k} {flat_c.get(k, '(unset)')} vs {flat_h.get(k, '(unset)')}"
+             for k in sorted(set(flat_c) | set(flat_h)) if flat_c.get(k) != flat_h.get(k)]
+    return ", ".join(diffs[:4]) + (f" and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+
+
+def _comparable(task: str, cand: dict[str, Any], hold: dict[str, Any]) -> str | None:
+    """Why the two scores of ``task`` cannot be compared, or ``None`` when they can."""
+    missing = [who for who, e in (("candidate", cand), ("current holder", hold)) if not e.get("fingerprint")]
+    if missing:
+        return (f"{task}: the {' and the '.join(missing)}'s score has no dataset fingerprint (recorded before "
+                f"fingerprints were kept, or by hand); re-run clipzoo bench on it")
+    if cand["fingerprint"] != hold["fingerprint"]:
+        diff = _options_diff(cand.get("options"), hold.get("options"))
+        return (f"{task}: scored on different data or options (fingerprint {cand['fingerprint']} vs "
+                f"{hold['fingerprint']}{': ' + diff if diff else ''}); benchmark both with the same options")
+    return None
+
+
+def _against_interval(value: float, hold: dict[str, Any], metric: str) -> str:
+    """Whether ``value`` lies outside the holder's 95% interval of ``metric`` (distinguishable) or inside it."""
+    interval = (hold.get("interval") or {}).get(metric)
+    if not interval:
+        return "the current holder's score has no interval"
+    low, high = interval
+    where = "outside" if value < low or value > high else "within"
+    verdict = "distinguishable" if where == "outside" else "not distinguishable"
+    return f"{where} its 95% interval [{low:.4f}, {high:.4f}]: {verdict}"
+
+
 def compare_for_promotion(candidate_tags: dict[str, str], holder_tags: dict[str, str],
                           task: str | None = None) -> tuple[bool, str]:
-    """Whether a candidate matches or beats the holder on the benchmarks both ran (or on ``task``), and why."""
+    """Whether a candidate matches or beats the holder on the benchmarks both ran (or on ``task``), and why.
+
+    Only scores with equal fingerprints (same test data, same resolved options) are compared; any other
+    common task refuses. The reason names, per task, both values and where the candidate's value lies
+    relative to the holder's 95% interval.
+    """
+    cand_e, hold_e = read_bench_tags(candidate_tags), read_bench_tags(holder_tags)
     cand, hold = headline_scores(candidate_tags), headline_scores(holder_tags)
     tasks = [task] if task else sorted(set(cand) & set(hold))
     if task and (task not in cand or task not in hold):
@@ -296,17 +416,23 @@ def compare_for_promotion(candidate_tags: dict[str, str], holder_tags: dict[str,
     if not tasks:
         return False, (f"no benchmark in common (candidate: {', '.join(sorted(cand)) or 'none'}; "
                        f"current holder: {', '.join(sorted(hold)) or 'none'})")
-    worse = []
+    worse, better = [], []
     for t in tasks:
         metric, value = cand[t]
         hold_metric, hold_value = hold[t]
         if metric != hold_metric:
             return False, f"{t}: headline metrics differ ({metric} vs {hold_metric})"
+        why = _comparable(t, cand_e[t], hold_e[t])
+        if why:
+            return False, why
+        note = _against_interval(value, hold_e[t], metric)
         if value < hold_value:
-            worse.append(f"{t} {metric} {value:.4f} < {hold_value:.4f}")
+            worse.append(f"{t} {metric} {value:.4f} < {hold_value:.4f} ({note})")
+        else:
+            better.append(f"{t} {metric} {value:.4f} >= {hold_value:.4f} ({note})")
     if worse:
         return False, "; ".join(worse)
-    return True, ", ".join(f"{t} {cand[t][0]} {cand[t][1]:.4f} >= {hold[t][1]:.4f}" for t in tasks)
+    return True, "; ".join(better)
 
 
 def promote(
