@@ -67,6 +67,30 @@ def test_sim_configs_declare_the_simulated_sensor_statistics():
         np.testing.assert_allclose(image["std"], [stats[b][1] for b in bands], atol=2e-4)
 
 
+def test_rgbn_configs_name_their_bands_and_take_rgb_weights(tmp_path):
+    """The shipped 4-band configs declare R,G,B,NIR; RGB weights of the same shape keep their RGB kernels and
+    the RGB model's (OpenAI) mean/std for R,G,B, and NIR takes the config's declared mean/std."""
+    import torch
+
+    from clipzoo.core.models import create_model, load_config, save_pretrained
+    from clipzoo.core.models.factory import OPENAI_MEAN, OPENAI_STD
+
+    for name in ("rs-rgbn-tiny", "rs-satclip-tiny", "rs-sim-tiny"):
+        assert create_model(name).preprocess["image"]["bands"] == list(simulate.BANDS)
+    config = load_config("rs-rgbn-tiny")
+    rgb_config = {**config, "vision_cfg": {**config["vision_cfg"], "in_channels": 3}, "preprocess": {},
+                  "preprocess_cfg": {}}
+    rgb = create_model(rgb_config)
+    folder = save_pretrained(rgb, tmp_path / "rgb")
+    rgbn = create_model("rs-rgbn-tiny", pretrained=folder)
+    pre = rgbn.preprocess["image"]
+    assert pre["mean"] == [*OPENAI_MEAN, 0.5] and pre["std"] == [*OPENAI_STD, 0.25]
+    assert pre["band_adaptation"]["mean_std_from"]["nir"] == "model config"
+    kernel = rgbn.towers["image"].conv1.weight.detach()
+    rgb_kernel = rgb.towers["image"].conv1.weight.detach()
+    assert torch.equal(kernel[:, :3], rgb_kernel) and torch.allclose(kernel[:, 3], rgb_kernel.mean(dim=1))
+
+
 def _train(tmp: Path, bands: str, config: str, steps: int) -> Path:
     from clipzoo.core.ingest import run_ingest
     from clipzoo.core.train import load_config, train
