@@ -1,7 +1,7 @@
 """Core's ingest sources: generic image-caption folders, and the synthetic shapes set.
 
 ``clipzoo ingest core images IMG_OR_DIR... --captions captions.csv --out DIR``
-    image files (.png/.jpg/.jpeg/.tif/.tiff/.bmp/.webp, any case) with their text from a CSV
+    image files (.png/.jpg/.jpeg/.webp/.tif/.tiff/.bmp/.gif, any case) with their text from a CSV
     (``path`` or ``filename`` column plus ``caption`` and/or ``label``) or, failing that, from a sidecar
     ``IMAGE.txt`` next to each image. With ``--label-template 'a photo of a {label}.'`` labels become captions.
 ``clipzoo ingest core synthetic --count 3000 --split train --out DIR``
@@ -15,9 +15,8 @@ import csv
 from pathlib import Path
 from typing import Any, Iterator
 
+from clipzoo.core.data.formats import IMAGE_SUFFIXES  # one list for the whole of core
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class ImagesSource(Source):

@@ -48,12 +48,9 @@ def corpus_texts(inputs: Iterable[str | Path]) -> Iterator[str]:
 
 
 def _shard_texts(folder: Path) -> Iterator[str]:
-    import webdataset as wds
+    from clipzoo.core.data.shardset import iter_samples, resolve_shard_set
 
-    from clipzoo.core.data.writer import Manifest
-
-    urls = Manifest.load(folder).shard_paths(folder)
-    for raw in wds.tariterators.tarfile_samples(iter({"url": u} for u in urls)):
+    for raw in iter_samples(resolve_shard_set(folder)):
         if "captions.json" in raw:
             yield from (c["text"] for c in json.loads(raw["captions.json"]))
         elif "txt" in raw:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from clipzoo.core.data.formats import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES + (".npy",)  # image files, and arrays for multispectral folders
 
 
 class DatasetError(ValueError):
@@ -288,18 +290,14 @@ class ShardFolder(Dataset):
     def samples(self) -> Iterator[dict[str, Any]]:
         import webdataset as wds
 
+        from clipzoo.core.data.shardset import iter_samples, resolve_shard_set
+
         self.skipped = []
 
-        urls = self.manifest.shard_paths(self.folder)
+        def on_skip(shard: str, reason: str) -> None:  # a truncated or corrupt shard: note it, go on with the next
+            self.skip(str(shard), f"unreadable shard: {reason.removeprefix(f'{shard}: ')}")
 
-        def on_error(exc: Exception) -> bool:  # a truncated or corrupt shard: note it once, go on with the next
-            # webdataset may report one failure twice (inside the tar, then with the URL): one skip per shard
-            where = next((u for u in urls if u in " ".join(map(str, exc.args))), str(self.folder))
-            if not any(s["path"] == where for s in self.skipped):
-                self.skip(where, f"unreadable shard: {str(exc.args[0]).split(' @ ')[0]}")
-            return True
-
-        stream = wds.tariterators.tarfile_samples(iter({"url": u} for u in urls), handler=on_error)
+        stream = iter_samples(resolve_shard_set(self.folder), on_bad_shard="skip", on_skip=on_skip)
         decode = wds.autodecode.Decoder([wds.autodecode.imagehandler("pil")])
         emitted = 0
         for raw in stream:
