@@ -66,18 +66,17 @@ class Article:
 
 # -- text ----------------------------------------------------------------------------------------------
 _WS = re.compile(r"\s+")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?)\]])")
-_SPACE_AFTER_OPEN = re.compile(r"([(\[])\s+")
+# after whitespace is collapsed: the space before closing punctuation / after an opening bracket goes (literal ""
+# replacements with look-arounds: the r"\1" templates these replaced were a third of the JATS parse time)
+_SPACE_AROUND_PUNCT = re.compile(r" (?=[,.;:!?)\]])|(?<=[(\[]) ")
 
 
 def clean_text(element) -> str:
     """Flatten inline markup (italic, sub/sup, xref, ext-link ...) into readable, whitespace-normalised text."""
     if element is None:
         return ""
-    text = "".join(element.itertext())
-    text = _WS.sub(" ", text).strip()
-    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
-    return _SPACE_AFTER_OPEN.sub(r"\1", text)
+    text = " ".join("".join(element.itertext()).split())
+    return _SPACE_AROUND_PUNCT.sub("", text) if " " in text else text
 
 
 def caption_text(caption) -> str:
