@@ -17,6 +17,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from clipzoo.core.data.formats import IMAGE_SUFFIXES
 from clipzoo.core.registry.loading import PACKAGE_ARTIFACT
 
 
@@ -24,7 +25,7 @@ def _image(value: Any):
     from PIL import Image
 
     if isinstance(value, str):
-        if value.startswith(("/", "./", "file:")) or value.lower().endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
+        if value.startswith(("/", "./", "file:")) or value.lower().endswith(IMAGE_SUFFIXES):
             path = value[len("file://"):] if value.startswith("file://") else value
             with Image.open(path) as img:
                 return img.convert("RGB")
