@@ -254,3 +254,47 @@ def test_nmodal_tasks_on_arrays(tmp_path):
     fused = NModalClassification(train=data, test=data, modalities=["lightcurve", "spectrum", "metadata"]).score(embedder)
     assert fused.values() == cls and fused.chance["fused_top1"] == pytest.approx(1 / 3)
     assert fused.balanced["spectrum_mean_per_class_recall"][1][:6].tolist() == [-1] * 6  # not scored: no spectrum
+
+
+def test_leaderboard_blocks_fit_120_columns_and_one_panel_per_task():
+    """Many metrics with intervals wrap into sub-blocks of at most 120 columns; the PNG has one panel per task."""
+    from clipzoo.core.registry.leaderboard import Leaderboard
+
+    board = Leaderboard(tasks={"astro/plasticc-retrieval": "mean_recall", "biomed/zeroshot": "top1", "core/synthetic-shape": "top1"})
+    metrics = {f"{a}2{b}_R{k}": 0.1 * k for a, b in (("lightcurve", "spectrum"), ("spectrum", "metadata")) for k in (1, 5, 10)}
+    metrics["mean_recall"] = 0.4
+    results = {
+        "astro/plasticc-retrieval": {"metrics": metrics, "interval": {m: [v - 0.05, v + 0.05] for m, v in metrics.items()},
+                                     "chance": {m: 0.01 for m in metrics}, "n_items": 400, "fingerprint": "a" * 16},
+        "biomed/zeroshot": {"metrics": {"top1": 0.5}, "interval": {"top1": [0.0, 1.0]}, "chance": {"top1": 0.5},
+                            "n_items": 2, "fingerprint": "b" * 16},
+        "core/synthetic-shape": {"metrics": {"top1": 0.9, "mean_per_class_recall": 0.88},
+                                 "interval": {"top1": [0.85, 0.94], "mean_per_class_recall": [0.83, 0.92]},
+                                 "chance": {"top1": 0.25, "mean_per_class_recall": 0.25}, "n_items": 200, "fingerprint": "c" * 16},
+    }
+    for version in (3, 2, 1):
+        board.rows.append({"model": "a-registered-model-with-a-very-long-name", "version": version, "aliases": ["champion"] if version == 1 else [],
+                           "scores": {}, "results": results if version != 2 else {"core/synthetic-shape": results["core/synthetic-shape"]}})
+    text = board.to_terminal()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 120
+    assert [line for line in lines if line.startswith("== ")] == [
+        "== astro/plasticc-retrieval  (headline mean_recall)", "== biomed/zeroshot  (headline top1)", "== core/synthetic-shape  (headline top1)"]
+    astro = text.split("== astro/plasticc-retrieval")[1].split("==")[0]
+    assert astro.count("model ") >= 3  # 7 metric columns of 'value [low, high]' need three sub-blocks
+    assert "0.4000 [0.3500, 0.4500]" in astro and "v2" not in astro
+    assert "too few items [0.0000, 1.0000]" in text  # 2 test items
+    assert [line.split()[0] for line in astro.splitlines() if line.startswith("chance")] == ["chance"] * astro.count("model ")
+    md = board.to_markdown()
+    assert md.count("### ") == 3 and md.count("| chance |") == 3
+    fig = board.figure()
+    try:
+        assert len(fig.axes) == 3
+        assert [ax.get_title() for ax in fig.axes] == [f"{t} ({m})" for t, m in board.tasks.items()]
+        chance_lines = [ln for ln in fig.axes[2].get_lines() if ln.get_linestyle() == "--"]
+        assert len(chance_lines) == 1 and list(chance_lines[0].get_xdata()) == [0.25, 0.25]
+        assert len(fig.axes[2].get_yticklabels()) == 3 and len(fig.axes[0].get_yticklabels()) == 2
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

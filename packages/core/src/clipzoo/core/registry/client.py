@@ -384,7 +384,7 @@ def _comparable(task: str, cand: dict[str, Any], hold: dict[str, Any]) -> str | 
     if cand["fingerprint"] != hold["fingerprint"]:
         diff = _options_diff(cand.get("options"), hold.get("options"))
         return (f"{task}: scored on different data or options (fingerprint {cand['fingerprint']} vs "
-                f"{hold['fingerprint']}{': ' + diff if diff else ''}); benchmark both with the same options")
+                f"{hold['fingerprint']}{': ' + diff if diff else ''})")
     return None
 
 
@@ -471,7 +471,7 @@ def promote(
         if not ok and not force:
             raise PromotionRefused(
                 f"refusing to move {alias!r} of {name!r} from version {holder.version} to {candidate.version}: {why}; "
-                f"benchmark both on the same task (clipzoo bench) or pass --force"
+                f"benchmark both on the same task with the same options (clipzoo bench) or pass --force"
             )
         if not ok:
             decision["forced"] = True
