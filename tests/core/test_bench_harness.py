@@ -298,3 +298,16 @@ def test_leaderboard_blocks_fit_120_columns_and_one_panel_per_task():
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def test_pipeline_results_show_interval_chance_and_too_few():
+    from pathlib import Path
+
+    from clipzoo.core.pipeline import PipelineResult, format_results
+
+    ok = {"primary": "top1", "metrics": {"top1": 0.62}, "interval": {"top1": [0.55, 0.69]}, "chance": {"top1": 0.25},
+          "n_items": 200}
+    tiny = {"primary": "top1", "metrics": {"top1": 0.5}, "interval": {"top1": [0.0, 1.0]}, "chance": {"top1": 0.5}, "n_items": 2}
+    text = format_results([PipelineResult(name="demo", workdir=Path("runs/demo"), bench={"core/a": ok, "biomed/zeroshot": tiny})])
+    assert "core/a" in text and "top1             0.6200 [0.5500, 0.6900]  chance 0.2500  (200 items)" in text
+    assert "top1             too few items to measure [0.0000, 1.0000]  chance 0.5000  (2 items)" in text

@@ -195,7 +195,7 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
         results = run_benchmark(model_ref, list(bench["tasks"]), task_options=bench.get("options"),
                                 tracking_uri=tracking_uri, log=bool(result.registered),
                                 out=work / "bench.json", print_table=False)
-        result.bench = {t: (r["primary"], r["metrics"][r["primary"]]) for t, r in results["tasks"].items()}
+        result.bench = dict(results["tasks"])  # whole entries: format_results prints interval and chance
 
     # 5. promote (guarded: refused unless the benchmark is at least the current champion's)
     if result.registered and reg.get("promote"):
@@ -240,6 +240,20 @@ def _run_variant(variant: dict[str, Any], work: Path, overrides: list[str] | Non
                          for t, r in results["tasks"].items()})
 
 
+def _bench_cell(entry: Any) -> str:
+    """A task's headline metric with its 95% interval, chance and test items (or "too few items to measure");
+    a bare ``(metric, value)`` pair prints as it is."""
+    if isinstance(entry, (tuple, list)):
+        metric, value = entry
+        return f"{metric:<16} {value:.4f}"
+    from clipzoo.core.bench.harness import format_value
+
+    metric = entry["primary"]
+    value, interval, chance = format_value(entry, metric)
+    items = f"{entry['n_items']} items" if entry.get("n_items") else "no interval"
+    return f"{metric:<16} {value} {interval if interval != '-' else ''}  chance {chance}  ({items})"
+
+
 def format_results(results: list[PipelineResult]) -> str:
     lines = []
     for r in results:
@@ -251,8 +265,8 @@ def format_results(results: list[PipelineResult]) -> str:
             loss = f"{t['final_loss']:.3f}" if t.get("final_loss") is not None else "-"
             lines.append(f"   train  {t['steps']:>5} steps  {t['samples_seen']:>7} samples  "
                          f"{t['samples_per_s']:>7.1f} samples/s  final loss {loss}")
-        for task, (metric, value) in r.bench.items():
-            lines.append(f"   bench  {task:<34} {metric:<16} {value:.4f}")
+        for task, entry in r.bench.items():
+            lines.append(f"   bench  {task:<34} {_bench_cell(entry)}")
         if r.registered:
             lines.append(f"   registry {r.registered['uri']}  {r.registered.get('promoted', '')}")
     return "\n".join(lines)
