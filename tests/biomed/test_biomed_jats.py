@@ -348,3 +348,56 @@ def test_elife_corpus_figures_found_exactly(shared_data):
                              "In the PDf this is represented as a single column.")
     assert {a.license for a in found.values()} == {"cc-by", "cc0"}
     assert found["elife-kitchen-sink.xml"].doi == found["elife00013.xml"].doi  # the corpus's duplicate article
+
+
+# -- PMC Cloud Service layout ----------------------------------------------------------------------
+def _filelist(path: Path, rows: list[tuple[str, str, str, str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = "Key,ETag,Article Citation,AccessionID,Last Updated UTC (YYYY-MM-DD HH:MM:SS),PMID,License,Retracted\n"
+    path.write_text(head + "".join(f'{key},"etag","{cit}",{acc},2026-04-01 00:00:00,{pmid},{lic},{retracted}\n'
+                                   for key, cit, acc, pmid, lic, retracted in rows))
+
+
+def test_pmc_cloud_mirror_articles_licenses_and_media(ingest, pmc, elife, tmp_path):
+    """A local mirror of the PMC Cloud Service layout, built from the real articles: oa_comm/ and oa_noncomm/
+    trees of per-article XML, CSV file lists carrying the license, media beside an article where PMC has them."""
+    root = tmp_path / "pmc-oa-opendata"
+    comm, noncomm = root / "oa_comm" / "xml" / "all", root / "oa_noncomm" / "xml" / "all"
+    comm.mkdir(parents=True)
+    noncomm.mkdir(parents=True)
+    shutil.copy(pmc / "pone.0046493.nxml", comm / "PMC3460867.xml")
+    shutil.copy(pmc / "pntd.0002065.nxml", comm / "PMC3585041.xml")
+    shutil.copy(elife / "elife-19405.xml", comm / "PMC5113016.xml")  # its media in a folder named after it
+    (comm / "PMC5113016").mkdir()
+    shutil.copy(elife / "elife-19405-fig1.tif", comm / "PMC5113016")
+    shutil.copy(pmc / "1471-2180-11-174.nxml", noncomm / "PMC3166277.xml")
+    _filelist(root / "oa_comm" / "xml" / "metadata" / "csv" / "oa_comm.filelist.csv", [
+        ("oa_comm/xml/all/PMC3460867.xml", "PLoS One. 2012", "PMC3460867", "23029536", "CC BY", "no"),
+        ("oa_comm/xml/all/PMC3585041.xml", "PLoS Negl Trop Dis. 2013", "PMC3585041", "23469300", "CC BY", "yes"),
+        ("oa_comm/xml/all/PMC5113016.xml", "eLife. 2016", "PMC5113016", "27855774", "CC0", "no"),
+        ("oa_comm/xml/all/PMC9999999.xml", "Missing. 2020", "PMC9999999", "1", "CC BY", "no"),
+    ])
+    _filelist(root / "oa_noncomm" / "xml" / "metadata" / "csv" / "oa_noncomm.filelist.csv", [
+        # the XML's own statement says CC BY 2.0; the list's classification is what the mirror is filed under
+        ("oa_noncomm/xml/all/PMC3166277.xml", "BMC Microbiol. 2011", "PMC3166277", "21810267", "CC BY-NC", "no"),
+    ])
+
+    summary, samples, _ = ingest(JatsSource, [root], missing_images="caption-only")
+    assert summary["inputs_seen"] == 5
+    assert summary["counters"]["license"] == {"cc-by": 1, "cc-by-nc": 1, "cc0": 1}
+    assert summary["counters"]["license_source"] == {"pmc-filelist": 3}
+    reasons = {s["path"]: (s["kind"], s["reason"]) for s in summary["skipped"]}
+    assert reasons == {
+        "pmc-oa-opendata/oa_comm/xml/all/PMC3585041.xml": ("policy", "retracted (file list)"),
+        "pmc-oa-opendata/oa_comm/xml/all/PMC9999999.xml": ("input", "listed in the file list but not in the mirror"),
+    }
+    by_license: dict[str, int] = {}
+    for s in samples.values():
+        by_license[s["json"]["license"]] = by_license.get(s["json"]["license"], 0) + 1
+    assert by_license == {"cc-by": 4, "cc-by-nc": 4, "cc0": 1}  # pone: 4 figs, BMC: 4, eLife: 1
+    elife_fig = next(s for s in samples.values() if s["json"]["doi"] == "10.7554/eLife.19405")
+    assert elife_fig["json"]["image_file"] == "elife-19405-fig1.tif" and "image.jpg" in elife_fig  # media found
+    assert sum(1 for s in samples.values() if s["json"]["caption_only"]) == 8
+
+    _, kept, _ = ingest(JatsSource, [root], out_name="commercial", licenses="cc-by,cc0", missing_images="caption-only")
+    assert sorted({s["json"]["license"] for s in kept.values()}) == ["cc-by", "cc0"] and len(kept) == 5

@@ -156,6 +156,16 @@ class _Package:
     xml: Callable[[], bytes | Path]
     names: dict[str, str]  # lower-cased file name -> member/path key
     open_file: Callable[[str], bytes | Path]
+    license: str | None = None  # from a PMC file list: overrides the XML's license statement
+    license_text: str | None = None
+
+
+PMC_TREES = ("oa_comm", "oa_noncomm")
+
+
+def _is_pmc_mirror(path: Path) -> bool:
+    """A folder laid out like the PMC Cloud Service (``oa_comm/`` and/or ``oa_noncomm/`` trees with file lists)."""
+    return path.is_dir() and any((path / tree).is_dir() for tree in PMC_TREES)
 
 
 def _unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
@@ -176,7 +186,8 @@ class JatsSource(Source):
     """Figure-caption pairs from PMC/JATS articles (BIOMEDICA-style).
 
     Inputs: .nxml/.xml articles, article package folders, PMC OA .tar.gz packages (streamed, never extracted;
-    members with absolute or '..' paths refused) and folders of them. One sample per <fig> (not tables,
+    members with absolute or '..' paths refused) and folders of them, and mirrors of the PMC Cloud Service
+    layout (a folder with ``oa_comm/``/``oa_noncomm/`` trees: articles and licenses from their CSV file lists). One sample per <fig> (not tables,
     inline graphics, formulae or supplementary material): image.jpg (RGB, downscaled to --max-side with the
     original size in the metadata), txt (caption title + paragraphs) and json (PMCID, PMID, DOI, title, journal,
     year, license). The manifest counts articles with/without figures and articles per license.
@@ -185,7 +196,8 @@ class JatsSource(Source):
     domain = "biomed"
     name = "jats"
     image_format = "jpg"  # writer default (--image-format overrides): figures are photos and charts
-    help = "PMC/JATS figure-caption pairs from .nxml/.xml files, article folders and PMC OA .tar.gz packages"
+    help = ("PMC/JATS figure-caption pairs from .nxml/.xml files, article folders, PMC OA .tar.gz packages and "
+            "PMC Cloud Service mirrors (oa_comm/, oa_noncomm/ with file lists)")
 
     XML_SUFFIXES = (".nxml", ".xml")
     ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -284,7 +296,68 @@ class JatsSource(Source):
         if articles == 0:
             report.skip(path, "archive holds no .nxml/.xml article")
 
+    def _pmc_packages(self, root: Path, report: IngestReport) -> Iterator[_Package]:
+        """Articles of a PMC Cloud Service mirror, as its CSV file lists name them.
+
+        Each tree (``oa_comm/``, ``oa_noncomm/``) has ``*.filelist.csv`` lists (e.g.
+        ``oa_comm/xml/metadata/csv/oa_comm.filelist.csv``) with one row per article: ``Key`` (the XML's path
+        below the mirror root), ``AccessionID``, ``PMID``, ``License`` and ``Retracted``. The list's license is
+        the article's (PMC's own classification, more reliable than parsing the statement); retracted articles
+        are skipped. An article's media are the image files beside its XML, and those in a folder named after
+        the XML (``PMC123/`` next to ``PMC123.xml``), where the mirror holds them.
+        """
+        import csv
+
+        from clipzoo.biomed.jats import license_family
+
+        lists = sorted(p for tree in PMC_TREES if (root / tree).is_dir()
+                       for p in (root / tree).rglob("*.filelist.csv"))
+        if not lists:
+            report.skip(root, "PMC mirror without *.filelist.csv lists (expected e.g. "
+                              "oa_comm/xml/metadata/csv/oa_comm.filelist.csv)")
+            return
+        for listing in lists:
+            try:
+                with open(listing, newline="", encoding="utf-8") as fh:
+                    rows = list(csv.DictReader(fh))
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                report.skip(listing, f"unreadable file list ({type(exc).__name__}: {exc})")
+                continue
+            if rows and "Key" not in rows[0]:
+                report.skip(listing, f"file list has no Key column (columns: {', '.join(rows[0])})")
+                continue
+            for row in rows:
+                key = (row.get("Key") or "").strip()
+                if not key.lower().endswith(self.XML_SUFFIXES):
+                    continue
+                where = f"{root.name}/{key}"
+                report.input_seen(where)
+                xml = (root / key).resolve()
+                if not xml.is_relative_to(root.resolve()):
+                    report.skip(where, "file list key points outside the mirror", kind="input")
+                    continue
+                if not xml.is_file():
+                    report.skip(where, "listed in the file list but not in the mirror")
+                    continue
+                if (row.get("Retracted") or "").strip().lower() in ("yes", "y", "true", "1"):
+                    report.skip(where, "retracted (file list)", kind="policy")
+                    report.count("articles", "retracted")
+                    continue
+                names = dict(self._folder_index(xml.parent))
+                media = xml.parent / xml.name.rsplit(".", 1)[0]
+                if media.is_dir():
+                    names.update(self._folder_index(media))
+                text = (row.get("License") or "").strip()
+                yield _Package(source=where, xml=lambda p=xml: p, names=names, open_file=lambda n: Path(n),
+                               license=license_family(None, text, text) if text else None, license_text=text)
+
     def _packages(self, inputs: list[Path], report: IngestReport) -> Iterator[_Package]:
+        mirrors = [Path(i) for i in inputs if _is_pmc_mirror(Path(i))]
+        for root in mirrors:
+            yield from self._pmc_packages(root, report)
+        inputs = [i for i in inputs if Path(i) not in mirrors]
+        if not inputs:
+            return
         for path in expand_inputs(inputs, self.XML_SUFFIXES + self.ARCHIVE_SUFFIXES, report):
             report.input_seen(path)
             if path.name.lower().endswith(self.ARCHIVE_SUFFIXES):
@@ -309,6 +382,11 @@ class JatsSource(Source):
                             kind="duplicate")
                 continue
             self._seen_articles[ident] = package.source
+            if package.license is not None:  # PMC's file list classifies the license: it wins over the statement
+                if package.license != article.license:
+                    article.license_url = None
+                article.license = package.license
+                report.count("license_source", "pmc-filelist")
             report.count("license", article.license)
             if self.allowed is not None and article.license not in self.allowed:
                 allowed = ",".join(sorted(self.allowed))
