@@ -99,10 +99,13 @@ def _mirror(http_server, local_set: Path, name: str = "set") -> str:
     return f"{http_server.url}/{name}/"
 
 
-def test_http_mirror_streams_and_the_cache_makes_no_new_requests(http_server, local_set: Path, tmp_path: Path):
+def test_http_mirror_streams_and_the_cache_makes_no_new_requests(http_server, local_set: Path, tmp_path: Path,
+                                                                  capsys):
     url = _mirror(http_server, local_set)
     local = _keys(resolve_shards(local_set))
     assert _keys(resolve_shards(url)) == local
+    assert main(["shards", "inspect", url, "-n", "1"]) == 0  # the server's folder listing: no extra files
+    assert main(["shards", "verify", url]) == 0
 
     storage = Storage(cache_dir=str(tmp_path / "cache"))
     shards = resolve_shards(url, storage=storage)

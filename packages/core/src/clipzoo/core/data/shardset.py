@@ -282,10 +282,12 @@ class _RetryingReader(io.RawIOBase):
     logged number of attempts (s3fs retries some calls itself; fsspec's HTTP files do not).
     """
 
-    def __init__(self, fs, path: str, url: str, size: int | None, storage: Storage):
-        self.fs, self.path, self.url, self.size, self.storage = fs, path, url, size, storage
+    def __init__(self, fs, path: str, url: str, fh, storage: Storage):
+        self.fs, self.path, self.url, self.storage = fs, path, url, storage
+        self._fh = fh  # opened by the caller: opening asks for the size, which is checked before reading
+        size = getattr(fh, "size", None)
+        self.size = int(size) if size is not None else None
         self.pos, self.failures = 0, 0
-        self._fh = None
         self._transient = _transient_errors()
 
     def readable(self) -> bool:
@@ -427,13 +429,16 @@ def open_shard(ref: ShardRef, storage: Storage | None = None) -> BinaryIO:
             return open(cached, "rb")
     fs, path = storage.filesystem(url)
     try:
-        size = fs.size(path)  # one HEAD request; also lets the reader tell a cut stream from the end
-        size = int(size) if size is not None else None
+        fh = fs.open(path, "rb")  # one HEAD (or its equivalent): the size, checked here before a byte is read
     except Exception as exc:  # noqa: BLE001  any driver error becomes one line naming the shard
         raise BadShardError(explain(exc, url, storage)) from None
-    if size is not None:
-        _check_size(ref, size)
-    raw: io.RawIOBase = _RetryingReader(fs, path, url, size, storage)
+    raw: io.RawIOBase = _RetryingReader(fs, path, url, fh, storage)
+    if raw.size is not None:
+        try:
+            _check_size(ref, raw.size)
+        except BadShardError:
+            raw.close()
+            raise
     if storage.cache_dir:
         raw = _CachingReader(raw, ref, _cache_path(ref, storage), storage)
     return io.BufferedReader(raw, buffer_size=1 << 20)
