@@ -5,7 +5,7 @@ is first trained on simulated RGB scenes (seed 7); its weights then start ``rs-s
 ``band_adaptation.init`` (``mean`` of the RGB kernels, ``zeros``, ``copy`` NIR <- red), which is trained for the
 same steps with the same seed on the 4-band scenes (seed 0) and scored zero-shot on held-out scenes (seed 1000):
 top-1 over six classes (chance 1/6; twins in RGB, so the RGB model itself is capped near 1/2), with a seeded
-bootstrap 95% interval over the 600 test scenes, and the final training loss.
+bootstrap 95% interval over the 600 test scenes (core's harness), and the final training loss.
 
     .venv/bin/python bench/rs_band_init.py [--steps 30 100 300] [--pretrain-steps 200]
 """
@@ -18,16 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 INITS = {"scratch (baseline)": None, "mean": {"init": "mean"}, "zeros": {"init": "zeros"},
          "copy nir<-red": {"init": "copy", "copy_from": {"nir": "red"}}}
-
-
-def _bootstrap(correct: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    idx = np.random.default_rng(seed).integers(0, len(correct), size=(resamples, len(correct)))
-    lo, hi = np.percentile(correct[idx].mean(axis=1), [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def _train(shards: Path, out: Path, config, steps: int, pretrained: str | None = None):
@@ -41,19 +33,14 @@ def _train(shards: Path, out: Path, config, steps: int, pretrained: str | None =
         "train": {"max_steps": steps, "checkpoint_every": steps, "threads": 1}}))
 
 
-def _score(model_dir: Path, bands: str) -> np.ndarray:
-    from clipzoo.core.bench.cache import Embedder
-    from clipzoo.core.bench.tasks import zeroshot_weights
-    from clipzoo.core.registry.loading import LoadedModel
-    from clipzoo.remote_sensing import simulate
-    from clipzoo.remote_sensing.tasks import simulated_zeroshot_task
+def _score(model_dir: Path, bands: str, cache: Path) -> dict:
+    """The harness's entry for the held-out scenes: top-1, its chance level and bootstrap interval."""
+    from clipzoo.core.bench.harness import run_benchmark
 
-    loaded = LoadedModel.from_package(model_dir, device="cpu")
-    task = simulated_zeroshot_task(bands=bands)
-    embedder = Embedder(loaded, None)
-    se = embedder.samples(task.dataset, "image")
-    weights = zeroshot_weights(embedder, simulate.CLASSNAMES, task.templates)
-    return ((se.emb @ weights).argmax(axis=1) == se.labels).astype(float)
+    task = "remote_sensing/simulated-zeroshot"
+    results = run_benchmark(str(model_dir), [task], log=False, print_table=False, cache_dir=cache,
+                            task_options={task: {"bands": bands}})
+    return results["tasks"][task]
 
 
 def main() -> int:
@@ -74,7 +61,7 @@ def main() -> int:
             opts = SimulatedScenesSource.default_options(bands=bands, count=1200, seed=seed)
             run_ingest(SimulatedScenesSource(opts), [], tmp / name, progress=False)
         rgb = _train(tmp / "rgb", tmp / "pretrain", "rs-sim-rgb-tiny", args.pretrain_steps)
-        rgb_top1 = _score(rgb.model_dir, "rgb").mean()
+        rgb_top1 = _score(rgb.model_dir, "rgb", tmp / "cache")["metrics"]["top1"]
         print(f"RGB model after {args.pretrain_steps} steps: top-1 {rgb_top1:.3f} on RGB scenes (cap ~0.5)")
         base = json.loads((CONFIG_DIR / "rs-sim-tiny.json").read_text())
         nir = simulate.band_statistics()["nir"]
@@ -86,10 +73,10 @@ def main() -> int:
                     config["band_adaptation"] = {**adaptation, "stats": {"nir": list(nir)}}
                 res = _train(tmp / "rgbn", tmp / f"{label}-{steps}".replace(" ", "_"), config, steps,
                              pretrained=None if adaptation is None else str(rgb.model_dir))
-                correct = _score(res.model_dir, "rgbn")
-                lo, hi = _bootstrap(correct)
+                entry = _score(res.model_dir, "rgbn", tmp / "cache")
+                (lo, hi), top1 = entry["interval"]["top1"], entry["metrics"]["top1"]
                 loss = res.history[-1]["loss"] if res.history else float("nan")
-                print(f"{label:<20} {steps:>5} {correct.mean():>6.3f} [{lo:.3f}, {hi:.3f}] {loss:>10.3f}", flush=True)
+                print(f"{label:<20} {steps:>5} {top1:>6.3f} [{lo:.3f}, {hi:.3f}] {loss:>10.3f}", flush=True)
     return 0
 
 

@@ -14,22 +14,6 @@ from clipzoo.remote_sensing import simulate
 CONFIGS = Path(simulate.__file__).parent / "configs"
 
 
-def bootstrap_interval(correct: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``correct`` over test items resampled with replacement (seeded)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(correct), size=(resamples, len(correct)))
-    lo, hi = np.percentile(correct[idx].mean(axis=1), [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def test_bootstrap_interval_against_a_direct_loop():
-    correct = (np.arange(50) % 3 == 0).astype(float)
-    rng = np.random.default_rng(0)
-    means = [correct[rng.integers(0, 50, size=50)].mean() for _ in range(2000)]
-    assert bootstrap_interval(correct) == tuple(np.percentile(means, [2.5, 97.5]))
-    assert bootstrap_interval(np.ones(20)) == (1.0, 1.0)
-
-
 def test_rgb_set_is_the_four_band_set_without_nir():
     four = list(simulate.simulate(12, seed=3, size=8))
     rgb = list(simulate.simulate(12, seed=3, size=8, bands="rgb"))
@@ -109,8 +93,10 @@ def _train(tmp: Path, bands: str, config: str, steps: int) -> Path:
     return res.model_dir
 
 
-def _per_item_correct(model_dir: Path, bands: str, tmp: Path) -> tuple[np.ndarray, float]:
-    """Right/wrong per held-out scene (through core's embedder and zero-shot classifier), and the harness's top-1."""
+def _bench(model_dir: Path, bands: str, tmp: Path) -> dict:
+    """The harness's result entry (top-1, chance, bootstrap interval) for the held-out scenes, checked against
+    right/wrong per scene computed here through core's embedder and zero-shot classifier."""
+    from clipzoo.core.bench import metrics as M
     from clipzoo.core.bench.cache import Embedder
     from clipzoo.core.bench.harness import run_benchmark
     from clipzoo.core.bench.tasks import zeroshot_weights
@@ -119,14 +105,20 @@ def _per_item_correct(model_dir: Path, bands: str, tmp: Path) -> tuple[np.ndarra
 
     loaded = LoadedModel.from_package(model_dir, device="cpu")
     task = simulated_zeroshot_task(bands=bands)
-    embedder = Embedder(loaded, None)
+    embedder = Embedder(loaded, tmp / "cache")
     se = embedder.samples(task.dataset, "image")
     weights = zeroshot_weights(embedder, simulate.CLASSNAMES, task.templates)
     correct = ((se.emb @ weights).argmax(axis=1) == se.labels).astype(float)
     results = run_benchmark(loaded, ["remote_sensing/simulated-zeroshot"], log=False, print_table=False,
                             cache_dir=tmp / "cache",
                             task_options={"remote_sensing/simulated-zeroshot": {"bands": bands}})
-    return correct, results["tasks"]["remote_sensing/simulated-zeroshot"]["metrics"]["top1"]
+    entry = results["tasks"]["remote_sensing/simulated-zeroshot"]
+    assert entry["n_items"] == len(correct) == 600 and entry["metrics"]["top1"] == pytest.approx(correct.mean())
+    assert entry["chance"]["top1"] == pytest.approx(1 / 6)
+    boot = entry["bootstrap"]
+    idx = M.resample_indices(600, boot["resamples"], boot["seed"])
+    assert entry["interval"]["top1"] == pytest.approx(list(np.percentile(correct[idx].mean(axis=1), [2.5, 97.5])))
+    return entry
 
 
 @pytest.mark.slow
@@ -136,9 +128,8 @@ def test_four_band_model_beats_rgb_only_by_more_than_both_intervals(tmp_path):
     steps = 100
     scores = {}
     for bands, config in (("rgbn", "rs-sim-tiny"), ("rgb", "rs-sim-rgb-tiny")):
-        correct, top1 = _per_item_correct(_train(tmp_path, bands, config, steps), bands, tmp_path)
-        assert len(correct) == 600 and top1 == pytest.approx(correct.mean())
-        scores[bands] = (correct.mean(), *bootstrap_interval(correct))
+        entry = _bench(_train(tmp_path, bands, config, steps), bands, tmp_path)
+        scores[bands] = (entry["metrics"]["top1"], *entry["interval"]["top1"])
     (four, four_lo, four_hi), (rgb, rgb_lo, rgb_hi) = scores["rgbn"], scores["rgb"]
     assert four >= 0.9, scores
     assert 1 / 6 < rgb <= 0.6, scores  # above chance (pairs are told apart), capped near 1/2 (twins are not)

@@ -231,3 +231,24 @@ def test_retrieval_from_ingested_multilingual_shards(rsicd_pair, tmp_path):
     flipped = task.evaluate(_Embedder(flip=True))  # every caption points at the other image
     assert flipped["en/mean_recall"] == 0.0 and flipped["de/mean_recall"] == 0.0 and flipped["mean_recall"] == 0.0
     assert en_right["mean_recall"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_multilingual_retrieval_carries_chance_and_intervals_per_language(twelve_images):
+    """Through core's scoring: each language's metrics get chance (k/12 for text->image) and a bootstrap interval
+    over the images, equal to a direct numpy bootstrap of the per-image hits with the same resample indices."""
+    from clipzoo.core.bench import metrics as M
+    from clipzoo.core.bench.harness import score_task
+
+    images, (en, de) = twelve_images
+    task = multilingual_retrieval(caption_image_set([en, de], images, lang=["en", "de"]))
+    entry = score_task(task, _Embedder(ranked_lang="de"), resamples=500, seed=3)
+    assert entry["n_items"] == 12
+    assert entry["chance"]["de/text2image_R5"] == pytest.approx(5 / 12)
+    assert entry["interval"]["en/image2text_R1"] == [1.0, 1.0]
+    idx = M.resample_indices(12, 500, 3)
+    for k in (1, 5, 10):
+        hits = (np.arange(12) < k).astype(float)  # German caption i finds its image at rank i
+        expected = np.percentile(hits[idx].mean(axis=1), [2.5, 97.5])
+        assert entry["interval"][f"de/text2image_R{k}"] == pytest.approx(list(expected))
+    low, high = entry["interval"]["mean_recall"]
+    assert low < entry["metrics"]["mean_recall"] < high

@@ -187,29 +187,53 @@ def caption_languages(dataset) -> list[str]:
 
 
 def multilingual_retrieval(dataset, ks: Sequence[int] = (1, 5, 10), per_language: bool = True):
-    """Core's ``Retrieval`` per caption language; one language behaves exactly like ``Retrieval``."""
+    """Core's ``Retrieval`` per caption language; one language behaves exactly like ``Retrieval``.
+
+    Scores stay per test item (an image of ``dataset``), so core's harness gives every language's metrics and
+    the overall ``mean_recall`` their chance level and bootstrap interval; an image without captions in a
+    language takes no part in that language's metrics.
+    """
     from dataclasses import dataclass
 
     import numpy as np
 
+    from clipzoo.core.bench import metrics as M
     from clipzoo.core.bench.tasks import Retrieval
+
+    def scatter(part: M.ItemScores, where: np.ndarray, n_items: int) -> M.ItemScores:
+        """``part``'s scores over a language view's items placed at those items' indices in the whole set."""
+        out = M.ItemScores(n_items)
+        for m in part.order:
+            if m in part.ratios:
+                num, den = (np.zeros(n_items), np.zeros(n_items))
+                num[where], den[where] = part.ratios[m]
+                out.add_ratio(m, num, den, part.chance[m], part.chance_rule[m])
+            elif m in part.averages:  # its parts come first in ``order``, so they are placed already
+                out.add_average(m, part.averages[m])
+            elif m in part.info:
+                out.add_info(m, part.info[m])
+            else:
+                raise ValueError(f"multilingual retrieval: cannot place metric {m!r} (not a ratio or an average)")
+        return out
 
     @dataclass
     class MultilingualRetrieval(Retrieval):
         per_language: bool = True
 
-        def evaluate(self, embedder) -> dict[str, float]:
+        def _one(self, dataset) -> Retrieval:
+            return Retrieval(dataset=dataset, modality=self.modality, text_modality=self.text_modality, ks=self.ks)
+
+        def score(self, embedder) -> M.ItemScores:
             langs = caption_languages(self.dataset) if self.per_language else []
             if len(langs) <= 1:
-                return Retrieval(dataset=self.dataset, modality=self.modality, text_modality=self.text_modality,
-                                 ks=self.ks).evaluate(embedder)
-            out: dict[str, float] = {}
+                return self._one(self.dataset).score(embedder)
+            caption_langs = [{c.get("lang") for c in _captions(s)} for s in self.dataset.samples()]
+            out = M.ItemScores(len(caption_langs))
             for lang in langs:
-                view = language_view(self.dataset, lang)
-                metrics = Retrieval(dataset=view, modality=self.modality, text_modality=self.text_modality,
-                                    ks=self.ks).evaluate(embedder)
-                out.update({f"{lang}/{k}": v for k, v in metrics.items()})
-            out["mean_recall"] = float(np.mean([out[f"{lang}/mean_recall"] for lang in langs]))
+                where = np.asarray([i for i, found in enumerate(caption_langs) if lang in found], dtype=np.int64)
+                part = self._one(language_view(self.dataset, lang)).score(embedder).prefixed(f"{lang}/")
+                out.update(scatter(part, where, len(caption_langs)))
+            out.add_average("mean_recall", [f"{lang}/mean_recall" for lang in langs])
             return out
 
     return MultilingualRetrieval(dataset=dataset, ks=tuple(ks), per_language=per_language)
