@@ -136,3 +136,37 @@ def test_four_band_model_beats_rgb_only_by_more_than_both_intervals(tmp_path):
     margin = four - rgb
     assert four_lo > rgb_hi, scores
     assert margin > (four_hi - four_lo) and margin > (rgb_hi - rgb_lo), scores
+
+
+def test_cli_ingests_simulated_scenes_with_band_names(tmp_path):
+    from conftest import read_shards
+
+    from clipzoo.core.cli import main
+
+    assert main(["ingest", "remote_sensing", "simulated", "--count", "12", "--seed", "4", "--chip-size", "8",
+                 "--bands", "nir,red", "--out", str(tmp_path / "sim")]) == 0
+    samples = sorted(read_shards(tmp_path / "sim"), key=lambda s: s["__key__"])
+    expected = list(simulate.simulate(12, seed=4, size=8, bands="nir,red"))
+    assert len(samples) == 12
+    for sample, (image, label, caption) in zip(samples, expected):
+        np.testing.assert_array_equal(sample["image.npy"], image)
+        assert int(sample["cls"]) == label and sample["txt"] == caption
+        assert [b["name"] for b in sample["json"]["bands"]] == ["nir", "red"]
+    manifest = json.loads((tmp_path / "sim" / "manifest.json").read_text())
+    assert manifest["ingest"]["counters"]["class"] == {name: 2 for name in simulate.CLASSNAMES}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bands", "red,swir1"], "--bands red,swir1: unknown simulated band(s) ['swir1']"),
+    (["--count", "0"], "--count must be at least 1"),
+    (["somefile.tif"], "the simulated source takes no inputs"),
+])
+def test_cli_refuses_bad_simulation_options_in_one_line(tmp_path, capsys, args, message):
+    from clipzoo.core.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["ingest", "remote_sensing", "simulated", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+    assert not (out / "manifest.json").exists()
