@@ -1,4 +1,4 @@
-"""``clipzoo registry {register,list,show,promote,leaderboard}`` and ``clipzoo ui``.
+"""``clipzoo registry {register,list,show,promote,leaderboard}``, ``clipzoo ui`` and ``clipzoo serve``.
 
 Import-light: mlflow is imported when a command runs. ``add_parser(subparsers)`` adds both commands.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -61,11 +62,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _store_arg(p)
     p.set_defaults(func=_leaderboard)
 
-    ui = subparsers.add_parser("ui", help="open the MLflow UI on the clipzoo store (runs, curves, versions)")
+    ui = subparsers.add_parser("ui", help="open the MLflow UI on the clipzoo store (runs, curves, versions)",
+                               description="Runs 'mlflow ui' on the clipzoo store until Ctrl-C or SIGTERM, which stop "
+                               "it and its workers.")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     _store_arg(ui)
     ui.set_defaults(func=_ui)
+
+    serve = subparsers.add_parser(
+        "serve", help="serve a registered version over REST (mlflow models serve, POST /invocations)",
+        description="Runs 'mlflow models serve --env-manager local' on a registered version of the clipzoo store, "
+        "with this environment's bin folder on PATH (the server needs its uvicorn). POST /invocations a "
+        "dataframe_split with columns named after the model's modalities (text; image as base64), and optionally "
+        "params {\"modality\": ...}; see clipzoo.core.registry.pyfunc for the output. Ctrl-C or SIGTERM stop it.")
+    serve.add_argument("model", help="models:/NAME/VERSION or models:/NAME@ALIAS")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001)
+    _store_arg(serve)
+    serve.set_defaults(func=_serve)
     return reg
 
 
@@ -181,8 +196,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    import subprocess
-
     from clipzoo.core.registry import store
 
     uri = store.tracking_uri(args.tracking_uri)
@@ -194,7 +207,55 @@ def _ui(args: argparse.Namespace) -> int:
         store.get_client(uri)  # creates the folder of a fresh store
         cmd += ["--default-artifact-root", store.local_artifact_root(uri).as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    return _run_group(cmd)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from clipzoo.core.registry import store
+
+    if not args.model.startswith("models:/"):
+        print(f"clipzoo serve: error: {args.model!r} is not models:/NAME/VERSION or models:/NAME@ALIAS",
+              file=sys.stderr)
+        return 2
+    uri = store.tracking_uri(args.tracking_uri)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn lives beside this python
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "--env-manager", "local", "-m", args.model,
+           "-h", args.host, "-p", str(args.port)]
+    print(f"serving {args.model} from {uri} on http://{args.host}:{args.port}/invocations (Ctrl-C stops it)")
+    return _run_group(cmd, env)
+
+
+def _run_group(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a server in its own process group and stop the whole group (its workers too) when this process
+    gets SIGTERM or SIGINT: by default SIGTERM would end only this process and leave the server running."""
+    import os
+    import signal
+    import subprocess
+
+    class _Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise _Stop()
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
+        return proc.wait()
+    except (_Stop, KeyboardInterrupt):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
         return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

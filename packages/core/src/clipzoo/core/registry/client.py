@@ -283,11 +283,13 @@ def register_model(
 
 def _log_pyfunc(mlflow, embedder_cls, package_dir, conf: dict[str, Any], tags: dict[str, str]):
     from clipzoo.core.registry.loading import PACKAGE_ARTIFACT
+    from clipzoo.core.registry.pyfunc import signature_for
 
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=embedder_cls(),
         artifacts={PACKAGE_ARTIFACT: str(Path(package_dir).resolve())},
+        signature=signature_for(package_dir),  # input columns and the modality param (served params need it)
         pip_requirements=list(conf.get("pip_requirements") or ["clipzoo-core"]),  # explicit: inference costs ~15 s
         tags=tags,
     )
