@@ -11,7 +11,7 @@ printed with min..max:
   - workers: ``--workers 1`` (units read in the driver process) vs ``--workers 2`` (process pool);
   - engine: the process pool (2 workers) vs ``--engine ray`` on a local Ray instance (``num_cpus=2``) started
     once before the timed rounds, as a team's cluster would be already running;
-  - memory: peak RSS (``wait4`` rusage of a fresh ``python`` child that runs one in-process ingest) at 1x, 10x
+  - memory: peak RSS (``VmHWM`` of a fresh ``python`` child that runs one in-process ingest) at 1x, 10x
     and 50x the input, against the 1x run, plus the RSS of an interpreter that only imports the engine.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/ingest_scaling.py [--copies 8] [--repeats 3] [--domains dicom,jats,geotiff]
@@ -83,7 +83,7 @@ def geotiff_inputs(root: Path, copies: int) -> list[Path]:
 DOMAINS = {
     "dicom": ("biomed", "dicom", dicom_inputs, {"max_side": 256}),
     "jats": ("biomed", "jats", jats_inputs, {}),
-    "geotiff": ("remote_sensing", "geotiff", geotiff_inputs, {"chip_size": 16}),
+    "geotiff": ("remote_sensing", "geotiff", geotiff_inputs, {"chip_size": 32}),
 }
 
 
@@ -112,16 +112,18 @@ from pathlib import Path
 inputs = [Path(p) for p in sys.argv[3:]]
 if sys.argv[1] != "import-only":
     run_ingest(make_source(sys.argv[1]), inputs, sys.argv[2], unit_size=1, progress=False, workers=1)
+# VmHWM is this process image's own peak (a forked child's ru_maxrss would include the parent's pages)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
 def peak_rss_mb(domain: str, inputs: list[Path], out: Path) -> float:
-    proc = subprocess.Popen([sys.executable, "-c", RSS_CHILD.format(bench=str(Path(__file__).parent)), domain,
-                             str(out), *map(str, inputs)], env={**os.environ, "OMP_NUM_THREADS": "1"})
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"RSS child for {domain} failed")
-    return usage.ru_maxrss / 1024  # kilobytes on Linux
+    done = subprocess.run([sys.executable, "-c", RSS_CHILD.format(bench=str(Path(__file__).parent)), domain,
+                           str(out), *map(str, inputs)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"RSS child for {domain} failed: {done.stderr[-2000:]}")
+    return int(done.stdout.split()[-1]) / 1024  # VmHWM is in kB
 
 
 def fmt(values: list[float]) -> str:
