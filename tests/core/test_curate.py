@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,12 +151,15 @@ def test_decontaminate_against_image_folder_and_shards(corpus, tmp_path):
     curation = _manifest(tmp_path / "out")["curation"]
     assert curation["decontaminated"] is True
     assert curation["decontaminated_against"] == [{"kind": "images", "name": "bench", "samples": 3}]
+    ingest = _manifest(tmp_path / "out")["ingest"]  # what train_summary.json (and so the model card) receives
+    assert ingest["notes"]["decontaminated_against"] == curation["decontaminated_against"]
+    assert ingest["counters"]["license"] == {"unknown": 3}
     assert {r["key"] for r in curation["removed"]} == {"a_airport", "a_ihc", "a_square"}
     assert sorted(_kept_keys(tmp_path / "out")) == ["a_figure", "a_other", "a_retina"]
     # the same benchmark as a shard folder, captions ignored: only the two picture copies go
     bench_shards = _ingest(bench, tmp_path / "bench_shards", "cc-by")
     report = run_curate([corpus["a"]], tmp_path / "out2",
-                        [{"decontaminate": {"shards": [str(bench_shards)], "captions": False}}], progress=False)
+                        [{"decontaminate": {"shards": [str(bench_shards)], "by": ["pixels", "phash"]}}], progress=False)
     assert report["steps"][0]["found"] == {"pixels": 1, "phash": 1, "caption": 0} and report["samples_out"] == 4
 
 
@@ -174,8 +178,8 @@ def test_decontaminate_against_a_bench_task_removes_the_planted_samples(tmp_path
             if i in (2, 5, 11, 17):
                 writer.write(sample)
     task = {"name": "core/synthetic-retrieval", "options": {"count": 20, "image_size": 32}}
-    # tiny synthetic shapes share pHashes across different pictures: decoded pixels and identical pHash only
-    steps = [{"decontaminate": {"tasks": [task], "captions": False, "phash_threshold": 0}}]
+    # tiny synthetic shapes share pHashes across different pictures: decoded pixels only
+    steps = [{"decontaminate": {"tasks": [task], "by": ["pixels"]}}]
     report = run_curate([train, planted], tmp_path / "out", steps, progress=False)
     removed = _manifest(tmp_path / "out")["curation"]["removed"]
     assert [r["set"] for r in removed] == [1, 1, 1, 1] and report["samples_out"] == 60
@@ -313,3 +317,28 @@ def test_clip_score_filter_keeps_matched_pairs_over_shuffled_ones(tmp_path):
     matched_share = sum(k.startswith("match") for k in kept) / len(kept)
     print(f"matched share of the top half by CLIP score: {matched_share:.2f} (chance 0.5)")
     assert matched_share >= 0.75
+
+
+def test_pipeline_runs_a_curate_step_trains_on_its_output_and_prints_the_funnel(tmp_path, capsys):
+    import yaml
+
+    recipe = {
+        "name": "mini-curate",
+        "ingest": [{"name": "train", "source": "core synthetic", "args": ["--count", "96", "--image-size", "32"]},
+                   {"name": "test", "source": "core synthetic",
+                    "args": ["--count", "20", "--split", "test", "--image-size", "32"]}],
+        "curate": [{"name": "train", "inputs": ["${ingest.train}", "${ingest.test}"],
+                    "steps": [{"dedup": {"by": ["pixels"]}}, {"decontaminate": {"shards": ["${ingest.test}"],
+                                                                               "by": ["pixels"]}}]}],
+        "train": {"model": {"config": MICRO_MODEL}, "data": {"train": "${curate.train}", "batch_size": 16},
+                  "train": {"max_steps": 2, "checkpoint_every": 2}, "run": {"mlflow": False, "progress": False}},
+    }
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["pipeline", "run", str(path), "--workdir", str(tmp_path / "runs"), "--no-register"]) == 0
+    out = capsys.readouterr().out
+    # the test split planted beside the training set is removed again by decontamination: 116 in, 96 out
+    assert re.search(r"curate train +116 -> 96 samples  dedup -0  decontaminate -20", out), out
+    summary = json.loads((tmp_path / "runs/mini/train/model/train_summary.json").read_text())
+    assert summary["data"][0]["name"] == "curated_train"
+    assert summary["data"][0]["ingest"]["notes"]["decontaminated_against"][0]["kind"] == "shards"

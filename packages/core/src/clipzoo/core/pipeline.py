@@ -10,6 +10,10 @@ A recipe (``pipelines/<name>.yaml``)::
         source: core synthetic    # DOMAIN SOURCE
         inputs: []
         args: [--count, 3000]
+    curate:                       # optional; each is a `clipzoo curate IN... --out DIR` with a recipe's steps
+      - name: train               # ${curate.train} is its curated shard folder (report.md/.json/.png inside)
+        inputs: ["${ingest.train}"]
+        steps: [{dedup: {by: [pixels, phash]}}, {filter: {min_words: 3}}]
     train:                        # a trainer config (clipzoo train); ${ingest.train} is that step's shard folder
       model: {config: clipzoo-tiny}
       data: {train: "${ingest.train}", batch_size: 32}
@@ -24,9 +28,9 @@ A recipe (``pipelines/<name>.yaml``)::
         bench: {tasks: [...], options: {...}}
 
 Strings may use ``${shared}`` (the shared data folder: $CLIPZOO_SHARED_DATA, else ``../shared/data`` beside
-the repository), ``${workdir}``, ``${repo}`` and ``${ingest.NAME}``. Everything a run writes goes under
-its workdir (default ``runs/<name>``). Running a recipe again resumes: ingest steps whose manifest exists
-are kept, and training continues from its last checkpoint (``--fresh`` starts over).
+the repository), ``${workdir}``, ``${repo}``, ``${ingest.NAME}`` and ``${curate.NAME}``. Everything a run
+writes goes under its workdir (default ``runs/<name>``). Running a recipe again resumes: ingest and curate steps
+whose manifest exists are kept, and training continues from its last checkpoint (``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class PipelineResult:
     name: str
     workdir: Path
     ingest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    curate: dict[str, dict[str, Any]] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     registered: dict[str, Any] = field(default_factory=dict)
     bench: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +131,27 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
         raise PipelineError(f"ingest step {step['name']!r} read nothing from its inputs; see the messages above")
 
 
+def _run_curate_step(step: dict[str, Any], out: Path) -> dict[str, Any]:
+    """One curate step (kept when its output is complete); returns its report (the funnel and the report path)."""
+    from clipzoo.core.curate import CurateError, run_curate
+    from clipzoo.core.curate.report import funnel_lines, load_report
+    from clipzoo.core.data.writer import MANIFEST_NAME
+
+    if (out / MANIFEST_NAME).is_file() and (out / "report.json").is_file():
+        log.info("curate %s: kept the curated set in %s", step["name"], out)
+        report = load_report(out)
+    else:
+        try:  # a folder without a manifest is an interrupted run: start it again
+            report = run_curate(step.get("inputs") or [], out, step.get("steps") or [],
+                                workers=int(step.get("workers", 1)), overwrite=True, progress=False)
+        except CurateError as exc:
+            raise PipelineError(f"curate step {step['name']!r}: {exc}") from None
+    for line in funnel_lines(report):
+        log.info("curate %s: %s", step["name"], line)
+    return {"in": report["samples_in"], "out": report["samples_out"], "report": str(out / "report.md"),
+            "funnel": [(s["step"], s["removed"]) for s in report["steps"]]}
+
+
 def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, overrides: list[str] | None = None,
                  fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
     import yaml
@@ -136,7 +162,8 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
     t0 = time.time()
     recipe_path = Path(recipe_path)
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
-    unknown = set(recipe) - {"name", "description", "domain", "ingest", "train", "bench", "register", "variants"}
+    unknown = set(recipe) - {"name", "description", "domain", "ingest", "curate", "train", "bench", "register",
+                            "variants"}
     if unknown:
         raise PipelineError(f"{recipe_path}: unknown section(s) {', '.join(sorted(unknown))}")
     name = recipe.get("name") or recipe_path.stem
@@ -163,6 +190,13 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
             _run_ingest_step(step, out)
         m = Manifest.load(out)
         result.ingest[step["name"]] = {"samples": m.num_samples, "skipped": len(m.ingest.get("skipped", []))}
+
+    # 1b. curate: each step is a `clipzoo curate IN... --out DIR` with the recipe's steps; ${curate.NAME} is its output
+    for step in recipe.get("curate") or []:
+        step = _substitute(step, variables)
+        out = work / "shards" / f"curated_{step['name']}"
+        variables[f"curate.{step['name']}"] = str(out)
+        result.curate[step["name"]] = _run_curate_step(step, out)
 
     # 2. train
     train_cfg = _substitute(recipe.get("train") or {}, variables)
@@ -260,6 +294,9 @@ def format_results(results: list[PipelineResult]) -> str:
         lines.append(f"== {r.name}  ({r.seconds:.0f} s, {r.workdir})")
         for step, s in r.ingest.items():
             lines.append(f"   ingest {step:<12} {s['samples']:>6} samples  {s['skipped']:>4} skipped")
+        for step, c in r.curate.items():
+            lines.append(f"   curate {step:<12} {c['in']:>6} -> {c['out']} samples  "
+                         + "  ".join(f"{name} -{n}" for name, n in c["funnel"]) + f"  ({c['report']})")
         t = r.train
         if t:
             loss = f"{t['final_loss']:.3f}" if t.get("final_loss") is not None else "-"

@@ -213,6 +213,10 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
             shards.append(ShardInfo(**info))
     shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
 
+    licenses: dict[str, int] = {}
+    for g in np.flatnonzero(alive):
+        lic = sigs[g].license or "unknown"
+        licenses[lic] = licenses.get(lic, 0) + 1
     against = [a for r in step_reports if r["step"] == "decontaminate" for a in r.get("against", [])]
     curation = {
         "inputs": described,
@@ -228,7 +232,11 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
     manifest = Manifest(shards=shards, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                         source={"domain": "core", "name": "curate", "options": {"steps": steps}},
                         ingest={"inputs_seen": n, "samples_written": int(alive.sum()), "inputs_skipped": 0,
-                                "skipped": [], "counters": {"removed_by_step": curation["removed_by_step"]}})
+                                "skipped": [], "counters": {"license": dict(sorted(licenses.items())),
+                                                            "removed_by_step": curation["removed_by_step"]},
+                                # the trainer copies ingest (less skips) into train_summary.json: the model card
+                                # and registry tags can say what the training data was decontaminated against
+                                "notes": {"curated": True, "decontaminated_against": against}})
     if manifest.num_samples != int(alive.sum()):
         raise RuntimeError(f"curate wrote {manifest.num_samples} samples but kept {int(alive.sum())}: shards changed "
                            "while curating?")

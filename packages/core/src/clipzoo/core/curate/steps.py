@@ -164,13 +164,13 @@ class Decontaminate(Step):
     """Remove training samples that are (near) copies of benchmark samples.
 
     The benchmark side is named as bench tasks (``{name, options}``: the datasets the task evaluates on),
-    shard folders, or image folders. A training sample goes when its decoded pixels equal a benchmark
-    sample's, its pHash is within ``phash_threshold``, or (``captions: true``) its normalised caption equals
-    one, or its MinHash Jaccard with one is at least ``caption_threshold``.
+    shard folders, or image folders. A training sample goes when (``by``, default all three) its decoded pixels
+    equal a benchmark sample's (``pixels``), its pHash is within ``phash_threshold`` (``phash``), or its
+    normalised caption equals one or has a MinHash Jaccard with one of at least ``caption_threshold`` (``caption``).
     """
 
     name = "decontaminate"
-    OPTIONS = {"tasks", "shards", "images", "phash_threshold", "captions", "caption_threshold", "num_perm"}
+    OPTIONS = {"tasks", "shards", "images", "by", "phash_threshold", "caption_threshold", "num_perm"}
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -182,8 +182,11 @@ class Decontaminate(Step):
         for t in self.tasks:
             if "name" not in t:
                 raise CurateError(f"decontaminate: a task needs a 'name' (got {t})")
+        self.by = list(options.get("by", Dedup.CRITERIA))
+        if not self.by or any(c not in Dedup.CRITERIA for c in self.by):
+            raise CurateError(f"decontaminate: 'by' takes some of {', '.join(Dedup.CRITERIA)} (got {self.by})")
         self.phash_threshold = int(options.get("phash_threshold", 8))
-        self.captions = bool(options.get("captions", True))
+        self.captions = "caption" in self.by
         self.caption_threshold = float(options.get("caption_threshold", 0.8))
         self.num_perm = int(options.get("num_perm", 128))
         self.reference: list[Signature] = []
@@ -209,13 +212,13 @@ class Decontaminate(Step):
         removed: dict[int, str] = {}
         counts = {"pixels": 0, "phash": 0, "caption": 0}
         ref_pixels = {r.pixels: r.key for r in ref if r.pixels}
-        for g in idx:
+        for g in idx if "pixels" in self.by else []:
             if sigs[g].pixels and sigs[g].pixels in ref_pixels:
                 removed[int(g)] = f"exact copy (decoded pixels) of benchmark sample {ref_pixels[sigs[g].pixels]}"
                 counts["pixels"] += 1
         train_ph = [int(g) for g in idx if sigs[g].phash is not None and int(g) not in removed]
         ref_ph = [r for r in ref if r.phash is not None]
-        if train_ph and ref_ph:
+        if train_ph and ref_ph and "phash" in self.by:
             codes = np.array([sigs[g].phash for g in train_ph] + [r.phash for r in ref_ph], dtype=np.uint64)
             pi, pj, dist = hamming_pairs(codes, self.phash_threshold)
             nt = len(train_ph)
