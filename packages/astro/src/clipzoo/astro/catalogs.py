@@ -274,7 +274,14 @@ def looks_like_k2varcat(path: Path) -> bool:
 
 def read_catalog_records(path: str | Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """Records (ids, ra/dec, raw feature values, meta, label) of any supported catalogue file."""
+    from clipzoo.astro.datalink import check_continuous, datalink_product, mcmc_record
+
     path = Path(path)
+    found = datalink_product(path)
+    if found is not None and found[0].startswith("MCMC_"):
+        return [mcmc_record(path)], []
+    if found is not None and found[0] == "XP_CONTINUOUS":
+        check_continuous(path)
     if path.suffix.lower() == ".csv" and looks_like_k2varcat(path):
         rows, errors = read_k2varcat(path)
         return [k2varcat_record(r, path) for r in rows], errors

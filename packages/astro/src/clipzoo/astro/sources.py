@@ -169,6 +169,7 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
     """Read light-curve files, stitch per star (unless --no-stitch) -> crossmatch Records."""
     from clipzoo.astro.crossmatch import Record
     from clipzoo.astro.errors import AstroReadError
+    from clipzoo.astro.datalink import datalink_product, read_epoch_photometry
     from clipzoo.astro.lightcurves import read_lightcurve, stitch
 
     from tqdm import tqdm
@@ -177,9 +178,12 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
     for path in tqdm(paths, desc="read light curves", unit="file", leave=False, disable=len(paths) < 20):
         report.input_seen(path)
         try:
-            lc = read_lightcurve(path, flux_column=_opt(options, "flux_column", "auto"),
-                                 quality_bitmask=_bitmask_option(options),
-                                 aperture=_opt(options, "aperture", "pipeline"))
+            if datalink_product(path) is not None:  # Gaia DataLink EPOCH_PHOTOMETRY (G-band transits)
+                lc = read_epoch_photometry(path)
+            else:
+                lc = read_lightcurve(path, flux_column=_opt(options, "flux_column", "auto"),
+                                     quality_bitmask=_bitmask_option(options),
+                                     aperture=_opt(options, "aperture", "pipeline"))
         except AstroReadError as exc:
             report.skip(path, str(exc))
             continue
@@ -193,7 +197,7 @@ def read_lightcurve_records(paths: list[Path], options, report: IngestReport) ->
     records = []
     for key, segments in by_target.items():
         lc = stitch(segments) if len(segments) > 1 else segments[0]
-        ids = {k: lc.meta[k] for k in ("kic", "epic", "tic") if lc.meta.get(k) is not None}
+        ids = {k: lc.meta[k] for k in ("kic", "epic", "tic", "gaia_source_id") if lc.meta.get(k) is not None}
         report.count("segments_per_star", len(segments))
         records.append(Record("lightcurve", lc.meta["mission"], ids, lc.meta.get("ra"), lc.meta.get("dec"), lc,
                               dict(lc.meta)))
@@ -205,6 +209,14 @@ def classify_input(path: Path) -> str:
     ``lightcurve`` (other FITS) or ``catalog`` (other tables), from the file's own structure."""
     import re
 
+    from clipzoo.astro.datalink import SPECTRUM_PRODUCTS, datalink_product
+
+    found = datalink_product(path)  # Gaia DataLink files say what they hold in their name
+    if found is not None:
+        product = found[0]
+        if product in SPECTRUM_PRODUCTS or product == "XP_CONTINUOUS":
+            return "gaia_xp"
+        return "lightcurve" if product == "EPOCH_PHOTOMETRY" else "catalog"
     name = path.name.lower()
     if name.endswith(FITS_SUFFIXES):
         from astropy.io import fits

@@ -220,12 +220,19 @@ def read_gaia_xp_sampled(path: str | Path) -> list[Spectrum]:
     """Gaia DR3 XP sampled spectra (Datalink ``XP_SAMPLED`` or GaiaXPy ``calibrate`` output) from ECSV,
     VOTable, FITS or CSV (array cells written as ``"[f1, f2, ...]"``).
 
+    A file named as DataLink names it (``XP_SAMPLED-Gaia DR3 <source_id>.fits``, also ``RVS-...``) is one
+    source in long layout and is read by :func:`clipzoo.astro.datalink.read_sampled_spectrum`.
+
     Needs columns ``source_id``, ``flux``, ``flux_error``; the sampling comes from a ``wavelength`` column,
     the table's ``sampling`` metadata (nm), or the DR3 default 336-1020 nm in 2 nm steps.
     """
     from astropy.table import Table
 
+    from clipzoo.astro.datalink import datalink_product, read_sampled_spectrum
+
     path = Path(path)
+    if datalink_product(path) is not None:  # one DataLink file per source: id in the name, one row per sample
+        return [read_sampled_spectrum(path)]
     try:
         if path.suffix.lower() == ".csv":
             table = Table.read(path, format="ascii.csv")
