@@ -139,3 +139,24 @@ def test_nibabel_corpus_every_volume_read_the_rest_named(ingest, caplog, capfd):
     noisy = [r for r in caplog.records if r.name.split(".")[0] in ("pydicom", "monai", "nibabel", "LoadImage")]
     assert noisy == [] and not any(r.exc_info for r in caplog.records)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_fresh_process_log_has_one_line_per_skip(tmp_path):
+    """In a fresh process (as a user or a worker runs it) pydicom's loggers do not exist until it decodes;
+    its ERROR tracebacks and warnings must still stay out of the log."""
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in ("JPEG2000-embedded-sequence-delimiter.dcm", "JPEG-lossy.dcm", "badVR.dcm", "MR_small.dcm"):
+        shutil.copy(PYDICOM_FILES / name, folder / name)
+    cli = Path(sys.executable).parent / "clipzoo"
+    run = subprocess.run([str(cli), "ingest", "biomed", "dicom", str(folder), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = run.stdout + run.stderr
+    assert "Traceback" not in log and "pydicom" not in log and "Warning" not in log, log[-3000:]
+    skip_lines = [line for line in log.splitlines() if "WARNING" in line and "skipped" in line]
+    assert len(skip_lines) == 3, log[-3000:]

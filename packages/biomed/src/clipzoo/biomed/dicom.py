@@ -252,6 +252,30 @@ def _position(ds) -> float | None:
         return None
 
 
+def _quietly(fn):
+    """Run a reader with pydicom's warnings muted and its log records demoted to DEBUG (``--verbose``).
+
+    pydicom warns *and* logs each non-conformant value it works around (``Invalid value for VR IS: '1A'``) and
+    logs a traceback per frame a decoder rejects; the caller reports one skip line instead. Its loggers exist
+    only once ``pydicom.pixels`` is imported, so the demotion is (re)applied after that import, in every
+    process (worker processes import pydicom afresh).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import pydicom.pixels  # noqa: F401  (creates the decoder loggers)
+
+        from clipzoo.biomed.quiet import quiet_library_logs
+
+        quiet_library_logs()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quietly
 def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
     """What grouping needs, without reading the pixel data. Raises :class:`DicomReadError` only."""
     path = Path(path)
@@ -445,6 +469,7 @@ def decode(ds, path: Path | str = "<dataset>"):
         raise DicomReadError("corrupt-pixels", f"{type(exc).__name__}: {exc}") from exc
 
 
+@_quietly
 def read_dicom(path: str | Path, window=None, ct_window: str = "soft-tissue", free_text: bool = False,
                header: DicomHeader | None = None):
     """Read one DICOM file -> (``uint8 [frames, rows, columns]`` grey or ``[frames, rows, columns, 3]`` colour,

@@ -26,9 +26,17 @@ class _ToDebug(logging.Filter):
 _FILTER = _ToDebug()
 
 
+_seen = {"loggers": -1}
+
+
 def quiet_library_logs() -> None:
-    """Add the demoting filter to each logger of :data:`NOISY_ROOTS` (idempotent, cheap)."""
-    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in NOISY_ROOTS]
+    """Add the demoting filter to each logger of :data:`NOISY_ROOTS` (idempotent; a no-op unless loggers were
+    created since the last call, so readers may call it per file)."""
+    registry = logging.root.manager.loggerDict
+    if len(registry) == _seen["loggers"]:
+        return
+    _seen["loggers"] = len(registry)
+    names = [n for n in list(registry) if n.split(".")[0] in NOISY_ROOTS]
     for name in set(names) | set(NOISY_ROOTS):
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
