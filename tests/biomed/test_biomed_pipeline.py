@@ -45,7 +45,8 @@ def test_ingest_steps_parse_with_their_sources(recipe, shared_data):
     assert registry.model_config_path(config) == CONFIG_DIR / f"{config}.json"  # the package's own file
     assert registry.model_config_path("no-such-config") is None
     assert set(recipe["bench"]["tasks"]) <= set(registry.tasks)
-    assert "${ingest.modalities}" not in recipe["train"]["data"]["train"]  # held out for the zero-shot benchmark
+    trained_on = recipe["train"]["data"]["train"] + [i for c in recipe.get("curate", []) for i in c["inputs"]]
+    assert "${ingest.modalities}" not in trained_on  # held out for the zero-shot benchmark
 
 
 def test_train_section_is_a_valid_bounded_trainer_config(recipe, tmp_path):
@@ -53,7 +54,7 @@ def test_train_section_is_a_valid_bounded_trainer_config(recipe, tmp_path):
 
     def fill(value):  # ${ingest.NAME} -> a shard folder path, as the pipeline runner does
         if isinstance(value, str):
-            return re.sub(r"\$\{ingest\.([a-z]+)\}", lambda m: str(tmp_path / m.group(1)), value)
+            return re.sub(r"\$\{(?:ingest|curate)\.([a-z]+)\}", lambda m: str(tmp_path / m.group(1)), value)
         if isinstance(value, list):
             return [fill(v) for v in value]
         if isinstance(value, dict):
@@ -61,7 +62,7 @@ def test_train_section_is_a_valid_bounded_trainer_config(recipe, tmp_path):
         return value
 
     train = fill(recipe["train"])
-    assert train["data"]["train"][0] == str(tmp_path / "figures")
+    assert train["data"]["train"] == [str(tmp_path / recipe["curate"][0]["name"])]  # trains on the curated set
     cfg = load_config(base=train)
     assert cfg.train.max_time_s <= 60
 
