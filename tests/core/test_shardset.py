@@ -109,6 +109,11 @@ def test_truncated_shard_is_unhealthy_stops_training_with_one_line_or_is_skipped
     err = capsys.readouterr().err
     assert err.strip().startswith(f"error: {victim}: size mismatch") and "Traceback" not in err
 
+    skip_run = tmp_path / "skip"
+    skip_run.mkdir()
+    assert main(_train_cli(skip_run, str(out), steps=12, on_bad_shard="skip")) == 0  # the trainer's config value
+    assert "trained 12 steps" in capsys.readouterr().out
+
     keys, loader = _keys(resolve_shards(out), workers=2, policy="skip")
     assert len(keys) == len(set(keys)) == 30  # the 3 good shards, whole
     assert list(loader.bad_shards) == [str(victim)] and "size mismatch" in loader.bad_shards[str(victim)]
