@@ -227,7 +227,7 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     if info.is_main and cfg.run.mlflow:
         import mlflow as _mlflow
 
-        from clipzoo.core.registry.store import setup_mlflow
+        from clipzoo.core.tracking import setup_mlflow
 
         setup_mlflow(cfg.run.tracking_uri, cfg.run.experiment)
         mlflow = _mlflow
