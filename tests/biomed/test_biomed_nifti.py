@@ -112,3 +112,16 @@ def test_corrupt_nifti_skipped(ingest, nifti_dir, tmp_path):
     # named relative to the input (the file itself); the reason is one line, not MONAI's five reader tracebacks
     assert skip["path"] == "cut.nii.gz" and skip["reason"].startswith("unreadable NIfTI: ")
     assert "\n" not in skip["reason"] and "Traceback" not in skip["reason"]
+
+
+def test_hdr_img_pair_reads_like_the_single_file(ingest, nifti_dir, tmp_path):
+    """A NIfTI-1 .hdr/.img pair (nibabel writes one from the real anatomical.nii) gives the same slices."""
+    import nibabel as nib
+
+    nib.save(nib.load(nifti_dir / "anatomical.nii"), tmp_path / "pair.hdr")
+    assert (tmp_path / "pair.img").is_file()
+    _, single, _ = ingest(NiftiSource, [nifti_dir / "anatomical.nii"], out_name="single", slices="middle")
+    summary, paired, _ = ingest(NiftiSource, [tmp_path / "pair.hdr"], out_name="paired", slices="middle")
+    assert summary["inputs_seen"] == 1 and list(paired) == ["pair_axial-0012"]
+    assert np.array_equal(np.asarray(paired["pair_axial-0012"]["image.png"]),
+                          np.asarray(single["anatomical_axial-0012"]["image.png"]))
