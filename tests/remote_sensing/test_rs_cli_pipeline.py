@@ -87,6 +87,7 @@ def test_pipeline_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
         result = json.loads((work / "variants" / variant / "bench.json").read_text())
         task = result["tasks"]["remote_sensing/simulated-zeroshot"]
         assert task["settings"]["dataset"]["name"] == f"simulated-{bands}-s1000"
-        assert f"remote_sensing/simulated-zeroshot [{variant}]" in out
+        line = next(ln for ln in out.splitlines() if f"remote_sensing/simulated-zeroshot [{variant}]" in ln)
+        assert "chance 0.1667" in line and "(600 items)" in line  # the variant's entry carries its interval
         assert (work / "variants" / variant / "train" / "model" / "config.json").is_file()
     assert "remote_sensing/chip-location" in out

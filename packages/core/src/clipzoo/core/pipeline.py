@@ -270,8 +270,7 @@ def _run_variant(variant: dict[str, Any], work: Path, overrides: list[str] | Non
     bench = variant["bench"]
     results = run_benchmark(str(res.model_dir), list(bench["tasks"]), task_options=bench.get("options"),
                             tracking_uri=tracking_uri, log=False, out=out / "bench.json", print_table=False)
-    result.bench.update({f"{t} [{name}]": (r["primary"], r["metrics"][r["primary"]])
-                         for t, r in results["tasks"].items()})
+    result.bench.update({f"{t} [{name}]": entry for t, entry in results["tasks"].items()})  # whole entries
 
 
 def _bench_cell(entry: Any) -> str:
