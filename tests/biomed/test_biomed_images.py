@@ -103,3 +103,24 @@ def test_unreadable_image_skipped_rest_goes_on(ingest, images_dir, tmp_path):
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
     assert reasons["cut.jpg"].startswith("cannot decode image")
     assert reasons["empty.png"].startswith("not a readable image")
+
+
+def test_grey_images_stay_single_channel(ingest, shared_data, tmp_path):
+    """X-ray PNGs exported from the real JPEG-2000 chest radiograph: 8-bit grey stays L, 16-bit becomes 8-bit L
+    (own min..max), and colour images stay RGB."""
+    import pydicom
+
+    ds = pydicom.dcmread(shared_data / "biomed" / "medical_images" / "dicom" / "RG1_J2KI.dcm")
+    raw = ds.pixel_array[::8, ::8]  # stored 15-bit values, 245x231
+    folder = tmp_path / "xray" / "chest"
+    folder.mkdir(parents=True)
+    Image.fromarray((raw >> 7).astype(np.uint8), "L").save(folder / "grey8.png")
+    Image.fromarray(raw.astype(np.uint16)).save(folder / "grey16.png")
+    shutil.copy(shared_data / "biomed" / "medical_images" / "fundus" / "retina.jpg", folder / "colour.jpg")
+    _, samples, _ = ingest(ImagesSource, [tmp_path / "xray"], modality="xray", max_side=4096)
+    images = {k.split("_", 1)[1]: s["image.png"] for k, s in samples.items()}
+    assert {k: v.mode for k, v in images.items()} == {"grey8": "L", "grey16": "L", "colour": "RGB"}
+    assert np.array_equal(np.asarray(images["grey8"]), (raw >> 7).astype(np.uint8))
+    lo, hi = float(raw.min()), float(raw.max())
+    expected = np.rint((raw.astype(np.float64) - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    assert np.array_equal(np.asarray(images["grey16"]), expected)

@@ -53,17 +53,37 @@ def to_rgb(img):
                 pass
         return img.convert("RGB")
     if mode.startswith("I") or mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        grey = Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8))
-        return grey.convert("RGB")
+        return _grey8(img).convert("RGB")
     return img.convert("RGB")
+
+
+def _grey8(img):
+    """16-bit / 32-bit integer and float grey -> 8-bit ``L`` by stretching the image's own min..max."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(img, dtype=np.float64)
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), "L")
+
+
+def to_display(img, keep_grey: bool = False):
+    """:func:`to_rgb`, except that with ``keep_grey`` an opaque grey image becomes 8-bit ``L`` (one channel:
+    an X-ray stored as RGB would only triple the bytes)."""
+    if keep_grey and "transparency" not in img.info:
+        if img.mode == "L":
+            return img
+        if img.mode == "1":
+            return img.convert("L")
+        if img.mode.startswith("I") or img.mode == "F":
+            return _grey8(img)
+    return to_rgb(img)
 
 
 @dataclass
 class LoadedImage:
-    image: Any  # PIL.Image in RGB
+    image: Any  # PIL.Image in RGB (or L, see load_rgb's keep_grey)
     original_size: tuple[int, int]  # (width, height) before any downscaling
     original_mode: str
     format: str | None
@@ -84,8 +104,10 @@ class LoadedImage:
         }
 
 
-def load_rgb(source: str | Path | bytes | IO[bytes], max_side: int | None = DEFAULT_MAX_SIDE) -> LoadedImage:
-    """Decode an image to RGB, shrinking it so its longer side is at most ``max_side`` (``None``: never).
+def load_rgb(source: str | Path | bytes | IO[bytes], max_side: int | None = DEFAULT_MAX_SIDE,
+             keep_grey: bool = False) -> LoadedImage:
+    """Decode an image to RGB (grey images to ``L`` when ``keep_grey``), shrinking it so its longer side is at
+    most ``max_side`` (``None``: never).
 
     Raises :class:`ImageReadError` with the decoder's reason for anything unreadable.
     """
@@ -99,10 +121,10 @@ def load_rgb(source: str | Path | bytes | IO[bytes], max_side: int | None = DEFA
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             with Image.open(source) as img:
                 original_size, original_mode, fmt = img.size, img.mode, img.format
-                if max_side and fmt == "JPEG":
-                    img.draft("RGB", (max_side, max_side))  # decode JPEGs at a reduced scale directly
+                if max_side and fmt == "JPEG":  # decode JPEGs at a reduced scale directly
+                    img.draft("L" if keep_grey and img.mode == "L" else "RGB", (max_side, max_side))
                 img.load()
-                rgb = to_rgb(img)
+                rgb = to_display(img, keep_grey)
                 if rgb is img:
                     rgb = img.copy()
         if max_side and max(rgb.size) > max_side:

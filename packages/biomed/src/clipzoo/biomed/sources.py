@@ -826,7 +826,7 @@ class ImagesSource(Source):
                 report.skip(source, "no label (not in the CSV / not in a class folder)", kind="policy")
                 continue
             try:
-                loaded = load_rgb(path, max_side=getattr(self.options, "max_side", 1024))
+                loaded = load_rgb(path, max_side=getattr(self.options, "max_side", 1024), keep_grey=True)
             except ImageReadError as exc:
                 report.skip(source, str(exc))
                 continue
