@@ -20,7 +20,9 @@ def recipe():
 def _fill(value, tmp_path, shared):
     if isinstance(value, str):
         value = value.replace("${shared}", str(shared))
-        return re.sub(r"\$\{ingest\.([a-z_]+)\}", lambda m: str(tmp_path / m.group(1)), value)
+        folder = {"ingest": "{}", "curate": "curated_{}"}  # where the pipeline puts each step's shards
+        return re.sub(r"\$\{(ingest|curate)\.([a-z_]+)\}",
+                      lambda m: str(tmp_path / folder[m.group(1)].format(m.group(2))), value)
     if isinstance(value, list):
         return [_fill(v, tmp_path, shared) for v in value]
     if isinstance(value, dict):
@@ -55,4 +57,5 @@ def test_recipe_matches_the_plugin(recipe, shared_data, tmp_path):
     assert set(filled["bench"]["tasks"]) <= set(registry.tasks)
     assert set(filled["bench"]["options"]) <= set(registry.tasks)
     cfg = load_train_config(base=filled["train"])
-    assert cfg.train.max_time_s <= 60 and cfg.data.train == str(tmp_path / "sim_train")
+    assert cfg.train.max_time_s <= 60 and cfg.data.train == str(tmp_path / "curated_train")  # the curated set
+    assert filled["curate"][0]["inputs"] == [str(tmp_path / "sim_train")]
