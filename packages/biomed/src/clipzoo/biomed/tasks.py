@@ -60,11 +60,14 @@ def zeroshot(
     path_column: str = "path",
     label_column: str = "label",
     image_root: str | Path | None = None,
+    label_field: str | None = None,
     **options: Any,
 ):
     """Zero-shot classification of labelled images: an image folder (``root/<class>/<image>``), a CSV
     (``path,label``; paths relative to ``image_root`` or the CSV's folder), or a shard folder written by
-    ``clipzoo ingest biomed images`` (its ``cls`` labels; class names from the manifest's notes)."""
+    ``clipzoo ingest biomed images`` (its ``cls`` labels; class names from the manifest's notes) or by any
+    biomed source with ``label_field`` naming a metadata field (e.g. ``plane`` of NIfTI slices) and
+    ``classnames`` its values."""
     from clipzoo.core.bench.datasets import CsvDataset, DatasetError, ImageFolder, ShardFolder
     from clipzoo.core.bench.tasks import ZeroShotClassification
 
@@ -77,7 +80,9 @@ def zeroshot(
         dataset = CsvDataset(csv_path=csv, root=image_root, path_column=path_column, label_column=label_column,
                              classnames=names, name=f"{modality}:{Path(csv).stem}")
     else:
-        dataset = ShardFolder(folder=shards, name=f"{modality}:{Path(shards).name}")
+        dataset = ShardFolder(folder=shards, name=f"{modality}:{Path(shards).name}", label_field=label_field)
+        if names is None and label_field is not None:
+            raise DatasetError(f"{shards}: label_field={label_field} needs classnames=[...] (the field's values)")
         if names is None:
             names = [c.replace("_", " ") for c in dataset.manifest.ingest.get("notes", {}).get("classes", [])]
         if not names:

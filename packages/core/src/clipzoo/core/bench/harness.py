@@ -112,7 +112,7 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{boot['level']:.0%} bootstrap intervals over the test items ({boot['resamples']} resamples, "
                      f"seed {boot['seed']}); chance = the score of a model that ignores its input")
     lines.append(text_table(["task", "kind", "items", "metric", "value", "95% interval", "chance"], rows,
-                            align="lllrrrr"))
+                            align="llrlrrr"))
     for task, entry in results["tasks"].items():
         if entry.get("note"):
             lines.append(f"! {task}: {entry['note']}")
