@@ -1,4 +1,4 @@
-"""Proof that the tri-modal model learns (AstroM³'s claim on a seeded simulated set, CPU, bounded time).
+"""Proof that the tri-modal model learns (AstroM³'s claim on a seeded simulated set, CPU, a fixed number of steps).
 
 Simulated variable stars are ingested into shards, ``astrom3-tiny`` is trained with core's trainer and
 pairwise CLIP loss, and the astro benchmark tasks score held-out stars: the fusion of the three
@@ -54,11 +54,11 @@ def test_trimodal_beats_single_modalities_after_short_training(tmp_path, one_tor
         "model": {"config": "astrom3-tiny"},
         "data": {"train": str(shards), "batch_size": 64, "workers": 0, "shuffle_buffer": 500},
         "optim": {"lr": 2e-3, "warmup_steps": 20, "weight_decay": 0.05},
-        "train": {"max_steps": 250, "max_time_s": 40, "checkpoint_every": 1000},
+        "train": {"max_steps": 150, "checkpoint_every": 1000},  # steps, not seconds: a busy machine is slower only
         "run": {"output_dir": str(tmp_path / "run"), "mlflow": False, "log_every": 10, "progress": False, "seed": 0},
     })
     result = train(cfg)
-    assert result.steps >= 60, f"only {result.steps} steps in 40 s: machine too busy for a meaningful run"
+    assert result.steps == 150
     first, last = result.history[0]["loss"], result.history[-1]["loss"]
     assert last < 0.85 * first, (result.steps, result.history)
 
