@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import make_options, read_shards
+from rs_helpers import make_options, read_shards
 
 from clipzoo.core.ingest import IngestError, run_ingest
 from clipzoo.remote_sensing.captions import (

@@ -53,7 +53,7 @@ def test_pipeline_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
     """The demo recipe with training cut to a few steps: ingest x5 -> train -> bench -> the two ablation variants
     (registering is core's, and its MLflow store setup alone takes longer than the rest). The chip<->location score
     is recomputed here from the trained model's own embeddings of the held-out chips."""
-    from conftest import read_shards
+    from rs_helpers import read_shards
 
     from clipzoo.core.registry.loading import LoadedModel
 

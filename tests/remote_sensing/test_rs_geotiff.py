@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import rasterio
-from conftest import make_options, read_shards
+from rs_helpers import make_options, read_shards
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 

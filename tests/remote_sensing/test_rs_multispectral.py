@@ -139,7 +139,7 @@ def test_four_band_model_beats_rgb_only_by_more_than_both_intervals(tmp_path):
 
 
 def test_cli_ingests_simulated_scenes_with_band_names(tmp_path):
-    from conftest import read_shards
+    from rs_helpers import read_shards
 
     from clipzoo.core.cli import main
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import read_shards
+from rs_helpers import read_shards
 
 from clipzoo.core.cli import main
 from clipzoo.remote_sensing.geotiff import BlockSplit, RasterError

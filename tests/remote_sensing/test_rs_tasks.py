@@ -213,7 +213,7 @@ def test_registered_tasks_run_on_a_tiny_rgb_model(rsicd_pair, tmp_path):
 
 def test_retrieval_from_ingested_multilingual_shards(rsicd_pair, tmp_path):
     """captions ingest (--images, two languages merged) -> shard folder -> per-language retrieval."""
-    from conftest import make_options
+    from rs_helpers import make_options
 
     from clipzoo.core.ingest import run_ingest
     from clipzoo.remote_sensing.sources import CaptionsSource

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_options, read_shards
+from rs_helpers import make_options, read_shards
 
 from clipzoo.core.ingest import IngestError, run_ingest
 from clipzoo.remote_sensing.sources import CaptionsSource
