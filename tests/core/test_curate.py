@@ -27,10 +27,12 @@ from clipzoo.core.ingest import run_ingest
 from clipzoo.core.sources import ImagesSource
 
 PICTURES = {  # name -> (shared-data path, caption)
-    "retina": ("biomed/medical_images/fundus/retina.jpg", "A colour fundus photograph of the retina with the optic disc."),
+    "retina": ("biomed/medical_images/fundus/retina.jpg",
+               "A colour fundus photograph of the retina with the optic disc."),
     "ihc": ("biomed/medical_images/pathology/ihc.png", "Immunohistochemistry of tissue, DAB stain with hematoxylin."),
     "square": ("remote_sensing/images/rsicd/square_102.jpg", "A square with green trees and a fountain in the center."),
-    "airport": ("remote_sensing/images/rsicd/airport_17.jpg", "Many planes are parked next to the terminal of the airport."),
+    "airport": ("remote_sensing/images/rsicd/airport_17.jpg",
+                "Many planes are parked next to the terminal of the airport."),
     "figure": ("biomed/jats_packages/elife-19405/elife-19405-fig1.tif", "Filopodia of cells grip the matrix in "
                "fluorescence microscopy."),
 }

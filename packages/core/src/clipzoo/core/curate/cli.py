@@ -143,7 +143,8 @@ def run(a: argparse.Namespace) -> int:
             raise CurateError("nothing to do: give --recipe or a step flag (--dedup, --decontaminate-task, "
                               "--balance-domain, --min-words, ...)")
         workers = a.workers or int(recipe.get("workers", 0)) or len(os.sched_getaffinity(0))
-        report = run_curate(a.inputs, a.out, steps, workers=workers, shard_size=int(recipe.get("shard_size", a.shard_size)),
+        shard_size = int(recipe.get("shard_size", a.shard_size))
+        report = run_curate(a.inputs, a.out, steps, workers=workers, shard_size=shard_size,
                             overwrite=a.overwrite, tracking_uri=a.tracking_uri)
     except (CurateError, EntryError) as exc:
         raise UserError(str(exc)) from None

@@ -58,7 +58,8 @@ def plan_units(inputs: list[Path]) -> tuple[list[WorkUnit], list[dict[str, Any]]
     for set_index, folder in enumerate(inputs):
         folder = Path(folder)
         if not (folder / MANIFEST_NAME).is_file():
-            raise CurateError(f"{folder}: not a shard set (no {MANIFEST_NAME}); give folders written by 'clipzoo ingest'")
+            raise CurateError(f"{folder}: not a shard set (no {MANIFEST_NAME}); "
+                              "give folders written by 'clipzoo ingest'")
         manifest = Manifest.load(folder)
         for shard, url in zip(manifest.shards, manifest.shard_paths(folder)):
             if not Path(url).is_file():
@@ -92,8 +93,15 @@ def _write_unit(unit: WorkUnit, keep: dict[str, str], out_dir: str, max_count: i
     return [asdict(s) for s in writer.manifest.shards]
 
 
-def _map(fn: Callable, items: list, workers: int, desc: str, progress: bool) -> list:
-    """``fn`` over ``items`` in a process pool (in this process for one worker), results in item order."""
+def _map(fn: Callable, items: list, workers: int, desc: str, progress: bool, freeze: bool = False) -> list:
+    """``fn`` over ``items`` in a process pool (in this process for one worker), results in item order.
+
+    ``freeze``: move each result into the garbage collector's permanent generation as it arrives. The driver
+    holds a few objects per sample for the whole run; without this every full collection rescans all of them
+    and the decision pass grows faster than the corpus.
+    """
+    import gc
+
     from tqdm import tqdm
 
     bar = tqdm(total=len(items), desc=desc, unit="shard", disable=not progress)
@@ -103,11 +111,15 @@ def _map(fn: Callable, items: list, workers: int, desc: str, progress: bool) -> 
             for item in items:
                 out.append(fn(*item))
                 bar.update(1)
+                if freeze:
+                    gc.freeze()
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 for result in pool.map(fn, *zip(*items)):
                     out.append(result)
                     bar.update(1)
+                    if freeze:
+                        gc.freeze()
     finally:
         bar.close()
     return out
@@ -148,9 +160,6 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
                shard_size: int = 10_000, overwrite: bool = False, progress: bool = True,
                tracking_uri: str | None = None) -> dict[str, Any]:
     """Curate ``inputs`` (shard folders) into ``out`` with ``steps`` (a recipe's list); return the report dict."""
-    from clipzoo.core.curate.report import write_report
-    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest, ShardInfo, atomic_write_text
-
     t0 = time.time()
     inputs = [Path(p) for p in inputs]
     out = Path(out)
@@ -171,7 +180,23 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
     _prepare_out(out, overwrite)
 
     # pass 1: signatures, one unit per input shard
-    per_unit = _map(_signatures_unit, [(u, spec) for u in units], workers, "curate: signatures", progress)
+    try:
+        per_unit = _map(_signatures_unit, [(u, spec) for u in units], workers, "curate: signatures", progress,
+                        freeze=True)
+        return _decide_and_write(units, described, per_unit, step_objs, steps, out, workers, shard_size, progress, t0)
+    finally:
+        import gc
+
+        gc.unfreeze()
+
+
+def _decide_and_write(units: list[WorkUnit], described: list[dict[str, Any]], per_unit: list, step_objs: list[Step],
+                      steps: list[Any], out: Path, workers: int, shard_size: int, progress: bool,
+                      t0: float) -> dict[str, Any]:
+    """The driver's decisions over the signatures, then pass 2 (see the module docstring)."""
+    from clipzoo.core.curate.report import write_report
+    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest, ShardInfo, atomic_write_text
+
     sigs = [s for unit_sigs in per_unit for s in unit_sigs]
     n = len(sigs)
     alive = np.ones(n, dtype=bool)

@@ -48,7 +48,8 @@ def load_entries(domains: Iterable[str] = (), files: Iterable[str | Path] = ()) 
         found = registry.metadata_entries.get(domain)
         if not found:
             known = ", ".join(sorted(registry.metadata_entries)) or "none"
-            raise UnknownNameError(f"no metadata entries registered for domain {domain!r}; domains with entries: {known}")
+            raise UnknownNameError(f"no metadata entries registered for domain {domain!r}; "
+                                   f"domains with entries: {known}")
         paths.extend(found)
     paths.extend(Path(f) for f in files)
     seen: dict[str, None] = {}

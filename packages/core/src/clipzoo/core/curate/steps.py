@@ -7,12 +7,14 @@ returns the removals ``{index: reason}`` plus details for the report. Steps are 
       - dedup: {by: [pixels, phash, caption], phash_threshold: 8, caption_threshold: 0.8, keep: first}
       - decontaminate: {tasks: [{name: biomed/zeroshot, options: {shards: DIR}}], shards: [DIR], images: [DIR]}
       - balance: {domains: [biomed], entries: [my_entries.txt], t: 20000, seed: 0, unmatched: keep}
-      - filter: {min_words: 2, langs: [en], min_side: 64, max_aspect: 3, score_model: models:/m@champion, min_score: 0.2}
+      - filter: {min_words: 2, langs: [en], min_side: 64, max_aspect: 3,
+                 score_model: "models:/m@champion", min_score: 0.2}
 """
 
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +41,9 @@ class StepResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class Step:
+class Step(ABC):
+    """A named curation step; options come from the recipe (unknown ones are refused)."""
+
     name: ClassVar[str]
     OPTIONS: ClassVar[set[str]] = set()
 
@@ -50,8 +54,9 @@ class Step:
     def prepare(self, spec: SignatureSpec) -> None:
         """Ask pass 1 for what this step needs."""
 
+    @abstractmethod
     def run(self, sigs: list[Signature], alive: np.ndarray) -> StepResult:
-        raise CurateError(f"step {self.name} cannot run")  # every concrete step overrides this
+        """Decide over ``sigs[alive]``: the removals ``{index: reason}`` and the details for the report."""
 
     def describe(self) -> dict[str, Any]:
         return {"step": self.name, "options": self.options}
@@ -114,7 +119,9 @@ class Dedup(Step):
                 if digest is None:
                     continue
                 if digest in groups:
-                    edges_i.append(groups[digest]); edges_j.append(local); why.append("exact (decoded pixels)")
+                    edges_i.append(groups[digest])
+                    edges_j.append(local)
+                    why.append("exact (decoded pixels)")
                     found["pixels"] += 1
                 else:
                     groups[digest] = local
@@ -123,12 +130,16 @@ class Dedup(Step):
             codes = np.array([sigs[idx[k]].phash for k in have], dtype=np.uint64)
             pi, pj, dist = hamming_pairs(codes, self.phash_threshold)
             for a, b, d in zip(pi, pj, dist):
-                edges_i.append(have[a]); edges_j.append(have[b]); why.append(f"near-duplicate image (pHash distance {d})")
+                edges_i.append(have[a])
+                edges_j.append(have[b])
+                why.append(f"near-duplicate image (pHash distance {d})")
             found["phash"] = int(len(pi))
         if "caption" in self.by:
             mh = [sigs[g].minhash for g in idx]
             for a, b, jac in minhash_pairs(mh, self.caption_threshold, self.num_perm):
-                edges_i.append(a); edges_j.append(b); why.append(f"near-duplicate caption (Jaccard {jac:.2f})")
+                edges_i.append(a)
+                edges_j.append(b)
+                why.append(f"near-duplicate caption (Jaccard {jac:.2f})")
             found["caption"] = sum(1 for w in why if w.startswith("near-duplicate caption"))
         result = StepResult(details={"pairs": found, "clusters": []})
         if not edges_i:
@@ -370,7 +381,8 @@ class Filter(Step):
             if s.lang not in self.langs:
                 return "language", f"caption language {s.lang or 'none'} not in {','.join(self.langs)}"
             if o.get("min_lang_prob") is not None and (s.lang_prob or 0.0) < float(o["min_lang_prob"]):
-                return "language", f"caption language {s.lang} with probability {s.lang_prob:.2f} (< {o['min_lang_prob']})"
+                return "language", (f"caption language {s.lang} with probability {s.lang_prob:.2f} "
+                                    f"(< {o['min_lang_prob']})")
         if (o.get("min_side") is not None or o.get("max_aspect") is not None) and s.has_image:
             side = min(s.width, s.height)
             if o.get("min_side") is not None and side < int(o["min_side"]):
