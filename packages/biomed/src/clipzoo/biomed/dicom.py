@@ -281,7 +281,11 @@ def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
     path = Path(path)
     ds = _dcmread(path, stop_before_pixels=True)
     if "Rows" not in ds:
-        # DICOMDIR media directories, presentation states, SR and plans carry no pixels: said once, here
+        # DICOMDIR media directories, presentation states, SR and plans carry no pixels: said once, here. Pixel
+        # data without the Image Pixel module describing it is a damaged image instead (rare: read it all to tell)
+        if any(k in _dcmread(path, stop_before_pixels=False) for k in ("PixelData", "FloatPixelData",
+                                                                        "DoubleFloatPixelData")):
+            raise DicomReadError("malformed-header", "pixel data without an Image Pixel module (no Rows)")
         raise DicomReadError("not-image", "no pixel module (e.g. a DICOMDIR, structured report or RT plan)")
     meta = safe_metadata(ds, free_text=free_text)
     try:
