@@ -101,9 +101,22 @@ def minhash_pairs(minhashes: Sequence, threshold: float, num_perm: int,
     Without ``query``: pairs ``(i, j, jaccard)``, ``i < j``, within ``minhashes``. With ``query``: pairs
     ``(q, i, jaccard)`` of a query caption and an indexed one. ``None`` entries (no caption) never pair.
     """
+    import gc
+
     from datasketch import MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # The LSH tables are millions of small objects without cycles (refcounting frees them): with the collector on,
+    # each full collection rescans all of them and the search grows faster than the corpus.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _minhash_pairs(MinHashLSH(threshold=threshold, num_perm=num_perm), minhashes, threshold, query)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _minhash_pairs(lsh, minhashes: Sequence, threshold: float, query: Sequence | None) -> list[tuple[int, int, float]]:
     with lsh.insertion_session() as session:
         for i, m in enumerate(minhashes):
             if m is not None:
