@@ -56,7 +56,7 @@ def export(shared_data, tmp_path) -> Path:
 
 
 def _everything_written(out: Path) -> str:
-    """Every shard member's name and bytes (latin-1, so any byte string can be searched) and the manifest."""
+    """Every shard member's name and bytes (latin-1, so any byte string can be searched) and every other file."""
     parts = [(out / "manifest.json").read_text(encoding="utf-8")]
     manifest = json.loads(parts[0])
     assert manifest["shards"], "nothing was written"
@@ -65,6 +65,11 @@ def _everything_written(out: Path) -> str:
             for member in tar:
                 parts.append(member.name)
                 parts.append(tar.extractfile(member).read().decode("latin-1"))
+    # and every other file the run left in the folder (the engine's unit plan and done records included)
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and not path.name.endswith(".tar"):
+            parts.append(path.relative_to(out).as_posix())
+            parts.append(path.read_bytes().decode("latin-1"))
     return "\n".join(parts)
 
 

@@ -84,6 +84,15 @@ class _SourceNames:
         return PurePosixPath(base).stem or base
 
 
+class _NamedByPolicy:
+    """Mixin for sources with ``--source-paths``: the engine's own skips name an input the same way samples do."""
+
+    path_mode: str
+
+    def record_path(self, path: str | Path) -> str:
+        return _SourceNames([Path(path)], self.path_mode)(path)
+
+
 def _add_privacy_arguments(parser: argparse.ArgumentParser, free_text_help: str) -> None:
     parser.add_argument("--source-paths", choices=_SourceNames.MODES, default="relative",
                         help="how samples and the manifest name input files: the path below the named input "
@@ -455,7 +464,7 @@ class JatsSource(Source):
 # ======================================================================================================
 # DICOM
 # ======================================================================================================
-class DicomSource(Source):
+class DicomSource(_NamedByPolicy, Source):
     """DICOM files or folders -> one sample per slice/frame, display-ready (grey stays single-channel).
 
     Modality LUT, VOI LUT or window (CT presets when the file has none), MONOCHROME1 inverted, palette and YBR
@@ -609,7 +618,7 @@ class DicomSource(Source):
 # ======================================================================================================
 # NIfTI
 # ======================================================================================================
-class NiftiSource(Source):
+class NiftiSource(_NamedByPolicy, Source):
     """NIfTI 3-D/4-D volumes via MONAI (LoadImage, Orientation RAS, optional Spacing, intensity scaling).
 
     Emits slices in the chosen planes (all, middle or every Nth) and/or per-volume projections (mip, mean),
@@ -749,7 +758,7 @@ class NiftiSource(Source):
 # ======================================================================================================
 # Plain 2-D images
 # ======================================================================================================
-class ImagesSource(Source):
+class ImagesSource(_NamedByPolicy, Source):
     """Plain 2-D images (fundus, pathology, microscopy...) with labels from a CSV or from folder names.
 
     Labels become UniMed-style caption variants from the modality's templates (txt + captions.json), and a

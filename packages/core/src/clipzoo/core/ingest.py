@@ -166,6 +166,14 @@ class Source(ABC):
         items = list(expand_inputs(inputs, self.input_suffixes, report)) if self.input_suffixes else list(inputs)
         return [items[i:i + unit_size] for i in range(0, len(items), unit_size)]
 
+    def record_path(self, path: str | Path) -> str:
+        """How the engine names ``path`` (an input as given) in skips and errors it reports itself.
+
+        Sources whose inputs may carry identifying folder names (clinical exports) override this to follow
+        their own path policy (a relative or hashed form); the default is the path as given.
+        """
+        return str(path)
+
     def describe(self) -> dict[str, Any]:
         """Source settings recorded in the manifest (JSON-serialisable)."""
         return {"domain": self.domain, "name": self.name, "options": dict(vars(self.options))}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -192,7 +193,7 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
             bad = {str(item): first for item in inputs}
         for path, exc in bad.items():
             log.debug("%s raised:\n%s", path, "".join(traceback.format_exception(exc)))
-            report.skip(path, _describe(exc), kind="error")
+            report.skip(task.source.record_path(path), _describe(exc), kind="error")
         good = [item for item in inputs if str(item) not in bad]
         writer = None
         if good:
@@ -207,11 +208,12 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
             except Exception as again:
                 log.debug("unit %d failed again without its bad inputs", task.unit, exc_info=True)
                 for item in good:
-                    report.skip(item, f"read together with the other inputs of its unit: {_describe(again)}",
+                    report.skip(task.source.record_path(item),
+                                f"read together with the other inputs of its unit: {_describe(again)}",
                                 kind="error")
     record = {
         "unit": task.unit,
-        "inputs": task.inputs,
+        "inputs": [input_fingerprint(i) for i in task.inputs],
         "shards": [asdict(i) for i in (writer.manifest.shards if writer else [])],
         "keys": writer.keys if writer else [],
         "report": report.state(),
@@ -286,9 +288,18 @@ def _contents(storage: Storage) -> list[str]:
     return [n for n in storage.list() if n not in (LOCK_NAME, LOCK_INFO)]
 
 
+def input_fingerprint(item) -> str:
+    """How the plan and the done records name an input: a one-way hash of its path as given.
+
+    They only need to tell whether ``--resume`` was given the same inputs; the path itself stays out of the
+    output folder, since an export folder is often named after the patient (``SURNAME^GIVEN_19610704/``).
+    """
+    return hashlib.sha256(str(item).encode("utf-8")).hexdigest()[:16]
+
+
 def _plan(source: Source, units: list[list], settings: EngineSettings) -> dict[str, Any]:
     return {"source": json.loads(json.dumps(source.describe(), default=str)), "settings": asdict(settings),
-            "units": [[str(i) for i in unit] for unit in units]}
+            "units": [[input_fingerprint(i) for i in unit] for unit in units]}
 
 
 def _done_records(storage: Storage, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -484,7 +495,7 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
     storage.write_text(f"{UNITS_DIR}/{PLAN_NAME}", json.dumps(plan, indent=1))
     state["planned"] = not done
 
-    tasks = [UnitTask(source, u, plan["units"][u], str(out), settings) for u in pending]
+    tasks = [UnitTask(source, u, [str(i) for i in units[u]], str(out), settings) for u in pending]
     used = 1 if engine == "process" and len(tasks) <= 1 else min(workers, max(len(tasks), 1))
     bar = tqdm(total=len(units), initial=len(done), desc=f"ingest {source.domain} {source.name}", unit="unit",
                disable=not progress)
@@ -504,7 +515,8 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
             _execute_pool(tasks, used, on_done)
     finally:
         bar.close()
-    summary, manifest = _merge(source, plan_report, [done[u] for u in range(len(units))], settings)
+    summary, manifest = _merge(source, plan_report, [done[u] for u in range(len(units))], settings,
+                               [[source.record_path(i) for i in unit] for unit in units])
     manifest.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     storage.write_text(MANIFEST_NAME, manifest.to_json())  # the commit record, last
     by_kind = summary["counters"].get("skipped_by_kind", {})
@@ -517,7 +529,7 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
 
 
 def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, Any]],
-           settings: EngineSettings) -> tuple[dict[str, Any], Manifest]:
+           settings: EngineSettings, unit_names: list[list[str]]) -> tuple[dict[str, Any], Manifest]:
     """One manifest from the done records, in unit order; duplicate keys across units are an error."""
     report = plan_report
     manifest = Manifest(source=source.describe())
@@ -526,8 +538,8 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
         for key in record["keys"]:
             other = owner.setdefault(key, record["unit"])
             if other != record["unit"]:
-                raise IngestError(f"sample key {key!r} comes from unit {other} ({', '.join(records[other]['inputs'])})"
-                                  f" and unit {record['unit']} ({', '.join(record['inputs'])}): keys must be unique "
+                raise IngestError(f"sample key {key!r} comes from unit {other} ({', '.join(unit_names[other])})"
+                                  f" and unit {record['unit']} ({', '.join(unit_names[record['unit']])}): keys must be unique "
                                   "across inputs; this is a bug in the source's key scheme")
         report.merge(record["report"])
         manifest.shards.extend(ShardInfo(**s) for s in record["shards"])
