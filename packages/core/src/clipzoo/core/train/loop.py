@@ -134,26 +134,12 @@ def train(cfg: Config, *, stop_after_steps: int | None = None) -> TrainResult:
         torch.set_num_threads(previous_threads)
 
 
-def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
-    from clipzoo.core.data.loader import (ResumableLoader, ShardStream, StreamConfig, resolve_shards,
-                                          storage_from_config)
-    from clipzoo.core.data.transforms import SampleTransform
+def _model_and_loss(cfg: Config, info: distu.DistInfo):
+    """The model (identical initial weights on every rank) and its contrastive loss."""
     from clipzoo.core.losses import create_loss
-    from clipzoo.core.models import create_model, save_pretrained
-    from clipzoo.core.train.backends import make_backend
-    from clipzoo.core.data.writer import atomic_write_text
-    from clipzoo.core.train.checkpoint import CheckpointError, Checkpointer
+    from clipzoo.core.models import create_model
 
-    # -- 1. processes and seeds; nothing is written until every check below has passed ------------
-    info = distu.init(cfg.train.device, cfg.train.dist_backend)
-    _seed_everything(cfg.run.seed + info.rank)
-    out = Path(cfg.run.output_dir)
-    if not cfg.data.train:
-        raise ConfigError("data.train is empty: name a shard folder, brace pattern or URL")
-    _check_same_run(out, cfg)
-
-    # -- 2. model and loss -----------------------------------------------------------------------
-    torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank
+    torch.manual_seed(cfg.run.seed)
     try:
         model = create_model(cfg.model.config, pretrained=cfg.model.pretrained)
     except (ValueError, FileNotFoundError, KeyError) as exc:
@@ -165,10 +151,15 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
         loss_fn = create_loss(loss_cfg, rank=info.rank, world_size=info.world_size)
     except ValueError as exc:
         raise ConfigError(f"loss: {exc}") from None
-    n_params = sum(p.numel() for p in model.parameters())
-    _seed_everything(cfg.run.seed + info.rank)
+    return model, loss_fn
 
-    # -- 3. data ---------------------------------------------------------------------------------
+
+def _make_loader(cfg: Config, model, info: distu.DistInfo):
+    """This rank's resumable loader over the shard set, with the model's preprocessing (+ optional crops)."""
+    from clipzoo.core.data.loader import (ResumableLoader, ShardStream, StreamConfig, resolve_shards,
+                                          storage_from_config)
+    from clipzoo.core.data.transforms import SampleTransform
+
     storage = storage_from_config(cfg.data)  # remote access and cache (clipzoo.core.data.shardset)
     try:
         urls = resolve_shards(cfg.data.train, allow_unmanifested=cfg.data.allow_unmanifested, storage=storage)
@@ -197,7 +188,107 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
             **stream_options,
         ),
     )
-    loader = ResumableLoader(stream, num_workers=cfg.data.workers, pin_memory=info.device.startswith("cuda"))
+    return ResumableLoader(stream, num_workers=cfg.data.workers, pin_memory=info.device.startswith("cuda"))
+
+
+def _start_mlflow(cfg: Config, info: distu.DistInfo, run_id: str | None, n_params: int):
+    """Rank 0's MLflow run (the resumed one when ``run_id`` is known): (the mlflow module or None, run id)."""
+    if not (info.is_main and cfg.run.mlflow):
+        return None, run_id
+    import mlflow
+
+    from clipzoo.core.tracking import setup_mlflow
+
+    setup_mlflow(cfg.run.tracking_uri, cfg.run.experiment)
+    mlflow.start_run(run_id=run_id, run_name=None if run_id else cfg.run.name)
+    if run_id is None:
+        mlflow.log_params({"backend": cfg.train.backend, "world_size": info.world_size, "params": n_params,
+                           "model": str(cfg.model.config)[:250], "batch_size": cfg.data.batch_size,
+                           "accum_steps": cfg.optim.accum_steps, "lr": cfg.optim.lr,
+                           "precision": cfg.train.precision, "zero_stage": cfg.train.zero_stage})
+    return mlflow, mlflow.active_run().info.run_id
+
+
+def _forward_backward(backend, loss_fn, micro: list[dict[str, Any]]) -> float:
+    """Gradients of the full-batch contrastive loss over ``micro`` (one micro-batch, or k with GradCache);
+    returns the loss."""
+    module, k = backend.module, len(micro)
+    if k == 1:
+        with backend.autocast():
+            outputs = module(micro[0])
+            loss = loss_fn(outputs["features"], outputs["logit_scale"], outputs["logit_bias"], outputs["masks"])
+        backend.backward(loss, boundary=True)
+        return loss.detach().float().item()
+    # a. features of every micro-batch, no graph; remember RNG so the recompute matches
+    cached, rng_states = [], []
+    with torch.no_grad(), backend.autocast():
+        for b in micro:
+            rng_states.append(torch.get_rng_state())
+            o = module(b)
+            cached.append({"features": {m: f.detach() for m, f in o["features"].items()}, "masks": o["masks"]})
+    # b. recompute each micro-batch with gradients against all cached negatives
+    loss_value = 0.0
+    for j, b in enumerate(micro):
+        torch.set_rng_state(rng_states[j])
+        sync = contextlib.nullcontext() if j == k - 1 else backend.no_sync()
+        with sync, backend.autocast():
+            o = module(b)
+            feats = _cat_features(cached, o, j, "features")
+            masks = _cat_features(cached, o, j, "masks")
+            # the temperature (and bias) gets its gradient from one micro-step only, so the
+            # summed gradient equals the full-batch one for every parameter
+            scale, bias = o["logit_scale"], o["logit_bias"]
+            if j > 0:
+                scale = scale.detach()
+                bias = bias.detach() if bias is not None else None
+            loss = loss_fn(feats, scale, bias, masks)
+            backend.backward(loss, boundary=j == k - 1)
+        loss_value = loss.detach().float().item()  # every micro-loss is the full-batch loss
+    return loss_value
+
+
+def _export(cfg: Config, state: dict[str, torch.Tensor], out: Path, summary: dict[str, Any]) -> Path:
+    """The model package (``out/model``: config, weights, preprocess) and its ``train_summary.json``."""
+    from clipzoo.core.models import create_model, save_pretrained
+
+    export = create_model(cfg.model.config)
+    export.load_state_dict({k: v.to(export.state_dict()[k].dtype) for k, v in state.items()})
+    model_dir = save_pretrained(export, out / "model")
+    summary = {
+        "name": cfg.run.name,
+        "architecture": cfg.model.config if isinstance(cfg.model.config, str) else "custom",
+        **summary,
+        "backend": cfg.train.backend,
+        "training_config": cfg.to_dict(),
+        "data": _data_summary(cfg.data.train),
+    }
+    (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    log.info("model package written to %s", model_dir)
+    return model_dir
+
+
+def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
+    from tqdm import tqdm
+
+    from clipzoo.core.data.writer import atomic_write_text
+    from clipzoo.core.train.backends import make_backend
+    from clipzoo.core.train.checkpoint import CheckpointError, Checkpointer
+
+    # -- 1. processes and seeds; nothing is written until every check below has passed ------------
+    info = distu.init(cfg.train.device, cfg.train.dist_backend)
+    _seed_everything(cfg.run.seed + info.rank)
+    out = Path(cfg.run.output_dir)
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty: name a shard folder, brace pattern or URL")
+    _check_same_run(out, cfg)
+
+    # -- 2. model and loss -----------------------------------------------------------------------
+    model, loss_fn = _model_and_loss(cfg, info)
+    n_params = sum(p.numel() for p in model.parameters())
+    _seed_everything(cfg.run.seed + info.rank)
+
+    # -- 3. data ---------------------------------------------------------------------------------
+    loader = _make_loader(cfg, model, info)
 
     # -- 4. backend (torch DDP or DeepSpeed ZeRO) --------------------------------------------------
     backend = make_backend(model, cfg, info)
@@ -222,29 +313,12 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
         if info.is_main:
             log.info("resumed from %s (step %d, epoch %d)", latest, step, loader.state.epoch)
 
-    # -- 6. metrics: MLflow (rank 0) and a progress bar ------------------------------------------
-    mlflow = None
-    if info.is_main and cfg.run.mlflow:
-        import mlflow as _mlflow
-
-        from clipzoo.core.tracking import setup_mlflow
-
-        setup_mlflow(cfg.run.tracking_uri, cfg.run.experiment)
-        mlflow = _mlflow
-        mlflow.start_run(run_id=mlflow_run_id, run_name=None if mlflow_run_id else cfg.run.name)
-        mlflow_run_id = mlflow.active_run().info.run_id
-        if resumed_from is None:
-            mlflow.log_params({"backend": cfg.train.backend, "world_size": info.world_size, "params": n_params,
-                               "model": str(cfg.model.config)[:250], "batch_size": cfg.data.batch_size,
-                               "accum_steps": cfg.optim.accum_steps, "lr": cfg.optim.lr,
-                               "precision": cfg.train.precision, "zero_stage": cfg.train.zero_stage})
-    from tqdm import tqdm
-
+    # -- 6. metrics: MLflow (rank 0), metrics.jsonl and a progress bar -------------------------------
+    mlflow, mlflow_run_id = _start_mlflow(cfg, info, mlflow_run_id, n_params)
     bar = tqdm(total=cfg.train.max_steps, initial=step, desc=cfg.run.name, unit="step",
                disable=not (info.is_main and cfg.run.progress))
     history: list[dict[str, float]] = []
     metrics_file = out / "metrics.jsonl"
-
     last_saved = resumed_from  # the step of the newest checkpoint known to be whole
 
     def save_checkpoint() -> None:
@@ -258,46 +332,13 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     k = cfg.optim.accum_steps
     global_batch = cfg.data.batch_size * k * info.world_size
     batches = iter(loader)
-    module = backend.module
     t_start = time.time()
     t_window, steps_window, stopped_early = time.time(), 0, False
     backend.raw_model.train()
     while step < cfg.train.max_steps:
         if cfg.train.max_time_s is not None and elapsed + (time.time() - t_start) >= cfg.train.max_time_s:
             break
-        micro = [backend.to_device(next(batches)) for _ in range(k)]
-        if k == 1:
-            with backend.autocast():
-                outputs = module(micro[0])
-                loss = loss_fn(outputs["features"], outputs["logit_scale"], outputs["logit_bias"], outputs["masks"])
-            backend.backward(loss, boundary=True)
-            loss_value = loss.detach().float().item()
-        else:
-            # 7a. features of every micro-batch, no graph; remember RNG so the recompute matches
-            cached, rng_states = [], []
-            with torch.no_grad(), backend.autocast():
-                for b in micro:
-                    rng_states.append(torch.get_rng_state())
-                    o = module(b)
-                    cached.append({"features": {m: f.detach() for m, f in o["features"].items()}, "masks": o["masks"]})
-            # 7b. recompute each micro-batch with gradients against all cached negatives
-            loss_value = 0.0
-            for j, b in enumerate(micro):
-                torch.set_rng_state(rng_states[j])
-                sync = contextlib.nullcontext() if j == k - 1 else backend.no_sync()
-                with sync, backend.autocast():
-                    o = module(b)
-                    feats = _cat_features(cached, o, j, "features")
-                    masks = _cat_features(cached, o, j, "masks")
-                    # the temperature (and bias) gets its gradient from one micro-step only, so the
-                    # summed gradient equals the full-batch one for every parameter
-                    scale, bias = o["logit_scale"], o["logit_bias"]
-                    if j > 0:
-                        scale = scale.detach()
-                        bias = bias.detach() if bias is not None else None
-                    loss = loss_fn(feats, scale, bias, masks)
-                    backend.backward(loss, boundary=j == k - 1)
-                loss_value = loss.detach().float().item()  # every micro-loss is the full-batch loss
+        loss_value = _forward_backward(backend, loss_fn, [backend.to_device(next(batches)) for _ in range(k)])
         grad_norm = backend.step()
         step += 1
         samples_seen += global_batch
@@ -309,7 +350,8 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
             loss_mean = distu.all_reduce_mean(loss_value)
             sps = steps_window * global_batch / max(now - t_window, 1e-9)
             t_window, steps_window = now, 0
-            scale = float(backend.raw_model.logit_scale.exp().item()) if hasattr(backend.raw_model, "logit_scale") else float("nan")
+            raw = backend.raw_model
+            scale = float(raw.logit_scale.exp().item()) if hasattr(raw, "logit_scale") else float("nan")
             row = {"step": step, "loss": loss_mean, "lr": backend.lr, "temperature": 1.0 / scale,
                    "logit_scale": scale, "samples_per_s": sps, "samples_seen": samples_seen}
             if grad_norm is not None:
@@ -337,25 +379,10 @@ def _train(cfg: Config, stop_after_steps: int | None) -> TrainResult:
     model_dir = None
     state = backend.full_state_dict()  # every rank takes part (ZeRO-3 gathers)
     if info.is_main and not stopped_early:
-        export = create_model(cfg.model.config)
-        export.load_state_dict({k_: v.to(export.state_dict()[k_].dtype) for k_, v in state.items()})
-        model_dir = save_pretrained(export, out / "model")
-        summary = {
-            "name": cfg.run.name,
-            "architecture": cfg.model.config if isinstance(cfg.model.config, str) else "custom",
-            "parameters": n_params,
-            "steps": step,
-            "samples_seen": samples_seen,
-            "world_size": info.world_size,
-            "backend": cfg.train.backend,
-            "elapsed_s": round(elapsed, 1),
-            "final_metrics": history[-1] if history else {},
-            "training_config": cfg.to_dict(),
-            "data": _data_summary(cfg.data.train),
-            "mlflow_run_id": mlflow_run_id,
-        }
-        (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        log.info("model package written to %s", model_dir)
+        model_dir = _export(cfg, state, out, {
+            "parameters": n_params, "steps": step, "samples_seen": samples_seen, "world_size": info.world_size,
+            "elapsed_s": round(elapsed, 1), "final_metrics": history[-1] if history else {},
+            "mlflow_run_id": mlflow_run_id})
     if mlflow is not None:
         mlflow.end_run()
     distu.barrier()
