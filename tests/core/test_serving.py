@@ -58,6 +58,7 @@ def _png(colour) -> tuple[str, object]:
     return base64.b64encode(buf.getvalue()).decode(), img
 
 
+@pytest.mark.slow  # the store's first opening (schema migrations) takes ~20 s here
 def test_pyfunc_signature_lists_the_modalities_and_the_modality_param(store):
     import mlflow.pyfunc
     import pandas as pd
