@@ -194,6 +194,8 @@ def test_cli_bad_input_is_one_clear_line(store, tmp_path, capsys):
          "core/csv-zeroshot, core/imagefolder-linear-probe, core/imagefolder-zeroshot, core/shards-retrieval"),
         (["bench", "models:/bench-tiny/1", "--task", "core/imagefolder-zeroshot", "--set", f"root={empty}"],
          f"image folder {empty} holds no images", "found: cats; loose files: notes.txt"),
+        (["bench", "models:/bench-tiny/1", "--task", TASKS[0], "--bootstrap", "0"],
+         "bootstrap=0: the number of resamples must be at least 1", "1000 is usual"),
         (["registry", "show", "models:/bench-tiny@nope"], "has no alias 'nope'", "aliases: candidate"),
         (["registry", "register", str(tmp_path), "--name", "x"], f"{tmp_path} is not a model package", "no config.json, model.safetensors"),
     ]
