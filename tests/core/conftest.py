@@ -3,6 +3,7 @@
 Both are started by the test session on a free loopback port and stopped after it; waits are bounded.
 The HTTP server serves a folder with byte ranges (as S3, nginx and the Hugging Face hub do) and can inject
 faults per file: drop the connection mid-body N times, or answer 403/404. It counts the requests per file.
+The engine tests (ingest, curate) share ``local_ray``: a real local Ray instance, one per test module.
 """
 
 from __future__ import annotations
@@ -190,3 +191,12 @@ def no_aws_settings(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray instance of 2 CPUs for the engine tests of one module (ingest, curate), shut down after it."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

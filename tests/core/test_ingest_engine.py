@@ -281,14 +281,6 @@ def test_worker_count_does_not_change_the_bytes(shared_data, tmp_path):
     assert len(_fingerprint(tmp_path / "w1")) == 4
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_engine_writes_the_process_pools_bytes(local_ray, shared_data, tmp_path):
     inputs = _images(shared_data, tmp_path / "imgs")
     kw = {"unit_size": 1, "max_count": 1, "progress": False}

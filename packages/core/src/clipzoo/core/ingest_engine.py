@@ -25,6 +25,9 @@ time are in ``.ingest.lock.json``), released by the OS if the process dies. Obje
 lock: the engine creates ``.ingest.lock.json`` with create-if-absent where the backend supports it
 (fsspec ``"xb"`` mode) and otherwise checks for it and warns that two runs started at the same moment are
 not excluded. A killed run leaves that object behind; the error message says to delete it.
+
+:func:`execute` (in process, process pool, Ray) and :class:`OutLock` are the data engine's parts that
+``clipzoo curate`` runs on too (:mod:`clipzoo.core.curate.engine`); the lock record names which command holds it.
 """
 
 from __future__ import annotations
@@ -224,22 +227,25 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
 
 # -- lock -----------------------------------------------------------------------------------------
 class OutLock:
-    """The exclusive lock on an ingest's ``--out`` (see the module docstring for object storage)."""
+    """The exclusive lock on an ingest's (or a curate's: ``command``) ``--out`` (see the module docstring for
+    object storage). The lock record names the command, so a run refused by another names what holds it."""
 
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, command: str = "ingest"):
         self.storage = storage
+        self.command = command
         self._lock = None
         self._remote_owned = False
 
-    def _holder(self) -> str:
+    def _holder(self) -> tuple[str, str]:
+        """(the holder's command, "pid P on HOST, started T") from the lock record."""
         try:
             info = json.loads(self.storage.read_text(LOCK_INFO))
-            return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+            return info.get("command", "ingest"), f"pid {info['pid']} on {info['host']}, started {info['started']}"
         except (OSError, ValueError, KeyError):
-            return "holder unknown"
+            return "run", "holder unknown"
 
     def acquire(self) -> None:
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         if self.storage.local:
             from filelock import FileLock, Timeout
@@ -249,7 +255,8 @@ class OutLock:
                 self._lock.acquire(timeout=0)
             except Timeout:
                 self._lock = None
-                raise IngestError(f"--out {self.storage}: another ingest is writing there ({self._holder()}); "
+                command, holder = self._holder()
+                raise IngestError(f"--out {self.storage}: another {command} is writing there ({holder}); "
                                   "wait for it to finish or choose another --out") from None
             self.storage.write_text(LOCK_INFO, info)
             return
@@ -263,7 +270,8 @@ class OutLock:
                 self.storage.write_text(LOCK_INFO, info)
                 created = True
         if not created:
-            raise IngestError(f"--out {self.storage}: another ingest is writing there ({self._holder()}); wait for "
+            command, holder = self._holder()
+            raise IngestError(f"--out {self.storage}: another {command} is writing there ({holder}); wait for "
                               f"it, or if none is running (it was killed) delete {self.storage.url_of(LOCK_INFO)}")
         self._remote_owned = True
 
@@ -349,27 +357,44 @@ def _init_worker(level: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _execute_pool(tasks: list[UnitTask], workers: int, on_done: Callable[[dict], None]) -> None:
-    try:
-        pickle.dumps(tasks[0].source)
-    except Exception as exc:
-        raise IngestError(f"the {tasks[0].source.name} source cannot be sent to worker processes ({exc}); "
-                          "use --workers 1") from None
+def execute(fn: Callable[[Any], Any], tasks: list, on_done: Callable[[Any], None], *, workers: int = 1,
+            engine: str = "process", ray_address: str | None = None, preload: tuple[str, ...] = ()) -> None:
+    """Run ``fn(task)`` for every task and hand each result to ``on_done`` in the driver, as results arrive.
+
+    The one executor of the data engine (ingest units, curate passes): in this process for one worker (or one
+    task), a process pool of ``workers`` (forkserver with ``preload`` modules imported once), or Ray tasks
+    (``ray_address`` joins a cluster, default a local instance of ``workers`` CPUs). ``fn`` must be a
+    module-level function and the tasks picklable. Results arrive in completion order; a caller that needs
+    task order keys them. The first exception a task raises stops the run and is re-raised here as it was.
+    """
+    if engine not in ENGINES:
+        raise IngestError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        _execute_ray(fn, tasks, workers, ray_address, on_done)
+    elif workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            on_done(fn(task))
+    else:
+        _execute_pool(fn, tasks, workers, on_done, preload)
+
+
+def _execute_pool(fn: Callable[[Any], Any], tasks: list, workers: int, on_done: Callable[[Any], None],
+                  preload: tuple[str, ...]) -> None:
     if "forkserver" in multiprocessing.get_all_start_methods():
-        # Workers fork from a server that imported the engine and the source's module (its readers: pydicom,
+        # Workers fork from a server that imported the engine and the task's modules (a source's readers: pydicom,
         # rasterio, lxml ...) once, so a worker starts in milliseconds instead of re-importing them (~1-3 s each).
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, type(tasks[0].source).__module__, *tasks[0].source.worker_imports])
+        ctx.set_forkserver_preload(list(dict.fromkeys([__name__, fn.__module__, *preload])))
     else:
         ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                 initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
-        futures = {pool.submit(run_unit, t): t.unit for t in tasks}
+        futures = [pool.submit(fn, t) for t in tasks]
         try:
             for future in cf.as_completed(futures):
                 on_done(future.result())
         except cf.process.BrokenProcessPool:
-            raise IngestError("a worker process died (killed, or out of memory?) while reading a unit; "
+            raise IngestError("a worker process died (killed, or out of memory?) while running a work unit; "
                               "re-run with --resume to finish the other units") from None
         except BaseException:
             for f in futures:
@@ -377,7 +402,8 @@ def _execute_pool(tasks: list[UnitTask], workers: int, on_done: Callable[[dict],
             raise
 
 
-def _execute_ray(tasks: list[UnitTask], workers: int, address: str | None, on_done: Callable[[dict], None]) -> None:
+def _execute_ray(fn: Callable[[Any], Any], tasks: list, workers: int, address: str | None,
+                 on_done: Callable[[Any], None]) -> None:
     try:
         import ray
     except ImportError:
@@ -388,7 +414,7 @@ def _execute_ray(tasks: list[UnitTask], workers: int, address: str | None, on_do
         ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
         started = True
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_unit)
+        remote = ray.remote(num_cpus=1, max_retries=0)(fn)
         pending = [remote.remote(t) for t in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -505,14 +531,15 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
         bar.update(1)
         bar.set_postfix(samples=sum(len(r["keys"]) for r in done.values()), refresh=False)
 
+    if engine == "process" and used > 1:
+        try:
+            pickle.dumps(source)
+        except Exception as exc:
+            raise IngestError(f"the {source.name} source cannot be sent to worker processes ({exc}); "
+                              "use --workers 1") from None
     try:
-        if engine == "ray":
-            _execute_ray(tasks, used, ray_address, on_done)
-        elif used == 1:
-            for task in tasks:
-                on_done(run_unit(task))
-        else:
-            _execute_pool(tasks, used, on_done)
+        execute(run_unit, tasks, on_done, workers=used, engine=engine, ray_address=ray_address,
+                preload=(type(source).__module__, *source.worker_imports))
     finally:
         bar.close()
     summary, manifest = _merge(source, plan_report, [done[u] for u in range(len(units))], settings,
