@@ -137,6 +137,99 @@ def test_output_is_independent_of_workers_and_copies_bytes(corpus, tmp_path):
                 assert {k: v for k, v in sample.items()} == source[sample["__key__"]]
 
 
+def _shard_bytes(folder: Path) -> list[tuple[str, bytes]]:
+    """The listed shards of a set, by name, with their bytes (what must not depend on workers or engine)."""
+    return [(s["name"], (folder / s["name"]).read_bytes()) for s in _manifest(folder)["shards"]]
+
+
+def test_out_rules_refuse_overwrite_and_lock(corpus, tmp_path, capsys):
+    """--out follows the ingest engine's rules: a non-empty folder is refused in one line with nothing written,
+    --overwrite replaces a curated set whole, and a held lock makes a second run fail at once naming the holder."""
+    import os
+
+    from clipzoo.core.ingest_engine import OutLock
+    from clipzoo.core.io import Storage
+
+    a, b = str(corpus["a"]), str(corpus["b"])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not a shard set")
+    assert main(["curate", a, "--out", str(mine), "--dedup"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {mine} is not empty (1 entries); add --overwrite" in err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]  # nothing written, not even a lock file
+
+    out = tmp_path / "out"
+    assert main(["curate", a, b, "--out", str(out), "--dedup", "--shard-size", "2", "--workers", "1"]) == 0
+    # A's two input shards of 3 kept whole (2 + 1 output shards each), B's one kept sample in a fifth
+    assert _manifest(out)["num_samples"] == 7 and len(_manifest(out)["shards"]) == 5
+    # --overwrite with other steps: no shard of the old set survives beside the new one
+    assert main(["curate", a, "--out", str(out), "--overwrite", "--min-words", "3", "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert _manifest(out)["num_samples"] == 6
+    assert sorted(p.name for p in out.glob("*.tar")) == sorted(s["name"] for s in _manifest(out)["shards"])
+    assert not (out / ".units").exists()
+    # --resume on a finished set: nothing to finish
+    assert main(["curate", a, "--out", str(out), "--resume", "--min-words", "3"]) == 2
+    assert "is a finished shard set" in capsys.readouterr().err
+
+    before = _shard_bytes(out)
+    held = OutLock(Storage(out), command="curate")
+    held.acquire()  # another run holding --out (the lock is per open file, so this process counts as another)
+    try:
+        assert main(["curate", a, "--out", str(out), "--overwrite", "--dedup"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"another curate is writing there (pid {os.getpid()} on " in err
+        assert _shard_bytes(out) == before and _manifest(out)["num_samples"] == 6  # --overwrite did not take it
+    finally:
+        held.release()
+
+
+def test_resume_writes_only_the_units_without_a_done_record(corpus, tmp_path, monkeypatch):
+    """A curate killed in pass 2 is finished by --resume: the units with a done record are not written again,
+    and the result is the uninterrupted run's bytes."""
+    from clipzoo.core.curate import engine
+
+    inputs, steps = [corpus["a"], corpus["b"]], [{"dedup": {}}]
+    run_curate(inputs, tmp_path / "ref", steps, shard_size=2, progress=False)
+    real, written = engine._write_unit, []
+
+    def killed_after_two(task):
+        if len(written) == 2:
+            raise KeyboardInterrupt  # as a kill: not an error the run handles
+        written.append(task.unit.index)
+        return real(task)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(engine, "_write_unit", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_curate(inputs, out, steps, shard_size=2, progress=False)
+    assert not (out / "manifest.json").exists() and len(list((out / ".units").glob("u*.json"))) == 2
+    with pytest.raises(CurateError, match="is not empty"):  # an interrupted run is not overwritten by accident
+        run_curate(inputs, out, steps, shard_size=2, progress=False)
+
+    first, written = written, []
+    monkeypatch.setattr(engine, "_write_unit", lambda task: (written.append(task.unit.index), real(task))[1])
+    report = run_curate(inputs, out, steps, shard_size=2, resume=True, progress=False)
+    # 3 of the 4 input shards keep samples (B's second keeps none): 2 written before the kill, 1 after
+    assert report["units_resumed"] == 2 and first == [0, 1] and written == [2]
+    assert _shard_bytes(out) == _shard_bytes(tmp_path / "ref")
+    assert _manifest(out)["curation"]["removed"] == _manifest(tmp_path / "ref")["curation"]["removed"]
+
+
+@pytest.mark.slow
+def test_ray_engine_writes_the_process_engines_bytes(corpus, local_ray, tmp_path):
+    """Both passes on Ray tasks (a real local Ray, 2 CPUs, 2 tasks at a time) give the process engine's curated
+    set byte for byte (its 1 worker writes what 2 do: test_output_is_independent_of_workers_and_copies_bytes)."""
+    args = [str(corpus["a"]), str(corpus["b"]), "--dedup", "--shard-size", "2"]
+    assert main(["curate", *args, "--out", str(tmp_path / "pool"), "--workers", "1"]) == 0
+    assert main(["curate", *args, "--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"]) == 0
+    pool, ray = _shard_bytes(tmp_path / "pool"), _shard_bytes(tmp_path / "ray")
+    assert pool == ray and len(pool) == 5
+    assert _manifest(tmp_path / "ray")["curation"] == _manifest(tmp_path / "pool")["curation"]
+    assert json.loads((tmp_path / "ray" / "report.json").read_text())["engine"] == "ray"
+
+
 def test_decontaminate_against_image_folder_and_shards(corpus, tmp_path):
     bench = tmp_path / "bench"
     bench.mkdir()
@@ -263,7 +356,7 @@ def test_cli_runs_prints_the_funnel_and_refuses_bad_input(corpus, tmp_path, caps
     # a non-empty --out, a folder that is not a shard set, an unknown step: one line, exit 2, nothing written
     before = sorted(p.name for p in out.iterdir())
     assert main(["curate", str(corpus["a"]), "--out", str(out), "--dedup"]) == 2
-    assert "not empty; pass --overwrite" in capsys.readouterr().err
+    assert "is not empty (" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
     assert main(["curate", str(tmp_path), "--out", str(tmp_path / "x"), "--dedup"]) == 2
     assert "not a shard set" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IN", help="input shard folders (or: report DIR)")
     p.add_argument("--out", type=Path, help="output folder for the curated shards, manifest and report")
     p.add_argument("--recipe", type=Path, help="YAML recipe with the steps (see below)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: recipe's, else the cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (or Ray tasks at a time) running each pass (default: recipe's, else the cores)")
+    p.add_argument("--engine", choices=("process", "ray"), default="process",
+                   help="process: a local process pool; ray: Ray tasks (pip install clipzoo-core[ray]), as for "
+                   "'clipzoo ingest' (default: %(default)s)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001; --out must "
+                   "be a folder every node mounts); default: start a local Ray instance")
     p.add_argument("--shard-size", type=int, default=10_000, help="max samples per output shard (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace the shards and manifest already in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace what is in a non-empty --out (the old manifest "
+                   "is removed first, then the old shards and report)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted curate into --out: signatures and "
+                   "decisions are computed again, only shards without a matching done record are written")
     p.add_argument("--tracking-uri", default=None, help="MLflow store for --score-model models:/ URIs")
     g = p.add_argument_group("dedup (instead of a recipe)")
     g.add_argument("--dedup", action="store_true", help="remove exact and near duplicates across the inputs")
@@ -126,6 +134,7 @@ def run(a: argparse.Namespace) -> int:
     from clipzoo.core.curate.metadata import EntryError
     from clipzoo.core.curate.report import funnel_lines
     from clipzoo.core.curate.steps import CurateError
+    from clipzoo.core.ingest_engine import default_workers
 
     if a.inputs[0] == "report" and not Path("report").exists():
         if len(a.inputs) != 2 or a.out is not None:
@@ -142,10 +151,10 @@ def run(a: argparse.Namespace) -> int:
         if not steps:
             raise CurateError("nothing to do: give --recipe or a step flag (--dedup, --decontaminate-task, "
                               "--balance-domain, --min-words, ...)")
-        workers = a.workers or int(recipe.get("workers", 0)) or len(os.sched_getaffinity(0))
+        workers = a.workers or int(recipe.get("workers", 0)) or default_workers()
         shard_size = int(recipe.get("shard_size", a.shard_size))
-        report = run_curate(a.inputs, a.out, steps, workers=workers, shard_size=shard_size,
-                            overwrite=a.overwrite, tracking_uri=a.tracking_uri)
+        report = run_curate(a.inputs, a.out, steps, workers=workers, engine=a.engine, ray_address=a.ray_address,
+                            shard_size=shard_size, overwrite=a.overwrite, resume=a.resume, tracking_uri=a.tracking_uri)
     except (CurateError, EntryError) as exc:
         raise UserError(str(exc)) from None
     print(f"{a.out}: {report['samples_out']} of {report['samples_in']} samples kept")

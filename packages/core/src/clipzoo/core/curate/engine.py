@@ -1,4 +1,4 @@
-"""``run_curate``: shard sets in, a curated shard set and its report out, in two parallel passes.
+"""``run_curate``: shard sets in, a curated shard set and its report out, in two passes on the data engine.
 
 1. **Signatures** (parallel, one work unit per input shard): each worker reads its shard and returns one
    small :class:`~clipzoo.core.curate.signatures.Signature` per sample (hashes, caption MinHash, matched
@@ -6,24 +6,32 @@
 2. **Decisions** (driver): the steps run in recipe order over the signatures, each on the samples the
    steps before it kept. Memory is bounded by these indexes, never by the corpus: no pixel reaches the driver.
 3. **Write** (parallel, one unit per input shard): each worker copies its shard's kept samples byte for byte
-   (no re-encoding) into shards of its own under ``OUT/.units``; the driver moves them into ``OUT`` and
-   writes ``manifest.json`` last, atomically (the commit record), with a ``curation`` section naming every
-   removal by key, step and reason, then the report (JSON, Markdown, PNG).
+   (no re-encoding) into ``OUT/curated-uNNNNN-MMMMMM.tar`` and then writes its done record
+   ``OUT/.units/uNNNNN.json``; the driver merges the records in unit order, writes the report (JSON,
+   Markdown, PNG) and ``manifest.json`` last, atomically (the commit record), with a ``curation`` section
+   naming every removal by key, step and reason.
 
-The output depends only on the inputs and the recipe, not on the worker count.
+Both passes run through the ingest engine's executor (:func:`clipzoo.core.ingest_engine.execute`: in
+process, a process pool, or Ray tasks with ``engine="ray"``), and ``--out`` follows the engine's rules: it is
+locked (:class:`~clipzoo.core.ingest_engine.OutLock`; a second run fails at once naming the holder), a
+non-empty folder is refused unless ``overwrite`` (the old manifest is removed first, then the old shards) or
+``resume``. ``resume`` runs pass 1 and the decisions again (signatures are not kept) and rewrites only the
+units whose done record is missing, names other kept keys or another input shard, or whose shards are gone.
+
+The output depends only on the inputs and the recipe, not on the worker count or the engine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -33,6 +41,7 @@ from clipzoo.core.curate.steps import CurateError, Step, build_steps
 log = logging.getLogger("clipzoo.curate")
 
 UNITS_DIR = ".units"
+PREFIX = "curated"
 REPORT_FILES = ("report.json", "report.md", "report.png")
 
 
@@ -71,73 +80,87 @@ def plan_units(inputs: list[Path]) -> tuple[list[WorkUnit], list[dict[str, Any]]
     return units, described
 
 
-def _signatures_unit(unit: WorkUnit, spec: SignatureSpec):
-    return shard_signatures(unit.url, spec, unit.index, unit.set_index, unit.order0, unit.bytes)
+@dataclass(frozen=True)
+class WriteTask:
+    """Pass 2 of one input shard as sent to a worker: its kept samples (``{old key: new key}``) and where to."""
+
+    unit: WorkUnit
+    keep: dict[str, str]
+    out: str
+    max_count: int
+
+    @property
+    def digest(self) -> str:
+        """What decides this unit's output (its input shard, kept keys, shard size): a resumed run reuses the
+        unit's shards only when its done record carries the same digest. A hash, so no key or path is stored."""
+        text = json.dumps([self.unit.url, self.unit.bytes, sorted(self.keep.items()), self.max_count])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _write_unit(unit: WorkUnit, keep: dict[str, str], out_dir: str, max_count: int) -> list[dict[str, Any]]:
-    """Copy the kept samples (``{old key: new key}``) of one input shard into ``out_dir/.units/uNNNNN``."""
-    from dataclasses import asdict
+def _record_name(unit: int) -> str:
+    return f"{UNITS_DIR}/u{unit:05d}.json"
 
-    from clipzoo.core.data.writer import ShardWriter
 
-    folder = Path(out_dir) / UNITS_DIR / f"u{unit.index:05d}"
-    if folder.exists():
-        shutil.rmtree(folder)
-    writer = ShardWriter(folder, prefix=f"curated-{unit.index:05d}", max_count=max_count)
+def _signatures_unit(task: tuple[WorkUnit, SignatureSpec]) -> tuple[int, list]:
+    """Pass 1 of one input shard: ``(unit index, its signatures)``."""
+    unit, spec = task
+    return unit.index, shard_signatures(unit.url, spec, unit.index, unit.set_index, unit.order0, unit.bytes)
+
+
+def _write_unit(task: WriteTask) -> dict[str, Any]:
+    """Pass 2 of one input shard: copy its kept samples into ``OUT/curated-uNNNNN-*.tar``, then write the done
+    record (atomically, after the shards are complete); return the record."""
+    from clipzoo.core.data.writer import ShardWriter, atomic_write_text
+
+    unit = task.unit
+    writer = ShardWriter(task.out, prefix=PREFIX, max_count=task.max_count, unit=unit.index, write_manifest=False)
     with writer:
         for sample in iter_shard(unit.url, unit.bytes):
-            new_key = keep.get(sample["__key__"])
+            new_key = task.keep.get(sample["__key__"])
             if new_key is not None:
                 writer.write({**sample, "__key__": new_key})
-    return [asdict(s) for s in writer.manifest.shards]
+    record = {"unit": unit.index, "digest": task.digest, "shards": [asdict(s) for s in writer.manifest.shards]}
+    atomic_write_text(Path(task.out) / _record_name(unit.index), json.dumps(record))
+    return record
 
 
-def _map(fn: Callable, items: list, workers: int, desc: str, progress: bool, freeze: bool = False) -> list:
-    """``fn`` over ``items`` in a process pool (in this process for one worker), results in item order.
-
-    ``freeze``: move each result into the garbage collector's permanent generation as it arrives. The driver
-    holds a few objects per sample for the whole run; without this every full collection rescans all of them
-    and the decision pass grows faster than the corpus.
-    """
-    import gc
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), desc=desc, unit="shard", disable=not progress)
-    out = []
-    try:
-        if workers <= 1 or len(items) <= 1:
-            for item in items:
-                out.append(fn(*item))
-                bar.update(1)
-                if freeze:
-                    gc.freeze()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for result in pool.map(fn, *zip(*items)):
-                    out.append(result)
-                    bar.update(1)
-                    if freeze:
-                        gc.freeze()
-    finally:
-        bar.close()
-    return out
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _ours(name: str) -> bool:
+    """What a curate run leaves in its --out (what --overwrite and --resume may remove)."""
     from clipzoo.core.data.writer import MANIFEST_NAME
 
-    if out.exists() and not out.is_dir():
-        raise CurateError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise CurateError(f"--out {out}: folder is not empty; pass --overwrite to replace what is there")
-        (out / MANIFEST_NAME).unlink(missing_ok=True)  # first: a crash from here on leaves no valid shard set
-        for old in [*out.glob("*.tar"), *(out / name for name in REPORT_FILES)]:
-            old.unlink(missing_ok=True)
-        shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    return (name in (MANIFEST_NAME, UNITS_DIR, *REPORT_FILES) or name.endswith((".tar", ".partial"))
+            or ".tmp" in name)
+
+
+def _done_records(out: Path, tasks: list[WriteTask]) -> dict[int, dict[str, Any]]:
+    """Done records of a previous run that this run's pass 2 can keep (same digest, shards present at size)."""
+    done = {}
+    for task in tasks:
+        path = out / _record_name(task.unit.index)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # records are written atomically: an unreadable one is not ours, redo the unit
+        if record.get("digest") == task.digest and all(
+                (out / s["name"]).is_file() and (out / s["name"]).stat().st_size == s["bytes"]
+                for s in record.get("shards", [])):
+            done[task.unit.index] = record
+    return done
+
+
+class _Bar:
+    """A tqdm bar over one pass's units, fed by the executor's completion callback."""
+
+    def __init__(self, total: int, desc: str, progress: bool, initial: int = 0):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="shard", disable=not progress)
+
+    def __enter__(self):
+        return self.bar
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -157,11 +180,22 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], *, workers: int = 1,
-               shard_size: int = 10_000, overwrite: bool = False, progress: bool = True,
+               engine: str = "process", ray_address: str | None = None, shard_size: int = 10_000,
+               overwrite: bool = False, resume: bool = False, progress: bool = True,
                tracking_uri: str | None = None) -> dict[str, Any]:
-    """Curate ``inputs`` (shard folders) into ``out`` with ``steps`` (a recipe's list); return the report dict."""
+    """Curate ``inputs`` (shard folders) into ``out`` with ``steps`` (a recipe's list); return the report dict.
+
+    ``workers`` processes (or Ray tasks at a time with ``engine="ray"``; ``ray_address`` joins a cluster,
+    default a local instance) run both passes; ``overwrite`` replaces what is in a non-empty ``out``,
+    ``resume`` finishes an interrupted curate there (see the module docstring).
+    """
+    from clipzoo.core.ingest_engine import ENGINES
+
     t0 = time.time()
     inputs = [Path(p) for p in inputs]
+    if "://" in str(out):
+        raise CurateError(f"--out {out}: curate writes to a local folder (or one every Ray worker mounts), "
+                          "not a URL; upload the curated set afterwards")
     out = Path(out)
     if not inputs:
         raise CurateError("give at least one input shard folder")
@@ -169,6 +203,12 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
         raise CurateError(f"--out {out} is one of the inputs; write the curated set to a new folder")
     if shard_size < 1 or workers < 1:
         raise CurateError("--shard-size and --workers must be >= 1")
+    if engine not in ENGINES:
+        raise CurateError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if overwrite and resume:
+        raise CurateError("--overwrite and --resume exclude each other: replace the curated set, or finish it")
+    if out.exists() and not out.is_dir():
+        raise CurateError(f"--out {out}: exists and is not a folder")
     step_objs: list[Step] = build_steps(steps)
     units, described = plan_units(inputs)
     spec = SignatureSpec(phash=False, tracking_uri=tracking_uri)
@@ -177,25 +217,122 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
     for step in step_objs:  # benchmark data is read before anything is written, so a bad reference stops early
         if hasattr(step, "load_reference"):
             step.load_reference()
-    _prepare_out(out, overwrite)
+    run = _Run(units, described, step_objs, steps, spec, out, workers, engine, ray_address, shard_size, progress, t0)
+    return _locked(run, overwrite, resume)
 
-    # pass 1: signatures, one unit per input shard
+
+@dataclass
+class _Run:
+    """One curate run's settings, as the driver's functions share them."""
+
+    units: list[WorkUnit]
+    described: list[dict[str, Any]]
+    step_objs: list[Step]
+    steps: list[Any]
+    spec: SignatureSpec
+    out: Path
+    workers: int
+    engine: str
+    ray_address: str | None
+    shard_size: int
+    progress: bool
+    t0: float
+
+    def execute(self, fn, tasks: list, on_done) -> None:
+        """``fn`` over ``tasks`` on the data engine's executor (in process for one task or worker)."""
+        from clipzoo.core.ingest import IngestError
+        from clipzoo.core.ingest_engine import execute
+
+        used = 1 if self.engine == "process" and len(tasks) <= 1 else min(self.workers, max(len(tasks), 1))
+        try:
+            execute(fn, tasks, on_done, workers=used, engine=self.engine, ray_address=self.ray_address,
+                    preload=("clipzoo.core.curate.signatures", "PIL.Image"))
+        except IngestError as exc:  # the executor's own errors (ray missing, a worker killed): one line
+            raise CurateError(str(exc)) from None
+
+
+def _locked(run: _Run, overwrite: bool, resume: bool) -> dict[str, Any]:
+    """Lock ``--out``, apply the engine's rules for a non-empty one, and run the passes; on a run that refused
+    to start (or failed before writing a unit), leave the folder as it was."""
+    import gc
+
+    from clipzoo.core.data.writer import MANIFEST_NAME
+    from clipzoo.core.ingest import IngestError
+    from clipzoo.core.ingest_engine import LOCK_INFO, LOCK_NAME, OutLock
+    from clipzoo.core.io import Storage
+
+    out = run.out
+    existed = out.exists()
+    lock_existed = existed and (out / LOCK_NAME).exists()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = Storage(out)
+    lock = OutLock(storage, command="curate")
+    started = refused = False
     try:
-        per_unit = _map(_signatures_unit, [(u, spec) for u in units], workers, "curate: signatures", progress,
-                        freeze=True)
-        return _decide_and_write(units, described, per_unit, step_objs, steps, out, workers, shard_size, progress, t0)
+        try:
+            lock.acquire()  # first: "another ingest/curate is writing there (pid ...)" says more than "not empty"
+        except IngestError as exc:
+            raise CurateError(str(exc)) from None
+        contents = [n for n in storage.list() if n not in (LOCK_NAME, LOCK_INFO)]
+        refused = True  # until the checks below pass
+        if contents and not (overwrite or resume):
+            raise CurateError(f"--out {out} is not empty ({len(contents)} entries); add --overwrite to replace what "
+                              "is there, --resume to finish an interrupted curate, or choose a new folder")
+        if resume and contents:
+            if (out / MANIFEST_NAME).is_file():
+                raise CurateError(f"--resume: {out} is a finished shard set ({MANIFEST_NAME}); nothing to finish. "
+                                  "Use --overwrite to curate into it again")
+            if not (out / UNITS_DIR).is_dir():
+                raise CurateError(f"--resume: {out} holds no record of an interrupted curate ({UNITS_DIR}/); "
+                                  "use --overwrite to write it anew")
+        if overwrite and contents:
+            storage.remove(MANIFEST_NAME)  # first: from here on the folder is not a shard set any more
+            for name in contents:
+                if _ours(name):
+                    storage.remove(name)
+        refused, started = False, True
+        try:
+            return _passes(run, resume)
+        finally:
+            gc.unfreeze()
+    except CurateError:
+        if started and not any(n.endswith(".json") for n in storage.list(UNITS_DIR)):
+            for name in storage.list():  # no unit was finished: remove what this run wrote, as if never started
+                if name not in (LOCK_NAME, LOCK_INFO) and _ours(name):
+                    storage.remove(name)
+        raise
     finally:
-        import gc
+        lock.release()
+        if not lock_existed and (refused or not [n for n in storage.list() if n not in (LOCK_NAME, LOCK_INFO)]):
+            storage.remove(LOCK_NAME)  # nothing was written: leave no lock file behind either
+            if not existed:
+                os.rmdir(out)
 
-        gc.unfreeze()
+
+def _passes(run: _Run, resume: bool) -> dict[str, Any]:
+    """Pass 1 (signatures) on the executor, then the decisions and pass 2 (:func:`_decide_and_write`)."""
+    import gc
+
+    results: dict[int, list] = {}
+    with _Bar(len(run.units), "curate: signatures", run.progress) as bar:
+        def on_signatures(result: tuple[int, list]) -> None:
+            # The driver holds a few objects per sample for the whole run: moving each result into the garbage
+            # collector's permanent generation keeps full collections from rescanning them (the decision pass
+            # would otherwise grow faster than the corpus).
+            results[result[0]] = result[1]
+            gc.freeze()
+            bar.update(1)
+
+        run.execute(_signatures_unit, [(u, run.spec) for u in run.units], on_signatures)
+    return _decide_and_write(run, [results[u.index] for u in run.units], resume)
 
 
-def _decide_and_write(units: list[WorkUnit], described: list[dict[str, Any]], per_unit: list, step_objs: list[Step],
-                      steps: list[Any], out: Path, workers: int, shard_size: int, progress: bool,
-                      t0: float) -> dict[str, Any]:
+def _decide_and_write(run: _Run, per_unit: list, resume: bool) -> dict[str, Any]:
     """The driver's decisions over the signatures, then pass 2 (see the module docstring)."""
     from clipzoo.core.curate.report import write_report
     from clipzoo.core.data.writer import MANIFEST_NAME, Manifest, ShardInfo, atomic_write_text
+
+    units, described, step_objs, steps, out = run.units, run.described, run.step_objs, run.steps, run.out
 
     sigs = [s for unit_sigs in per_unit for s in unit_sigs]
     n = len(sigs)
@@ -227,16 +364,28 @@ def _decide_and_write(units: list[WorkUnit], described: list[dict[str, Any]], pe
         seen.add(key)
         keep_by_unit[s.unit][s.key] = key
 
-    # pass 2: copy the kept samples, one unit per input shard
-    items = [(u, keep_by_unit[u.index], str(out), shard_size) for u in units if keep_by_unit[u.index]]
-    written = _map(_write_unit, items, workers, "curate: write", progress)
-    shards = []
-    for unit_shards in written:
-        for info in unit_shards:
-            unit_dir = out / UNITS_DIR / f"u{int(info['name'].split('-')[1]):05d}"
-            os.replace(unit_dir / info["name"], out / info["name"])
-            shards.append(ShardInfo(**info))
-    shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
+    # pass 2: copy the kept samples, one unit per input shard (resume: only units without a matching done record)
+    tasks = [WriteTask(u, keep_by_unit[u.index], str(out), run.shard_size) for u in units if keep_by_unit[u.index]]
+    done = _done_records(out, tasks) if resume else {}
+    keep_files = {s["name"] for r in done.values() for s in r["shards"]} | {_record_name(i) for i in done}
+    for name in os.listdir(out):  # shards of units to redo, partial files, and units this run does not write
+        if name.endswith((".tar", ".partial")) and name not in keep_files or ".tmp" in name:
+            (out / name).unlink()
+    if (out / UNITS_DIR).is_dir():
+        for name in os.listdir(out / UNITS_DIR):
+            if f"{UNITS_DIR}/{name}" not in keep_files:
+                (out / UNITS_DIR / name).unlink()
+    (out / UNITS_DIR).mkdir(exist_ok=True)
+    pending = [t for t in tasks if t.unit.index not in done]
+    if done:
+        log.info("curate --resume: %d of %d units already written, %d to write", len(done), len(tasks), len(pending))
+    with _Bar(len(tasks), "curate: write", run.progress, initial=len(done)) as bar:
+        def on_written(record: dict[str, Any]) -> None:
+            done[record["unit"]] = record
+            bar.update(1)
+
+        run.execute(_write_unit, pending, on_written)
+    shards = [ShardInfo(**info) for t in tasks for info in done[t.unit.index]["shards"]]
 
     licenses: dict[str, int] = {}
     for g in np.flatnonzero(alive):
@@ -268,10 +417,12 @@ def _decide_and_write(units: list[WorkUnit], described: list[dict[str, Any]], pe
     data = json.loads(manifest.to_json())
     data["curation"] = curation
     report = {"inputs": described, "funnel": funnel, "steps": step_reports, "samples_in": n,
-              "samples_out": int(alive.sum()), "decontaminated_against": against, "workers": workers,
-              "seconds": round(time.time() - t0, 2)}
+              "samples_out": int(alive.sum()), "decontaminated_against": against, "workers": run.workers,
+              "engine": run.engine, "units_resumed": len(tasks) - len(pending),
+              "seconds": round(time.time() - run.t0, 2)}
     write_report(out, report)
     atomic_write_text(out / MANIFEST_NAME, json.dumps(data, indent=2, default=str))  # last: the commit record
+    shutil.rmtree(out / UNITS_DIR, ignore_errors=True)  # after it: a kill before leaves records for --resume
     return report
 
 

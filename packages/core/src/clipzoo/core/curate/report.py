@@ -19,7 +19,7 @@ def funnel_lines(report: dict[str, Any]) -> list[str]:
 def to_markdown(report: dict[str, Any]) -> str:
     out = [f"# Curation report", "",
            f"{report['samples_in']} samples in, {report['samples_out']} out ({report['seconds']} s, "
-           f"{report['workers']} workers).", "", "## Inputs", ""]
+           f"{report['workers']} workers, {report.get('engine', 'process')} engine).", "", "## Inputs", ""]
     for item in report["inputs"]:
         src = " ".join(str(v) for v in item.get("source", {}).values())
         out.append(f"- `{item['path']}`: {item['samples']} samples in {item['shards']} shards {src}".rstrip())
