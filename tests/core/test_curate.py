@@ -158,6 +158,8 @@ def test_out_rules_refuse_overwrite_and_lock(corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {mine} is not empty (1 entries); add --overwrite" in err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]  # nothing written, not even a lock file
+    assert main(["curate", a, "--out", "s3://bucket/curated", "--dedup"]) == 2  # the workers write local files
+    assert "curate writes to a local folder" in capsys.readouterr().err
 
     out = tmp_path / "out"
     assert main(["curate", a, b, "--out", str(out), "--dedup", "--shard-size", "2", "--workers", "1"]) == 0

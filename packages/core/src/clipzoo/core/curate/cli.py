@@ -34,7 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "DIR/report.json, report.md and report.png hold the funnel, duplicate clusters and entry counts.",
         epilog=RECIPE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="IN", help="input shard folders (or: report DIR)")
-    p.add_argument("--out", type=Path, help="output folder for the curated shards, manifest and report")
+    p.add_argument("--out", help="output folder for the curated shards, manifest and report (a local folder, or one "
+                   "every Ray node mounts)")
     p.add_argument("--recipe", type=Path, help="YAML recipe with the steps (see below)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes (or Ray tasks at a time) running each pass (default: recipe's, else the cores)")
@@ -143,6 +144,10 @@ def run(a: argparse.Namespace) -> int:
     try:
         if a.out is None:
             raise CurateError("--out DIR is required (where the curated shard set goes)")
+        if "://" in a.out:  # checked here: Path() would fold s3://b/x into the local folder s3:/b/x
+            raise CurateError(f"--out {a.out}: curate writes to a local folder (or one every Ray worker mounts), "
+                              "not a URL; upload the curated set afterwards")
+        a.out = Path(a.out)
         flag_steps = steps_from_flags(a)
         recipe = load_recipe(a.recipe) if a.recipe else {}
         if recipe and flag_steps:
