@@ -91,7 +91,6 @@ def run_ingest_args(args: argparse.Namespace) -> dict:
         ray_address=args.ray_address, overwrite=args.overwrite, resume=args.resume,
         image_format=getattr(args, "image_format", None), jpeg_quality=args.jpeg_quality,
     )
-    skipped = summary["skipped"]
 
 
 def _add_ingest_common(sp: argparse.ArgumentParser, cls) -> None:
@@ -129,6 +128,7 @@ def _add_ingest_common(sp: argparse.ArgumentParser, cls) -> None:
 
 def _cmd_ingest(args) -> int:
     summary = run_ingest_args(args)
+    skipped = summary["skipped"]
     print(f"{args.out}: {summary['samples_written']} samples from {summary['inputs_seen']} inputs; "
           f"{len(skipped)} skipped")
     for item in skipped[:20]:
