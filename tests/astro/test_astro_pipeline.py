@@ -1,4 +1,4 @@
-"""pipelines/astro.yaml agrees with what the astro plugin registers (the full run is the demo, ~85 s)."""
+"""The astro recipe (shipped in clipzoo.astro) agrees with what the astro plugin registers (the full run is the demo, ~85 s)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from clipzoo.core.pipeline import find_recipe
+
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return yaml.safe_load((REPO / "pipelines" / "astro.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load(find_recipe("astro").read_text(encoding="utf-8"))
 
 
 def _fill(value, tmp_path, shared):

@@ -6,12 +6,12 @@ the recipe's options: every slice is labelled by its plane, and the CT shards ar
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from clipzoo.core.pipeline import find_recipe
+
 
 
 @pytest.mark.slow
@@ -19,7 +19,7 @@ def test_ct_slices_are_held_out_and_labelled_by_plane(shared_data, tmp_path):
     from clipzoo.core.cli import main
     from clipzoo.core.plugins import get_registry
 
-    recipe = yaml.safe_load((REPO / "pipelines" / "biomed.yaml").read_text(encoding="utf-8"))
+    recipe = yaml.safe_load(find_recipe("biomed").read_text(encoding="utf-8"))
     trained_on = recipe["train"]["data"]["train"] + [i for c in recipe.get("curate", []) for i in c["inputs"]]
     assert "${ingest.ct}" not in trained_on and "${ingest.modalities}" not in trained_on
     step = next(s for s in recipe["ingest"] if s["name"] == "ct")

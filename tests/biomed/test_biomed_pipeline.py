@@ -1,4 +1,4 @@
-"""pipelines/biomed.yaml is consistent with what the biomed plugin registers (the full run is the demo, ~80 s)."""
+"""The biomed recipe (shipped in clipzoo.biomed) is consistent with what the biomed plugin registers (the full run is the demo, ~80 s)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from clipzoo.core.pipeline import find_recipe
+
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return yaml.safe_load((REPO / "pipelines" / "biomed.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load(find_recipe("biomed").read_text(encoding="utf-8"))
 
 
 def test_ingest_steps_parse_with_their_sources(recipe, shared_data):

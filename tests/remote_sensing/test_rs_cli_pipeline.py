@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clipzoo.core.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cli_ingest_captions(rs_data, tmp_path, capsys):
@@ -59,7 +57,7 @@ def test_pipeline_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("CLIPZOO_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    code = main(["pipeline", "run", str(REPO / "pipelines" / "remote_sensing.yaml"), "--workdir", str(tmp_path / "runs"),
+    code = main(["pipeline", "run", "remote_sensing", "--workdir", str(tmp_path / "runs"),
                  "--no-register", "--train.max_steps=4", "--train.checkpoint_every=4", "--run.mlflow=false",
                  "--run.progress=false"])
     assert code == 0

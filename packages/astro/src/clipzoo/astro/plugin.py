@@ -21,3 +21,4 @@ def register(registry) -> None:
         registry.add_task(name, factory)
     registry.add_model_config_dir(CONFIG_DIR)
     registry.add_metadata_entries("astro", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
+    registry.add_pipeline("astro", Path(__file__).parent / "pipelines" / "astro.yaml")  # its demo recipe

@@ -19,4 +19,5 @@ def register(registry) -> None:
         registry.add_source(source)
     registry.add_model_config_dir(CONFIG_DIR)
     registry.add_metadata_entries("biomed", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
+    registry.add_pipeline("biomed", Path(__file__).parent / "pipelines" / "biomed.yaml")  # its demo recipe
     register_tasks(registry)

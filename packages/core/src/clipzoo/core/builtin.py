@@ -15,6 +15,7 @@ def register(registry: PluginRegistry) -> None:
     from clipzoo.core.sources import ImagesSource, SyntheticSource
 
     registry.add_model_config_dir(MODEL_CONFIG_DIR)
+    registry.add_pipeline("synthetic", Path(__file__).parent / "pipelines" / "synthetic.yaml")
     registry.add_source(ImagesSource)
     registry.add_source(SyntheticSource)
     register_builtin_towers(registry)

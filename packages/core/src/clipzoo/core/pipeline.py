@@ -1,6 +1,7 @@
 """End-to-end pipelines: ingest -> shards -> train -> register -> bench -> promote, from one YAML recipe.
 
-A recipe (``pipelines/<name>.yaml``)::
+A recipe (a YAML file; each package ships its own as package data, ``clipzoo/<domain>/pipelines/<name>.yaml``,
+registered with ``registry.add_pipeline``)::
 
     name: synthetic
     description: shapes set, tiny CLIP
@@ -28,7 +29,7 @@ A recipe (``pipelines/<name>.yaml``)::
         bench: {tasks: [...], options: {...}}
 
 Strings may use ``${shared}`` (the shared data folder: $CLIPZOO_SHARED_DATA, else ``../shared/data`` beside
-the repository), ``${workdir}``, ``${repo}``, ``${ingest.NAME}`` and ``${curate.NAME}``. Everything a run
+the source checkout when running from one), ``${workdir}``, ``${ingest.NAME}`` and ``${curate.NAME}``. Everything a run
 writes goes under its workdir (default ``runs/<name>``). Running a recipe again resumes: ingest and curate steps
 whose manifest exists are kept, and training continues from its last checkpoint (``--fresh`` starts over).
 """
@@ -49,7 +50,6 @@ from typing import Any
 
 log = logging.getLogger("clipzoo.pipeline")
 
-REPO_ROOT = Path(__file__).resolve().parents[5]  # packages/core/src/clipzoo/core/pipeline.py -> repo
 _VAR = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 
 
@@ -57,9 +57,19 @@ class PipelineError(Exception):
     """A recipe that cannot run (bad section, unknown variable, a failed step); printed as one line."""
 
 
+def _checkout_root() -> Path | None:
+    """The source checkout this module runs from (an editable install), or None (a wheel install)."""
+    root = Path(__file__).resolve().parents[5]  # packages/core/src/clipzoo/core/pipeline.py -> checkout
+    return root if (root / "packages" / "core" / "pyproject.toml").is_file() else None
+
+
 def shared_data_dir() -> Path:
+    """$CLIPZOO_SHARED_DATA, else ``shared/data`` beside the checkout, else ``shared/data`` in the working folder."""
     env = os.environ.get("CLIPZOO_SHARED_DATA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    if env:
+        return Path(env)
+    root = _checkout_root()
+    return (root.parent if root else Path.cwd()) / "shared" / "data"
 
 
 def _substitute(value: Any, variables: dict[str, str]) -> Any:
@@ -78,12 +88,10 @@ def _substitute(value: Any, variables: dict[str, str]) -> Any:
 
 
 def available_recipes() -> dict[str, Path]:
-    """Recipes by name: the repository's pipelines/ and those the plugins registered."""
+    """Recipes by name: those core and the domain plugins ship as package data (``registry.add_pipeline``)."""
     from clipzoo.core.plugins import get_registry
 
-    candidates = {p.stem: p for p in sorted((REPO_ROOT / "pipelines").glob("*.yaml"))}
-    candidates.update(get_registry().pipelines)
-    return candidates
+    return dict(sorted(get_registry().pipelines.items()))
 
 
 def find_recipe(ref: str) -> Path:
@@ -175,7 +183,7 @@ def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, 
     if "${shared}" in recipe_path.read_text(encoding="utf-8") and not shared.is_dir():
         raise PipelineError(f"this recipe reads the shared data folder, which is not at {shared}; "
                             f"set CLIPZOO_SHARED_DATA to the folder holding PROVENANCE.md")
-    variables = {"shared": str(shared), "workdir": str(work), "repo": str(REPO_ROOT)}
+    variables = {"shared": str(shared), "workdir": str(work)}
     result = PipelineResult(name=name, workdir=work)
     log.info("pipeline %s -> %s", name, work)
 

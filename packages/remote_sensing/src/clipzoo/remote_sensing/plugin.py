@@ -22,3 +22,4 @@ def register(registry) -> None:
         registry.add_task(name, factory)
     registry.add_model_config_dir(CONFIG_DIR)
     registry.add_metadata_entries("remote_sensing", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
+    registry.add_pipeline("remote_sensing", Path(__file__).parent / "pipelines" / "remote_sensing.yaml")  # its demo recipe

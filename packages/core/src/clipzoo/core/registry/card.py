@@ -1,4 +1,4 @@
-"""Model cards: Markdown rendered from ``registry/model_card.md.j2`` with what a model package records.
+"""Model cards: Markdown rendered from ``registry/model_cards/model_card.md.j2`` with what a model package records.
 
 A model package (``save_pretrained`` output) holds ``config.json`` and ``model.safetensors``; the
 trainer adds ``train_summary.json``. The card reads from the summary (all keys optional):

@@ -9,7 +9,7 @@ trainer's ``train_summary.json`` and ``model_card.md``. Its tags carry ``domain`
 task's resolved options and its test data), ``bench_options/<task>`` (those options, JSON) and
 ``bench_stats/<task>`` (JSON: test items, bootstrap settings, 95% intervals and chance levels).
 
-Guarded aliases (``champion`` by default, see ``registry/settings.yaml``) move only to a version
+Guarded aliases (``champion`` by default, see ``registry/model_cards/settings.yaml``) move only to a version
 whose headline score is at least the current holder's on every benchmark both have run, and only where
 both scores have the same fingerprint (same data, same options): a score on other data or options is no
 evidence either way, so promotion refuses and says which option differs. The decision also says whether

@@ -1,7 +1,7 @@
-"""Registry settings and templates from the repository's ``registry/`` folder.
+"""Model-card template and registry settings: the ``model_cards/`` folder shipped inside this package.
 
-The folder is found at ``$CLIPZOO_REGISTRY_DIR``, else as ``registry/`` in the clipzoo checkout this
-package is installed from (an editable install), else in the working directory or one of its parents.
+``$CLIPZOO_REGISTRY_DIR`` points at another folder holding the same two files (a team's own card template and
+settings); otherwise the package's own copy is used, so a wheel install needs nothing beside it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ def _candidates() -> list[Path]:
     env = os.environ.get("CLIPZOO_REGISTRY_DIR")
     if env:
         return [Path(env)]
-    here = Path(__file__).resolve()
-    found = [parent / "registry" for parent in here.parents]
-    found += [parent / "registry" for parent in [Path.cwd(), *Path.cwd().parents]]
-    return found
+    return [Path(__file__).resolve().parent / "model_cards"]
 
 
 def registry_dir() -> Path:
@@ -33,7 +30,7 @@ def registry_dir() -> Path:
             return folder
     raise FileNotFoundError(
         f"no clipzoo registry folder ({SETTINGS_NAME} + {CARD_TEMPLATE_NAME}) found; looked in "
-        f"{', '.join(str(p) for p in tried[:3])} ...; set CLIPZOO_REGISTRY_DIR to the repository's registry/ folder"
+        f"{', '.join(str(p) for p in tried[:3])} ...; set CLIPZOO_REGISTRY_DIR to a folder holding both"
     )
 
 
