@@ -36,6 +36,9 @@ class DataEntry:
     num_samples: int | None
     licenses: dict[str, int]
     fingerprint: str
+    # what `clipzoo curate` checked this dataset against (bench tasks / folders); [] curated but not
+    # decontaminated; None: the data never went through curate, so nobody checked
+    decontaminated_against: list[str] | None = None
 
 
 @dataclass
@@ -100,6 +103,17 @@ class PackageInfo:
         return h.hexdigest()[:16]
 
     @property
+    def decontamination(self) -> str:
+        """One line for tags and cards: what the training data was decontaminated against, per dataset."""
+        if not self.datasets:
+            return "unknown"
+        parts = []
+        for d in self.datasets:
+            against = d.decontaminated_against
+            parts.append(f"{d.name}: " + ("not checked" if against is None else ", ".join(against) or "none"))
+        return "; ".join(parts)
+
+    @property
     def licenses(self) -> dict[str, int | None]:
         """Samples per license over all datasets (``None``: a dataset named the license without counts)."""
         total: dict[str, int | None] = {}
@@ -126,6 +140,14 @@ def _data_items(data: Any) -> list[dict[str, Any]]:
     return []
 
 
+def _decontaminated_against(ingest: dict[str, Any]) -> list[str] | None:
+    notes = ingest.get("notes") or {}
+    if not notes.get("curated"):
+        return None
+    return [a if isinstance(a, str) else json.dumps(a, sort_keys=True, default=str)
+            for a in notes.get("decontaminated_against") or []]
+
+
 def _data_entries(data: Any) -> list[DataEntry]:
     entries = []
     for item in _data_items(data):
@@ -144,6 +166,7 @@ def _data_entries(data: Any) -> list[DataEntry]:
             num_samples=int(num) if num is not None else None,
             licenses={str(k): v for k, v in sorted(licenses.items())},
             fingerprint=str(fingerprint),
+            decontaminated_against=_decontaminated_against(ingest),
         ))
     return entries
 

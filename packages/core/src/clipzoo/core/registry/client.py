@@ -201,6 +201,7 @@ def _version_tags(info) -> dict[str, str]:
         "embed_dim": str(info.config.get("embed_dim", "")),
         "licenses": ",".join(licenses) if licenses else "unknown",
         "train_samples": str(sum(total)) if total and None not in total else "unknown",
+        "decontaminated_against": info.decontamination[:5000],
     }
 
 
