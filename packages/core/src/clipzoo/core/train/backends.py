@@ -242,7 +242,7 @@ class DeepSpeedBackend:
 def _use_safe_checkpoint_loading(engine) -> None:
     """Make the engine read its checkpoint files with ``torch.load(weights_only=True)``.
 
-    DeepSpeed 0.19's ``TorchCheckpointEngine.load`` passes ``weights_only=False``, so a crafted
+    DeepSpeed 0.19's ``TorchCheckpointEngine.load`` turns weights-only loading off, so a crafted
     ``mp_rank_00_model_states.pt`` or optimizer file would run code on resume. Its files hold tensors and
     plain containers plus four small DeepSpeed data classes (loss scalers, the ZeRO stage enum, a
     fragment address), which are allow-listed for these loads only."""
