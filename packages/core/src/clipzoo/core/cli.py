@@ -193,18 +193,25 @@ def _describe_value(value) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def _checked_set(args, storage):
+    """``check_set`` on the command's folder or URL; a set that cannot be opened at all is one line (exit 2)."""
+    from clipzoo.core.data.shardset import ShardSetError, check_set
+
+    try:
+        return check_set(str(args.folder), storage)
+    except ShardSetError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _cmd_shards_inspect(args) -> int:
     from itertools import islice
 
     from clipzoo.core.data.loader import _decoder
-    from clipzoo.core.data.shardset import BadShardError, ShardSetError, check_set, iter_samples
+    from clipzoo.core.data.shardset import BadShardError, iter_samples
     from clipzoo.core.data.writer import Manifest
 
     folder, storage = str(args.folder), _storage(args)
-    try:
-        health, refs, data = check_set(folder, storage)
-    except ShardSetError as exc:
-        raise UserError(str(exc)) from None
+    health, refs, data = _checked_set(args, storage)
     if data is not None:
         manifest = Manifest.from_dict(data)
         ing = manifest.ingest
@@ -248,13 +255,10 @@ def _cmd_shards_inspect(args) -> int:
 def _cmd_shards_verify(args) -> int:
     from tqdm import tqdm
 
-    from clipzoo.core.data.shardset import BadShardError, ShardSetError, check_set, sha256_of
+    from clipzoo.core.data.shardset import BadShardError, sha256_of
 
     folder, storage = str(args.folder), _storage(args)
-    try:
-        health, refs, data = check_set(folder, storage)
-    except ShardSetError as exc:
-        raise UserError(str(exc)) from None
+    health, refs, data = _checked_set(args, storage)
     if data is None:
         raise UserError(health.problems[0])
     bad: list[str] = []
