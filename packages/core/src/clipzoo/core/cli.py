@@ -68,9 +68,8 @@ def configure_ingest_parser(sp: argparse.ArgumentParser, cls) -> argparse.Argume
     the options every source shares. ``source_cls``/``source_options`` defaults say which are the source's."""
     sp.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders or archives to read")
     cls.add_arguments(sp)
-    own = sorted(a.dest for a in sp._actions if a.dest not in ("help", "inputs"))  # what the source declared
     _add_ingest_common(sp, cls)
-    sp.set_defaults(source_cls=cls, source_options=own)
+    sp.set_defaults(source_cls=cls, source_options=cls.option_names())
     return sp
 
 
@@ -98,12 +97,13 @@ def _add_ingest_common(sp: argparse.ArgumentParser, cls) -> None:
     name (e.g. DICOM's --image-format) wins and is passed to both the source and the writer."""
     from clipzoo.core.ingest_engine import default_workers
 
-    taken = set(sp._option_string_actions)
     g = sp.add_argument_group("output and engine (every source)")
 
     def add(flag: str, **kwargs) -> None:
-        if flag not in taken:
+        try:
             g.add_argument(flag, **kwargs)
+        except argparse.ArgumentError:  # the source declared this flag itself (argparse refuses a second one)
+            pass
 
     add("--out", required=True, help="output folder or fsspec URL (s3://, gs://, memory://) for shards + manifest.json")
     add("--shard-size", type=int, default=10_000, help="max samples per shard (default: %(default)s)")

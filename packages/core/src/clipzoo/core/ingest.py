@@ -134,13 +134,20 @@ class Source(ABC):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add the source's own options to ``clipzoo ingest DOMAIN SOURCE``'s parser."""
 
-    def __init__(self, options: argparse.Namespace):
-        self.options = options
+    def __init__(self, options: argparse.Namespace | None = None):
+        # Every option the source declares is present: what is not given takes its declared default, so sources
+        # read ``self.options.name`` and the defaults live only in ``add_arguments``.
+        self.options = self.default_options(**vars(options or argparse.Namespace()))
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The destinations of the options :meth:`add_arguments` declares, sorted."""
+        return sorted(vars(cls.default_options()))
 
     @classmethod
     def default_options(cls, **overrides: Any) -> argparse.Namespace:
         """The options ``clipzoo ingest DOMAIN SOURCE`` would pass with no flags, then ``overrides``."""
-        parser = argparse.ArgumentParser()
+        parser = argparse.ArgumentParser(add_help=False)
         cls.add_arguments(parser)
         options = parser.parse_args([])
         for key, value in overrides.items():
