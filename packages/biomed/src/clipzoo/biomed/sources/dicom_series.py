@@ -1,0 +1,176 @@
+"""``clipzoo ingest biomed dicom``: DICOM files and folders as display-ready slices with template captions.
+
+A header pass (:func:`clipzoo.biomed.dicom.read_header`) groups files into series ordered along the slice normal,
+applies the burned-in-annotation policy, then each chosen slice's pixels are read and rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Iterator
+
+from clipzoo.biomed.sources._common import (
+    KeyMaker,
+    NamedByPolicy,
+    SourceNames,
+    add_caption_arguments,
+    add_privacy_arguments,
+    caption_fields,
+    caption_templates,
+    image_field_for,
+    label_table,
+    skip_unexpected,
+)
+from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
+
+
+class DicomSource(NamedByPolicy, Source):
+    """DICOM files or folders -> one sample per slice/frame, display-ready (grey stays single-channel).
+
+    Modality LUT, VOI LUT or window (CT presets when the file has none), MONOCHROME1 inverted, palette and YBR
+    to RGB, compressed syntaxes through pydicom's plugins. Slices are grouped by SeriesInstanceUID and ordered
+    along the slice normal; only non-identifying tags reach the metadata (free-text tags with --free-text),
+    files are named relative to the input (or hashed), and images flagged BurnedInAnnotation=YES are skipped
+    unless --keep-burned-in. Captions from the modality's templates (labels from --labels CSV when given).
+    """
+
+    domain = "biomed"
+    name = "dicom"
+    image_format = "png"  # writer default (--image-format overrides): grey slices, lossless, one channel
+    help = "DICOM slices/frames (series grouped and ordered along the slice normal) with template captions"
+
+    SUFFIXES = (".dcm", ".dicom", ".ima")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--window", default=None,
+                            help="CENTRE,WIDTH or a CT preset (soft-tissue, lung, bone, brain, mediastinum, liver); "
+                                 "default: the file's VOI LUT/window, else the --ct-window preset for CT, "
+                                 "else min..max")
+        parser.add_argument("--ct-window", default="soft-tissue", help="CT preset used when a CT file names no window")
+        parser.add_argument("--slices", choices=("all", "middle"), default="all",
+                            help="every slice of a series, or only its middle slice along the normal")
+        parser.add_argument("--all-files", action="store_true",
+                            help="inside folders read every file, not only *.dcm/*.dicom/*.ima (non-DICOM are skipped)")
+        parser.add_argument("--image-format", default="png", help="png or jpg")
+        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
+        parser.add_argument("--keep-burned-in", action="store_true",
+                            help="keep images whose BurnedInAnnotation is YES (text such as names in the pixels); "
+                                 "default: skip and count them")
+        add_privacy_arguments(parser, "record free-text tags (SeriesDescription, StudyDescription, ImageComments, "
+                                       "ProtocolName, ...) under free_text; off by default: they often name the "
+                                       "patient")
+        add_caption_arguments(parser)
+
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(options)
+        self.key = KeyMaker()
+        from clipzoo.biomed.dicom import CT_WINDOWS, parse_window
+
+        try:
+            self.window = parse_window(getattr(options, "window", None))
+        except ValueError as exc:
+            raise IngestError(f"--window: {exc}") from exc
+        self.ct_window = getattr(options, "ct_window", "soft-tissue")
+        if self.ct_window not in CT_WINDOWS:
+            raise IngestError(f"--ct-window {self.ct_window!r}: choose one of {', '.join(CT_WINDOWS)}")
+        self.image_field = image_field_for(getattr(options, "image_format", "png"))
+        self.max_side = getattr(options, "max_side", 1024)
+        self.templates = caption_templates(options)
+        self.labels = label_table(options)
+        self.max_captions = getattr(options, "max_captions", 5)
+        self.free_text = bool(getattr(options, "free_text", False))
+        self.keep_burned_in = bool(getattr(options, "keep_burned_in", False))
+        self.path_mode = getattr(options, "source_paths", "relative")
+        SourceNames([], self.path_mode)  # refuse a bad mode before anything is read
+
+    def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
+        if not getattr(self.options, "all_files", False):
+            yield from expand_inputs(inputs, self.SUFFIXES, report)
+            return
+        for item in inputs:
+            path = Path(item)
+            if path.is_dir():
+                yield from sorted(p for p in path.rglob("*") if p.is_file())
+            elif path.is_file():
+                yield path
+            else:
+                report.skip(path, "no such file or folder")
+
+    def _headers(self, inputs: list[Path], report: IngestReport, names: SourceNames):
+        from clipzoo.biomed.dicom import DicomReadError, read_header
+
+        headers = []
+        for path in self._files(inputs, report):
+            report.input_seen(path)
+            try:
+                header = read_header(path, free_text=self.free_text)
+            except DicomReadError as exc:
+                report.skip(names(path), str(exc))
+                report.count("skip_reasons", exc.kind)
+                continue
+            except Exception as exc:
+                skip_unexpected(report, names(path), exc)
+                continue
+            if header.meta.get("burned_in_annotation") == "YES" and not self.keep_burned_in:
+                report.skip(names(path), "burned-in annotation: BurnedInAnnotation is YES (text in the pixels may "
+                                         "identify the patient); --keep-burned-in keeps such images", kind="policy")
+                report.count("skip_reasons", "burned-in")
+                continue
+            headers.append(header)
+        return headers
+
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+        from PIL import Image
+        from tqdm import tqdm
+
+        from clipzoo.biomed.dicom import DicomReadError, group_series, read_dicom
+        from clipzoo.biomed.quiet import quiet_library_logs
+
+        quiet_library_logs()
+        names = SourceNames(inputs, self.path_mode)
+        series = group_series(self._headers(inputs, report, names))
+        report.notes["series"] = len(series)
+        report.notes["source_paths"] = self.path_mode
+        total = sum(len(v) if self.options.slices == "all" else 1 for v in series.values())
+        bar = tqdm(total=total, desc="dicom slices", unit="file", disable=total < 50, leave=False)
+        for series_key, items in series.items():
+            chosen = range(len(items)) if self.options.slices == "all" else [len(items) // 2]
+            for index in chosen:
+                header = items[index]
+                bar.update(1)
+                source = names(header.path)
+                try:
+                    frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window,
+                                              free_text=self.free_text, header=header)
+                except DicomReadError as exc:
+                    report.skip(source, str(exc))
+                    report.count("skip_reasons", exc.kind)
+                    continue
+                except Exception as exc:
+                    skip_unexpected(report, source, exc)
+                    continue
+                report.count("modality", meta.get("modality", "unknown"))
+                labels = self.labels.labels_for(header.path) if self.labels else None
+                captions = self.templates.captions(
+                    meta.get("modality", ""), labels, max_variants=self.max_captions,
+                    body_part=str(meta.get("body_part", "")).lower() or None, plane=meta.get("plane"),
+                )
+                for f, frame in enumerate(frames):
+                    image = Image.fromarray(frame)  # [rows, columns] -> "L", [rows, columns, 3] -> "RGB"
+                    original = image.size
+                    if self.max_side and max(image.size) > self.max_side:
+                        image.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+                    sample_meta = {
+                        "source": source, **meta, "labels": labels or [],
+                        "series_index": index, "series_length": len(items), "frame": f,
+                        "position_along_normal": header.position,
+                        "width": image.size[0], "height": image.size[1],
+                        "original_width": original[0], "original_height": original[1],
+                        "channels": len(image.getbands()),
+                        "axes": "rows,columns (pydicom order)",
+                    }
+                    yield {"__key__": self.key(series_key, f"{index:05d}", f"{f:04d}"), self.image_field: image,
+                           **caption_fields(captions), "json": sample_meta}
+        bar.close()
