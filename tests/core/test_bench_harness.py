@@ -168,12 +168,13 @@ def test_cli_bench_promote_and_leaderboard(store, capsys):
     assert [line for line in text.splitlines() if line.startswith("### ")] == ["### core/synthetic-retrieval", "### core/synthetic-shape"]
     v2_shape = v2["tasks"]["core/synthetic-shape"]
     lo, hi = v2_shape["interval"]["top1"]
-    lines = text.split("### core/synthetic-shape")[1].strip().splitlines()
-    assert lines[0] == "| model | version | aliases | items | data | top1 * | mean_per_class_recall |"
-    assert lines[2].startswith(f"| bench-tiny | 2 | candidate{',champion' if better else ''} | 24 | {v2_shape['fingerprint'][:8]} | "
+    lines = [line for line in text.split("### core/synthetic-shape")[1].strip().splitlines() if line]
+    assert lines[0] == "n=24 items"  # the test items are a fact about the task, beside its name, not a column
+    assert lines[1] == "| model | version | aliases | data | top1 * | mean_per_class_recall |"
+    assert lines[3].startswith(f"| bench-tiny | 2 | candidate{',champion' if better else ''} | {v2_shape['fingerprint'][:8]} | "
                                f"{v2_shape['metrics']['top1']:.4f} [{lo:.4f}, {hi:.4f}] |")
-    assert lines[3].startswith(f"| bench-tiny | 1 | {'-' if better else 'champion'} | 24 |")
-    assert lines[4] == "| chance |  |  |  |  | 0.2500 | 0.2500 |"
+    assert lines[4].startswith(f"| bench-tiny | 1 | {'-' if better else 'champion'} | ")
+    assert lines[5] == "| chance |  |  |  | 0.2500 | 0.2500 |"
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size[0] >= 600
 
@@ -239,7 +240,7 @@ def test_nmodal_tasks_on_arrays(tmp_path):
     data = array_dataset(arrays, masks=masks, labels=labels, classnames=["a", "b", "c"])
     embedder = Embedder(loaded, tmp_path / "cache")
     got = NModalRetrieval(dataset=data, modalities=["lightcurve", "spectrum", "metadata"]).evaluate(embedder)
-    assert got["lightcurve_spectrum_pairs"] == 24.0 and got["lightcurve_metadata_pairs"] == 30.0
+    assert not any(k.endswith("_pairs") for k in got)  # counts are no metrics
     assert {"lightcurve2spectrum_R1", "spectrum2lightcurve_R10", "metadata2spectrum_R5"} <= set(got)
     assert got["mean_recall"] == pytest.approx(np.mean([v for k, v in got.items() if "_R" in k]))
     cls = NModalClassification(train=data, test=data, modalities=["lightcurve", "spectrum", "metadata"]).evaluate(embedder)
@@ -250,7 +251,8 @@ def test_nmodal_tasks_on_arrays(tmp_path):
     scores = NModalRetrieval(dataset=data, modalities=["lightcurve", "spectrum", "metadata"]).score(embedder)
     assert scores.n_items == 30 and scores.values() == got
     assert scores.chance["lightcurve2spectrum_R1"] == pytest.approx(1 / 24) and scores.chance["lightcurve2metadata_R5"] == pytest.approx(5 / 30)
-    assert "lightcurve_spectrum_pairs" in scores.info and "lightcurve_spectrum_pairs" not in scores.chance
+    assert scores.counts == {"lightcurve_spectrum_pairs": 24, "lightcurve_metadata_pairs": 30, "spectrum_metadata_pairs": 24}
+    assert not any(k.endswith("_pairs") for k in [*scores.order, *scores.chance, *scores.info])
     num, den = scores.ratios["spectrum2metadata_R1"]
     assert den[:6].sum() == 0 and den[6:].sum() == 24  # the six objects without a spectrum are not queries
     fused = NModalClassification(train=data, test=data, modalities=["lightcurve", "spectrum", "metadata"]).score(embedder)
@@ -281,7 +283,8 @@ def test_leaderboard_blocks_fit_120_columns_and_one_panel_per_task():
     lines = text.splitlines()
     assert max(map(len, lines)) <= 120
     assert [line for line in lines if line.startswith("== ")] == [
-        "== astro/plasticc-retrieval  (headline mean_recall)", "== biomed/zeroshot  (headline top1)", "== core/synthetic-shape  (headline top1)"]
+        "== astro/plasticc-retrieval  (headline mean_recall)  n=400 items", "== biomed/zeroshot  (headline top1)  n=2 items",
+        "== core/synthetic-shape  (headline top1)  n=200 items"]
     astro = text.split("== astro/plasticc-retrieval")[1].split("==")[0]
     assert astro.count("model ") >= 3  # 7 metric columns of 'value [low, high]' need three sub-blocks
     assert "0.4000 [0.3500, 0.4500]" in astro and "v2" not in astro
@@ -313,3 +316,36 @@ def test_pipeline_results_show_interval_chance_and_too_few():
     text = format_results([PipelineResult(name="demo", workdir=Path("runs/demo"), bench={"core/a": ok, "biomed/zeroshot": tiny})])
     assert "core/a" in text and "top1             0.6200 [0.5500, 0.6900]  chance 0.2500  (200 items)" in text
     assert "top1             too few items to measure [0.0000, 1.0000]  chance 0.5000  (2 items)" in text
+
+
+def test_registered_count_is_task_detail_not_a_leaderboard_column(store):
+    """Issue 15: a chip<->location-like result (core's NModalRetrieval, whose pair count the RS leaderboard showed as
+    a metric column) goes through the harness and the registry tags; the board shows the count as n=..., no column."""
+    from clipzoo.core.bench.cache import Embedder
+    from clipzoo.core.bench.core_tasks import synthetic_dataset
+    from clipzoo.core.bench.harness import bench_details, format_table, score_task
+    from clipzoo.core.bench.tasks import NModalRetrieval
+    from clipzoo.core.registry import LoadedModel, register_model, store as mlflow_store
+    from clipzoo.core.registry.client import attach_benchmark
+    from clipzoo.core.registry.leaderboard import collect
+
+    task = "remote_sensing/like-chip-location"
+    assert register_model(store["packages"][0], "rs-like") == 1
+    try:
+        loaded = LoadedModel.from_package(store["packages"][0], device="cpu")
+        dataset = synthetic_dataset("test", 24, 0, 32)
+        entry = score_task(NModalRetrieval(dataset=dataset, modalities=("image", "text")), Embedder(loaded, store["home"] / "c"),
+                           resamples=50)
+        entry["fingerprint"], entry["options"] = "f" * 16, {}
+        assert entry["counts"] == {"image_text_pairs": 24} and "image_text_pairs" not in entry["metrics"]
+        assert "  x: 24 image_text_pairs" in format_table({"model": "m", "weights_sha256": "0" * 12, "tasks": {"x": entry}})
+        attach_benchmark("rs-like", 1, {task: entry["metrics"]}, {task: entry["primary"]}, details={task: bench_details(entry)})
+        board = collect(name="rs-like")
+        assert board.metrics(task)[0] == "mean_recall" and "image_text_pairs" not in board.metrics(task)
+        terminal = board.to_terminal()
+        assert f"== {task}  (headline mean_recall)  n=24 items, 24 image_text_pairs" in terminal
+        header = next(line for line in terminal.splitlines() if line.startswith("model "))
+        assert "pairs" not in header and "items" not in header.split()
+        assert "n=24 items, 24 image_text_pairs" in board.to_markdown()
+    finally:  # the module's other tests see only bench-tiny
+        mlflow_store.get_client().delete_registered_model("rs-like")

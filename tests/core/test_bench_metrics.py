@@ -180,8 +180,9 @@ def test_gda_matches_direct_numpy():
 def test_gda_task_uses_k_shots(loaded, image_folder, tmp_path):
     dataset = ImageFolder(root=image_folder, classnames=CLASSES)
     embedder = Embedder(loaded, tmp_path)
-    got = GDAFewShot(train=dataset, test=dataset, templates=TEMPLATES, shots=2, seed=3, alpha=1.0).evaluate(embedder)
-    assert got["shots_used"] == 12.0 and got["alpha"] == 1.0
+    task = GDAFewShot(train=dataset, test=dataset, templates=TEMPLATES, shots=2, seed=3, alpha=1.0)
+    got = task.evaluate(embedder)
+    assert task.score(embedder).counts == {"shots_used": 12} and "shots_used" not in got and got["alpha"] == 1.0
     # the same numbers from the embeddings by hand
     se = embedder.samples(dataset, "image")
     shots = sample_shots(se.labels, 2, 6, 3)

@@ -214,6 +214,7 @@ def multilingual_retrieval(dataset, ks: Sequence[int] = (1, 5, 10), per_language
                 out.add_info(m, part.info[m])
             else:
                 raise ValueError(f"multilingual retrieval: cannot place metric {m!r} (not a ratio or an average)")
+        out.counts.update(part.counts)
         return out
 
     @dataclass

@@ -114,6 +114,8 @@ def format_table(results: dict[str, Any]) -> str:
     lines.append(text_table(["task", "kind", "items", "metric", "value", "95% interval", "chance"], rows,
                             align="llrlrrr"))
     for task, entry in results["tasks"].items():
+        if entry.get("counts"):
+            lines.append(f"  {task}: " + ", ".join(f"{v} {k}" for k, v in entry["counts"].items()))
         if entry.get("note"):
             lines.append(f"! {task}: {entry['note']}")
     for dataset, items in (results.get("skipped") or {}).items():
@@ -140,6 +142,7 @@ def score_task(task: Any, embedder: Any, *, resamples: int = DEFAULT_RESAMPLES, 
         entry["interval"] = {m: list(v) for m, v in
                              M.bootstrap_intervals(scores, resamples, seed, INTERVAL_LEVEL).items()}
         entry["info"] = sorted(scores.info)
+        entry["counts"] = dict(scores.counts)
         entry["bootstrap"] = {"resamples": int(resamples), "seed": int(seed), "level": INTERVAL_LEVEL}
     else:
         entry["metrics"] = {k: float(v) for k, v in task.evaluate(embedder).items()}
@@ -173,7 +176,8 @@ def _log_to_mlflow(results: dict[str, Any], loaded, tracking_uri: str | None) ->
                 if metric in (entry.get("interval") or {}):
                     metrics[f"{task}/{metric}_ci_low"], metrics[f"{task}/{metric}_ci_high"] = entry["interval"][metric]
                     metrics[f"{task}/{metric}_chance"] = entry["chance"][metric]
-            mlflow.set_tags({f"{task}/fingerprint": entry["fingerprint"], f"{task}/n_items": str(entry.get("n_items", "?"))})
+            mlflow.set_tags({f"{task}/fingerprint": entry["fingerprint"], f"{task}/n_items": str(entry.get("n_items", "?")),
+                             **{f"{task}/{k}": str(v) for k, v in (entry.get("counts") or {}).items()}})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(results, "results.json")
         run_id = run.info.run_id
@@ -192,7 +196,7 @@ def _log_to_mlflow(results: dict[str, Any], loaded, tracking_uri: str | None) ->
 
 def bench_details(entry: dict[str, Any]) -> dict[str, Any]:
     """What a registry version keeps of a task result besides the values (see ``registry.client.attach_benchmark``)."""
-    keys = ("fingerprint", "options", "settings", "n_items", "interval", "chance", "bootstrap")
+    keys = ("fingerprint", "options", "settings", "n_items", "counts", "interval", "chance", "bootstrap")
     return {k: entry[k] for k in keys if k in entry}
 
 
@@ -213,9 +217,9 @@ def run_benchmark(
     """Evaluate ``task_names`` on ``model_ref`` (a URI, a model folder or a loaded model); return the results.
 
     The results dict: ``model``, ``name``/``version`` (registry versions), ``weights_sha256``,
-    ``created``, ``tasks: {name: {kind, primary, metrics, chance, chance_rule, interval, n_items, bootstrap,
-    options, settings, fingerprint, seconds}}``, ``mlflow_run_id``, ``cache: {hits, misses}``. ``out`` also
-    writes it as JSON (atomically). ``bootstrap`` resamples (seeded by ``bootstrap_seed``) give the 95%
+    ``created``, ``tasks: {name: {kind, primary, metrics, chance, chance_rule, interval, n_items, counts, bootstrap,
+    options, settings, fingerprint, seconds}}`` (``counts``: facts about the scored data such as pairs, not metrics),
+    ``mlflow_run_id``, ``cache: {hits, misses}``. ``out`` also writes it as JSON (atomically). ``bootstrap`` resamples (seeded by ``bootstrap_seed``) give the 95%
     intervals; a task's options ``bootstrap``/``bootstrap_seed`` override them for that task.
     """
     from clipzoo.core.bench.cache import Embedder

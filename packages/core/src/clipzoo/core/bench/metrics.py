@@ -61,7 +61,9 @@ class ItemScores:
     - ``averages[m] = (m1, m2, ...)``: the mean of other metrics (``mean_recall``).
 
     ``chance[m]`` is what a model whose scores ignore the input gets in expectation; ``chance_rule[m]``
-    says how it was obtained. ``info`` holds numbers reported as they are (counts, a chosen alpha).
+    says how it was obtained. ``info`` holds numbers reported as they are (a chosen alpha). ``counts`` are
+    facts about the test data (pairs scored, shots drawn): they describe the task, so they are reported with
+    it (the leaderboard's "n=..."), never as a metric with a chance level and an interval.
     """
 
     n_items: int
@@ -71,7 +73,8 @@ class ItemScores:
     chance: dict[str, float] = field(default_factory=dict)
     chance_rule: dict[str, str] = field(default_factory=dict)
     info: dict[str, float] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)  # output order of the metrics (info included)
+    counts: dict[str, int] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # output order of the metrics (info included, counts not)
 
     def add_ratio(self, name: str, num: np.ndarray, den: np.ndarray, chance: float, rule: str) -> None:
         self.ratios[name] = (np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
@@ -89,6 +92,10 @@ class ItemScores:
     def add_info(self, name: str, value: float) -> None:
         self.info[name] = float(value)
         self.order.append(name)
+
+    def add_count(self, name: str, value: int) -> None:
+        """A count describing the scored data (``image_location_pairs``); not a metric, not in :meth:`values`."""
+        self.counts[name] = int(value)
 
     def _note(self, name: str, chance: float, rule: str) -> None:
         self.chance[name] = float(chance)
@@ -118,6 +125,7 @@ class ItemScores:
                 out._note(prefix + m, self.chance[m], self.chance_rule[m])
             else:
                 out.add_info(prefix + m, self.info[m])
+        out.counts = {prefix + k: v for k, v in self.counts.items()}
         return out
 
     def update(self, other: "ItemScores") -> None:
@@ -130,6 +138,7 @@ class ItemScores:
         self.chance.update(other.chance)
         self.chance_rule.update(other.chance_rule)
         self.info.update(other.info)
+        self.counts.update(other.counts)
         self.order += [m for m in other.order if m not in self.order]
 
 

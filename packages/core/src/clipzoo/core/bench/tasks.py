@@ -154,7 +154,8 @@ class NModalRetrieval(Task):
     """Retrieval between every pair of the named modalities (e.g. light curve, spectrum, metadata).
 
     A pair is scored on the samples that have both modalities (non-empty masks). Metrics
-    ``{a}2{b}_R{k}`` for both directions of each pair, and ``mean_recall`` over all of them.
+    ``{a}2{b}_R{k}`` for both directions of each pair, and ``mean_recall`` over all of them; how many samples
+    each pair was scored on is the count ``{a}_{b}_pairs`` (a fact about the data, not a metric).
     """
 
     dataset: Dataset
@@ -177,7 +178,7 @@ class NModalRetrieval(Task):
             items = np.flatnonzero(both)
             out.update(M.retrieval_scores(embs[a].emb[both], embs[b].emb[both], np.arange(len(items)), names=(a, b),
                                           ks=tuple(self.ks), items=items, n_items=n_items, with_mean=False))
-            out.add_info(f"{a}_{b}_pairs", float(both.sum()))
+            out.add_count(f"{a}_{b}_pairs", int(both.sum()))
         recalls = [m for m in out.measured if "_R" in m]
         if not recalls:
             raise DatasetError(f"{self.kind}: no pair of {list(self.modalities)} shares two or more samples in {self.dataset.name}")
@@ -298,5 +299,5 @@ class GDAFewShot(Task):
         top1 = zeroshot.ratios["top1"]
         out.add_ratio("zeroshot_top1", *top1, zeroshot.chance["top1"], zeroshot.chance_rule["top1"])
         out.add_info("alpha", float(alpha))
-        out.add_info("shots_used", float(len(shots)))
+        out.add_count("shots_used", len(shots))
         return out

@@ -51,7 +51,7 @@ def _json_tag(value: Any) -> str:
 
 def _stats_tag(detail: dict[str, Any], primary: str | None) -> str:
     """``bench_stats`` JSON; if it would pass MLflow's tag limit, only the headline metric's interval and chance."""
-    stats = {k: detail[k] for k in ("n_items", "bootstrap", "interval", "chance") if k in detail}
+    stats = {k: detail[k] for k in ("n_items", "counts", "bootstrap", "interval", "chance") if k in detail}
     text = _json_tag(stats)
     if len(text) > MAX_TAG:
         for k in ("interval", "chance"):
@@ -65,7 +65,9 @@ def bench_tags(results: dict[str, dict[str, float]], primary: dict[str, str],
     """Version tags for benchmark ``results`` ``{task: {metric: value}}``, their headline metrics and ``details``.
 
     ``details[task]`` (what :func:`clipzoo.core.bench.harness.bench_details` keeps): ``fingerprint``,
-    ``options`` and ``settings`` (the resolved options), ``n_items``, ``bootstrap``, ``interval``, ``chance``.
+    ``options`` and ``settings`` (the resolved options), ``n_items``, ``counts`` (facts about the scored data such
+    as ``image_location_pairs``: kept with the task's details, not as metric tags), ``bootstrap``, ``interval``,
+    ``chance``.
     """
     tags = {}
     for task, metrics in results.items():
@@ -92,7 +94,7 @@ def read_bench_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
 
     def entry(task: str) -> dict[str, Any]:
         return out.setdefault(task, {"metrics": {}, "primary": None, "fingerprint": None, "options": None,
-                                     "n_items": None, "interval": {}, "chance": {}, "bootstrap": None})
+                                     "n_items": None, "counts": {}, "interval": {}, "chance": {}, "bootstrap": None})
 
     for key, value in tags.items():
         if key.startswith(BENCH_TAG):
@@ -114,7 +116,7 @@ def read_bench_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
             out[task]["options"] = _loads(value)
         else:
             stats = _loads(value) or {}
-            out[task].update({k: stats[k] for k in ("n_items", "interval", "chance", "bootstrap") if k in stats})
+            out[task].update({k: stats[k] for k in ("n_items", "counts", "interval", "chance", "bootstrap") if k in stats})
     return out
 
 
@@ -323,7 +325,8 @@ def _version_dict(v, aliases: dict[str, list[str]]) -> dict[str, Any]:
         "run_id": v.run_id,
         "tags": {k: val for k, val in tags.items() if not k.startswith((BENCH_TAG, OPTIONS_TAG, STATS_TAG))},
         "benchmarks": {t: e["metrics"] for t, e in entries.items()},
-        "bench_details": {t: {k: e[k] for k in ("fingerprint", "options", "n_items", "interval", "chance", "bootstrap")}
+        "bench_details": {t: {k: e[k] for k in ("fingerprint", "options", "n_items", "counts", "interval", "chance",
+                                                "bootstrap")}
                           for t, e in entries.items()},
         "headline": {t: {"metric": m, "value": val, "interval": entries[t]["interval"].get(m),
                          "chance": entries[t]["chance"].get(m), "n_items": entries[t]["n_items"]}

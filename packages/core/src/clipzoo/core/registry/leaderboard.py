@@ -2,9 +2,10 @@
 
 Each task gets its own block (scores on different tasks are not comparable, so they never share a
 column): rows are the versions that ran it, columns its metrics as ``value [low, high]`` (95% bootstrap
-interval), and a last row gives each metric's chance level. ``items`` is the number of test items and
-``data`` the score's fingerprint (rows with different fingerprints were scored on different data or
-options). Rendered as a terminal table that fits :data:`WIDTH` columns (metric columns wrap into more
+interval), and a last row gives each metric's chance level. ``data`` is the score's fingerprint (rows with
+different fingerprints were scored on different data or options). The number of test items and the counts
+that describe the scored data (``image_location_pairs``, ``shots_used``) are facts about the task, not
+metrics: they follow the task's name as ``n=...`` (a range where rows differ), never a column. Rendered as a terminal table that fits :data:`WIDTH` columns (metric columns wrap into more
 sub-blocks), one Markdown table per task, and a PNG with one panel per task (headline metric per version
 with interval whiskers and a dashed chance line; matplotlib, Agg).
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 WIDTH = 120
 MAX_MODEL = 28  # longer model names are shortened in the terminal table so a block fits WIDTH
-FIXED = ("model", "version", "aliases", "items", "data")
+FIXED = ("model", "version", "aliases", "data")
 TOO_FEW_CELL = "too few items"
 
 
@@ -25,7 +26,7 @@ TOO_FEW_CELL = "too few items"
 class Leaderboard:
     rows: list[dict[str, Any]] = field(default_factory=list)
     # rows: {"model", "version", "aliases", "scores": {task: value of the headline metric},
-    #        "results": {task: {"metrics", "interval", "chance", "n_items", "fingerprint"}}}
+    #        "results": {task: {"metrics", "interval", "chance", "n_items", "counts", "fingerprint"}}}
     tasks: dict[str, str] = field(default_factory=dict)  # task -> headline metric
 
     # -- the cells -----------------------------------------------------------------------------------------
@@ -45,6 +46,17 @@ class Leaderboard:
         values = {round(r["results"][task]["chance"][metric], 6) for r in self.task_rows(task)
                   if metric in r["results"][task]["chance"]}
         return f"{values.pop():.4f}" if len(values) == 1 else ("varies" if values else "-")
+
+    def sizes(self, task: str) -> str:
+        """``n=400 items, 380 lightcurve_spectrum_pairs``: the test items and the task's counts over its rows."""
+        found: dict[str, list[int]] = {}
+        for row in self.task_rows(task):
+            res = row["results"][task]
+            for name, value in ({"items": res.get("n_items")} | dict(res.get("counts") or {})).items():
+                if value:
+                    found.setdefault(name, []).append(int(value))
+        parts = [f"{min(v)}-{max(v)} {name}" if min(v) != max(v) else f"{v[0]} {name}" for name, v in found.items()]
+        return f"n={', '.join(parts)}" if parts else ""
 
     def _cells(self, task: str, model_width: int | None = None) -> tuple[list[str], list[list[str]]]:
         from clipzoo.core.bench.harness import format_value
@@ -67,9 +79,9 @@ class Leaderboard:
             name = row["model"]
             if model_width and len(name) > model_width:
                 name = name[: model_width - 1] + "~"
-            body.append([name, str(row["version"]), ",".join(row["aliases"]) or "-",
-                         str(res["n_items"]) if res["n_items"] else "-", (res["fingerprint"] or "-")[:8], *cells])
-        body.append(["chance", "", "", "", "", *(self.chance(task, m) for m in metrics)])
+            body.append([name, str(row["version"]), ",".join(row["aliases"]) or "-", (res["fingerprint"] or "-")[:8],
+                         *cells])
+        body.append(["chance", "", "", "", *(self.chance(task, m) for m in metrics)])
         return header, body
 
     # -- renderings ----------------------------------------------------------------------------------------
@@ -97,11 +109,12 @@ class Leaderboard:
                     used = 0
                 chunks[-1].append(j)
                 used += need
-            lines = [f"== {task}  (headline {self.tasks[task]})"]
+            sizes = self.sizes(task)
+            lines = [f"== {task}  (headline {self.tasks[task]})" + (f"  {sizes}" if sizes else "")]
             for cols in chunks:
                 keep = list(range(fixed)) + cols
                 lines.append(text_table([header[i] for i in keep], [[r[i] for i in keep] for r in body],
-                                        align="lllrl" + "r" * len(cols)))
+                                        align="llll" + "r" * len(cols)))
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
@@ -111,8 +124,10 @@ class Leaderboard:
         for task in self.tasks:
             header, body = self._cells(task)
             out.append(f"### {task}\n")
+            if self.sizes(task):
+                out.append(f"{self.sizes(task)}\n")
             out.append("| " + " | ".join(header) + " |")
-            out.append("|" + "|".join(["---"] * 3 + ["---:", "---"] + ["---:"] * (len(header) - len(FIXED))) + "|")
+            out.append("|" + "|".join(["---"] * len(FIXED) + ["---:"] * (len(header) - len(FIXED))) + "|")
             out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body]
             out.append("")
         return "\n".join(out) if out else "No benchmark results yet.\n"
@@ -194,6 +209,7 @@ def collect(tracking_uri: str | None = None, *, name: str | None = None, tasks: 
                 detail = v["bench_details"][task]
                 results[task] = {"metrics": v["benchmarks"][task], "interval": detail["interval"] or {},
                                  "chance": detail["chance"] or {}, "n_items": detail["n_items"],
+                                 "counts": detail.get("counts") or {},
                                  "fingerprint": detail["fingerprint"]}
                 scores[task] = head["value"]
             board.rows.append({"model": model["name"], "version": v["version"], "aliases": v["aliases"],
