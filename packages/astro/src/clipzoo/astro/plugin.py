@@ -11,6 +11,11 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
+def register_models(registry) -> None:
+    """Only what building a model needs (its model configs): ``create_model`` runs this, not :func:`register`."""
+    registry.add_model_config_dir(CONFIG_DIR)
+
+
 def register(registry) -> None:
     from clipzoo.astro.sources import CatalogSource, CrossmatchSource, LightCurvesSource, SimulatedSource, SpectraSource
     from clipzoo.astro.tasks import TASKS
@@ -19,6 +24,6 @@ def register(registry) -> None:
         registry.add_source(source)
     for name, factory in TASKS.items():
         registry.add_task(name, factory)
-    registry.add_model_config_dir(CONFIG_DIR)
+    register_models(registry)
     registry.add_metadata_entries("astro", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
     registry.add_pipeline("astro", Path(__file__).parent / "pipelines" / "astro.yaml")  # its demo recipe

@@ -6,6 +6,12 @@ the registry for a source, task, tower or model config. ``register`` must stay c
 libraries (torch, astropy, pydicom, ...) inside the functions it registers, not at module level, so
 that ``clipzoo --help`` stays fast.
 
+Building a model needs only towers and model configs (:data:`MODEL_KINDS`), so
+``get_registry(kinds=MODEL_KINDS)`` runs each plugin's ``register_models(registry)`` instead: a function
+beside ``register`` in the entry point's module that adds only those (``register`` calls it too). It keeps
+``create_model("name")`` from importing every ingest source and benchmark task; a plugin without
+``register_models`` is loaded whole, so its towers are still found.
+
 Registered objects:
 - sources: ingest sources (subclasses of :class:`clipzoo.core.ingest.Source`), keyed ``(domain, name)``.
 - tasks: benchmark task factories, keyed by task name (``"biomed/fundus-zeroshot"``).
@@ -19,13 +25,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "clipzoo.plugins"
+MODELS_HOOK = "register_models"  # the models-only registration beside a plugin's register()
+#: every kind of registration (the names of the registry's fields, model_configs for model_config_dirs)
+ALL_KINDS = frozenset({"sources", "tasks", "towers", "model_configs", "pipelines", "metadata_entries"})
+#: what building a model looks up; register_models adds exactly these
+MODEL_KINDS = frozenset({"towers", "model_configs"})
 
 
 class UnknownNameError(KeyError):
@@ -44,6 +56,8 @@ class PluginRegistry:
     pipelines: dict[str, Path] = field(default_factory=dict)
     metadata_entries: dict[str, list[Path]] = field(default_factory=dict)
     loaded_plugins: list[str] = field(default_factory=list)
+    #: the kinds whose registrations have run (MODEL_KINDS after a models-only load, ALL_KINDS after a full one)
+    loaded_kinds: frozenset[str] = frozenset()
 
     # -- registration -------------------------------------------------------------------------
     def add_source(self, source_cls: type) -> None:
@@ -120,26 +134,54 @@ class PluginRegistry:
 _REGISTRY: PluginRegistry | None = None
 
 
-def _register_core(registry: PluginRegistry) -> None:
+def _register_core(registry: PluginRegistry, *, models_only: bool) -> None:
     """Core's own registrations go through the same door as the plugins'."""
     from clipzoo.core import builtin
 
-    builtin.register(registry)
+    (builtin.register_models if models_only else builtin.register)(registry)
 
 
-def get_registry() -> PluginRegistry:
-    """The process-wide registry with core's and every installed plugin's registrations loaded."""
-    global _REGISTRY
-    if _REGISTRY is None:
-        registry = PluginRegistry()
-        _register_core(registry)
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            try:
-                register = ep.load()
-                register(registry)
-            except Exception as exc:  # a broken plugin must not take the whole CLI down
-                log.warning("clipzoo plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
-                continue
+def _plugin_hook(ep, *, models_only: bool) -> Callable[[PluginRegistry], None]:
+    """The function to run for entry point ``ep``: its ``register``, or for a models-only load the module's
+    ``register_models`` when it has one (a plugin without one is registered whole)."""
+    if models_only:
+        hook = getattr(import_module(ep.module), MODELS_HOOK, None)
+        if hook is not None:
+            return hook
+        log.debug("clipzoo plugin %r has no %s(); registering all of it", ep.name, MODELS_HOOK)
+    return ep.load()
+
+
+def _load(registry: PluginRegistry, *, models_only: bool) -> None:
+    _register_core(registry, models_only=models_only)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            _plugin_hook(ep, models_only=models_only)(registry)
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            log.warning("clipzoo plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+            continue
+        if ep.name not in registry.loaded_plugins:
             registry.loaded_plugins.append(ep.name)
-        _REGISTRY = registry
-    return _REGISTRY
+
+
+def get_registry(kinds: Iterable[str] | None = None) -> PluginRegistry:
+    """The process-wide registry with core's and every installed plugin's registrations loaded.
+
+    ``kinds`` names what the caller looks up (see :data:`ALL_KINDS`; default all). When that is only towers
+    and model configs, only the ``register_models`` hooks run; asking for more later runs the full
+    ``register`` functions on the same registry (registering the same tower or folder again is a no-op).
+    """
+    global _REGISTRY
+    wanted = ALL_KINDS if kinds is None else frozenset(kinds)
+    if not wanted <= ALL_KINDS:
+        raise ValueError(f"unknown registration kind(s) {', '.join(sorted(wanted - ALL_KINDS))}; "
+                         f"known: {', '.join(sorted(ALL_KINDS))}")
+    if _REGISTRY is None:
+        _REGISTRY = PluginRegistry()
+    registry = _REGISTRY
+    if wanted <= registry.loaded_kinds:
+        return registry
+    models_only = wanted <= MODEL_KINDS
+    _load(registry, models_only=models_only)
+    registry.loaded_kinds = MODEL_KINDS if models_only else ALL_KINDS
+    return registry

@@ -11,6 +11,11 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
+def register_models(registry) -> None:
+    """Only what building a model needs (its model configs): ``create_model`` runs this, not :func:`register`."""
+    registry.add_model_config_dir(CONFIG_DIR)
+
+
 def register(registry) -> None:
     from clipzoo.remote_sensing.sources import CaptionsSource, GeoTiffSource, SimulatedScenesSource
     from clipzoo.remote_sensing.tasks import TASKS
@@ -20,6 +25,6 @@ def register(registry) -> None:
     registry.add_source(SimulatedScenesSource)
     for name, factory in TASKS.items():
         registry.add_task(name, factory)
-    registry.add_model_config_dir(CONFIG_DIR)
+    register_models(registry)
     registry.add_metadata_entries("remote_sensing", Path(__file__).parent / "metadata" / "entries.txt")  # curate balance
     registry.add_pipeline("remote_sensing", Path(__file__).parent / "pipelines" / "remote_sensing.yaml")  # its demo recipe

@@ -18,7 +18,8 @@ _EXPORTS = {
     "load_weights": "factory",
     "save_pretrained": "factory",
     "load_pretrained": "factory",
-    "minilm_path": "factory",
+    "minilm_path": "local",
+    "resolve_local_model": "local",
     "get_tokenizer": "tokenizers",
     "register_builtin_towers": "towers",
 }

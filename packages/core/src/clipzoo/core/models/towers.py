@@ -124,7 +124,7 @@ def _build_hf_text(HFTextEncoder, embed_dim, path, pooler_type, proj_type, pretr
         if pooler_type != "cls_pooler" and getattr(tower.transformer, "pooler", None) is not None:
             tower.transformer.pooler = None  # as built from the folder: no pooling layer unless cls-pooled
     else:
-        from clipzoo.core.models.factory import resolve_local_model
+        from clipzoo.core.models.local import resolve_local_model
 
         local = resolve_local_model(path)
         tower = HFTextEncoder(
