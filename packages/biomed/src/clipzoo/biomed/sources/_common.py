@@ -13,6 +13,7 @@ import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from clipzoo.biomed.imaging import DEFAULT_MAX_SIDE
 from clipzoo.core.data.writer import safe_key
 from clipzoo.core.ingest import IngestError, IngestReport
 
@@ -91,11 +92,13 @@ class NamedByPolicy:
         return SourceNames([Path(path)], self.path_mode)(path)
 
 
-def add_privacy_arguments(parser: argparse.ArgumentParser, free_text_help: str) -> None:
+def add_privacy_arguments(parser: argparse.ArgumentParser, free_text_help: str | None) -> None:
+    """``--source-paths``, and ``--free-text`` for readers whose files carry free-text fields (``free_text_help``)."""
     parser.add_argument("--source-paths", choices=SourceNames.MODES, default="relative",
                         help="how samples and the manifest name input files: the path below the named input "
                              "(relative, default) or a one-way hash of it (hashed: when folders are patient-named)")
-    parser.add_argument("--free-text", action="store_true", help=free_text_help)
+    if free_text_help is not None:
+        parser.add_argument("--free-text", action="store_true", help=free_text_help)
 
 
 def skip_unexpected(report: IngestReport, where: str, exc: Exception) -> None:
@@ -131,22 +134,31 @@ def add_caption_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-captions", type=int, default=5, help="caption variants kept per sample")
 
 
-def caption_templates(options):
+def add_image_arguments(parser: argparse.ArgumentParser, image_format: str | None, downscale: bool = True) -> None:
+    """``--image-format`` (default: the source's writer default, its ``image_format``) and ``--max-side``."""
+    if downscale:
+        parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                            help="downscale images whose longer side is larger")
+    parser.add_argument("--image-format", default=image_format, help="png or jpg")
+
+
+def caption_templates(options: argparse.Namespace):
+    """The templates ``--templates``/``--templates-replace`` select (``options``: a source's filled options)."""
     from clipzoo.biomed.captions import CaptionTemplates
 
     try:
-        return CaptionTemplates.from_file(getattr(options, "templates", None),
-                                          replace=getattr(options, "templates_replace", False))
+        return CaptionTemplates.from_file(options.templates, replace=options.templates_replace)
     except (OSError, ValueError) as exc:
         raise IngestError(f"--templates: {exc}") from exc
 
 
-def label_table(options):
+def label_table(options: argparse.Namespace):
+    """The ``--labels`` CSV as a :class:`~clipzoo.biomed.labels.LabelTable`, or None without one."""
     from clipzoo.biomed.labels import LabelTable
 
-    if not getattr(options, "labels", None):
+    if not options.labels:
         return None
     try:
-        return LabelTable(options.labels, getattr(options, "path_column", None), getattr(options, "label_column", None))
+        return LabelTable(options.labels, options.path_column, options.label_column)
     except (OSError, ValueError) as exc:
         raise IngestError(f"--labels: {exc}") from exc

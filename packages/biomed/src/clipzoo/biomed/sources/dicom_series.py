@@ -15,6 +15,7 @@ from clipzoo.biomed.sources._common import (
     NamedByPolicy,
     SourceNames,
     add_caption_arguments,
+    add_image_arguments,
     add_privacy_arguments,
     caption_fields,
     caption_templates,
@@ -53,8 +54,7 @@ class DicomSource(NamedByPolicy, Source):
                             help="every slice of a series, or only its middle slice along the normal")
         parser.add_argument("--all-files", action="store_true",
                             help="inside folders read every file, not only *.dcm/*.dicom/*.ima (non-DICOM are skipped)")
-        parser.add_argument("--image-format", default="png", help="png or jpg")
-        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
+        add_image_arguments(parser, cls.image_format)
         parser.add_argument("--keep-burned-in", action="store_true",
                             help="keep images whose BurnedInAnnotation is YES (text such as names in the pixels); "
                                  "default: skip and count them")
@@ -63,30 +63,30 @@ class DicomSource(NamedByPolicy, Source):
                                        "patient")
         add_caption_arguments(parser)
 
-    def __init__(self, options: argparse.Namespace):
+    def __init__(self, options: argparse.Namespace | None = None):
         super().__init__(options)
         self.key = KeyMaker()
         from clipzoo.biomed.dicom import CT_WINDOWS, parse_window
 
         try:
-            self.window = parse_window(getattr(options, "window", None))
+            self.window = parse_window(self.options.window)
         except ValueError as exc:
             raise IngestError(f"--window: {exc}") from exc
-        self.ct_window = getattr(options, "ct_window", "soft-tissue")
+        self.ct_window = self.options.ct_window
         if self.ct_window not in CT_WINDOWS:
             raise IngestError(f"--ct-window {self.ct_window!r}: choose one of {', '.join(CT_WINDOWS)}")
-        self.image_field = image_field_for(getattr(options, "image_format", "png"))
-        self.max_side = getattr(options, "max_side", 1024)
-        self.templates = caption_templates(options)
-        self.labels = label_table(options)
-        self.max_captions = getattr(options, "max_captions", 5)
-        self.free_text = bool(getattr(options, "free_text", False))
-        self.keep_burned_in = bool(getattr(options, "keep_burned_in", False))
-        self.path_mode = getattr(options, "source_paths", "relative")
+        self.image_field = image_field_for(self.options.image_format)
+        self.max_side = self.options.max_side
+        self.templates = caption_templates(self.options)
+        self.labels = label_table(self.options)
+        self.max_captions = self.options.max_captions
+        self.free_text = self.options.free_text
+        self.keep_burned_in = self.options.keep_burned_in
+        self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)  # refuse a bad mode before anything is read
 
     def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
-        if not getattr(self.options, "all_files", False):
+        if not self.options.all_files:
             yield from expand_inputs(inputs, self.SUFFIXES, report)
             return
         for item in inputs:

@@ -12,6 +12,8 @@ from clipzoo.biomed.sources._common import (
     NamedByPolicy,
     SourceNames,
     add_caption_arguments,
+    add_image_arguments,
+    add_privacy_arguments,
     caption_fields,
     caption_templates,
     csv_list,
@@ -42,29 +44,26 @@ class ImagesSource(NamedByPolicy, Source):
                             help="auto: --labels CSV if given, else the folder name below each input folder")
         parser.add_argument("--classes", default=None, help="comma list fixing the class order of the 'cls' index")
         parser.add_argument("--stain", default=None, help="stain for pathology/microscopy captions, e.g. H&E")
-        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
-        parser.add_argument("--image-format", default="png", help="png or jpg")
+        add_image_arguments(parser, cls.image_format)
         parser.add_argument("--unlabeled", choices=("keep", "skip"), default="keep",
                             help="images without a label: keep with label-free captions (default) or skip")
-        parser.add_argument("--source-paths", choices=SourceNames.MODES, default="relative",
-                            help="how samples and the manifest name input files: the path below the named input "
-                                 "(relative, default) or a one-way hash of it (hashed: when folders are patient-named)")
+        add_privacy_arguments(parser, free_text_help=None)  # plain images carry no free-text header fields
         add_caption_arguments(parser)
 
-    def __init__(self, options: argparse.Namespace):
+    def __init__(self, options: argparse.Namespace | None = None):
         super().__init__(options)
         self.key = KeyMaker()
-        self.image_field = image_field_for(getattr(options, "image_format", "png"))
-        self.templates = caption_templates(options)
-        self.labels = label_table(options)
-        mode = getattr(options, "label_from", "auto")
+        self.image_field = image_field_for(self.options.image_format)
+        self.templates = caption_templates(self.options)
+        self.labels = label_table(self.options)
+        mode = self.options.label_from
         if mode == "auto":
             mode = "csv" if self.labels else "folder"
         if mode == "csv" and self.labels is None:
             raise IngestError("--label-from csv needs --labels FILE.csv")
         self.label_from = mode
-        self.max_captions = getattr(options, "max_captions", 5)
-        self.path_mode = getattr(options, "source_paths", "relative")
+        self.max_captions = self.options.max_captions
+        self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)
 
     def _labelled_files(self, inputs: list[Path], report: IngestReport) -> list[tuple[Path, list[str]]]:
@@ -88,18 +87,18 @@ class ImagesSource(NamedByPolicy, Source):
         from clipzoo.biomed.imaging import ImageReadError, load_rgb
 
         files = self._labelled_files(inputs, report)
-        classes = csv_list(getattr(self.options, "classes", None)) or sorted({l for _, ls in files for l in ls})
+        classes = csv_list(self.options.classes) or sorted({l for _, ls in files for l in ls})
         report.notes["classes"] = classes
-        modality = getattr(self.options, "modality", "generic")
+        modality = self.options.modality
         names = SourceNames(inputs, self.path_mode)
         for path, labels in files:
             report.input_seen(path)
             source = names(path)
-            if not labels and getattr(self.options, "unlabeled", "keep") == "skip":
+            if not labels and self.options.unlabeled == "skip":
                 report.skip(source, "no label (not in the CSV / not in a class folder)", kind="policy")
                 continue
             try:
-                loaded = load_rgb(path, max_side=getattr(self.options, "max_side", 1024), keep_grey=True)
+                loaded = load_rgb(path, max_side=self.options.max_side, keep_grey=True)
             except ImageReadError as exc:
                 report.skip(source, str(exc))
                 continue
@@ -107,7 +106,7 @@ class ImagesSource(NamedByPolicy, Source):
                 skip_unexpected(report, source, exc)
                 continue
             captions = self.templates.captions(modality, labels, max_variants=self.max_captions,
-                                               stain=getattr(self.options, "stain", None))
+                                               stain=self.options.stain)
             meta = {"source": source, "modality": modality, "labels": labels, **loaded.metadata()}
             sample = {"__key__": self.key(*(labels[:1] or ["unlabeled"]), names.stem(path)),
                       self.image_field: loaded.image, **caption_fields(captions), "json": meta}

@@ -15,6 +15,7 @@ from clipzoo.biomed.sources._common import (
     NamedByPolicy,
     SourceNames,
     add_caption_arguments,
+    add_image_arguments,
     add_privacy_arguments,
     caption_fields,
     caption_templates,
@@ -54,33 +55,33 @@ class NiftiSource(NamedByPolicy, Source):
         parser.add_argument("--modality", default=None, help="ct, mri, ... (captions; NIfTI does not record it)")
         parser.add_argument("--body-part", default=None, help="body part for captions, e.g. brain")
         parser.add_argument("--keep-empty", action="store_true", help="keep constant (empty) slices")
-        parser.add_argument("--image-format", default="png", help="png or jpg")
+        add_image_arguments(parser, cls.image_format, downscale=False)
         add_privacy_arguments(parser, "record the header's free-text fields (descrip, aux_file, intent_name) "
                                        "under free_text; off by default: they may name the patient")
         add_caption_arguments(parser)
 
-    def __init__(self, options: argparse.Namespace):
+    def __init__(self, options: argparse.Namespace | None = None):
         super().__init__(options)
         self.key = KeyMaker()
         from clipzoo.biomed.dicom import CT_WINDOWS, parse_window
         from clipzoo.biomed.nifti import PLANES
 
-        self.planes = csv_list(getattr(options, "planes", "axial"))
+        self.planes = csv_list(self.options.planes)
         bad = [p for p in self.planes if p not in PLANES]
         if bad or not self.planes:
-            raise IngestError(f"--planes {options.planes!r}: choose from {', '.join(PLANES)}")
-        self.views = csv_list(getattr(options, "views", ""))
+            raise IngestError(f"--planes {self.options.planes!r}: choose from {', '.join(PLANES)}")
+        self.views = csv_list(self.options.views)
         if any(v not in ("mip", "mean") for v in self.views):
-            raise IngestError(f"--views {options.views!r}: choose from mip, mean")
-        slices = str(getattr(options, "slices", "all"))
+            raise IngestError(f"--views {self.options.views!r}: choose from mip, mean")
+        slices = str(self.options.slices)
         if slices not in ("all", "middle", "none") and not (slices.isdigit() and int(slices) > 0):
             raise IngestError(f"--slices {slices!r}: use all, middle, none or a positive step")
         self.slices = slices
-        frame = str(getattr(options, "frame", "0"))
+        frame = str(self.options.frame)
         if frame != "mean" and not frame.lstrip("-").isdigit():
             raise IngestError(f"--frame {frame!r}: an integer index or 'mean'")
         self.frame: int | str = frame if frame == "mean" else int(frame)
-        spacing = getattr(options, "spacing", None)
+        spacing = self.options.spacing
         try:
             values = [float(v) for v in spacing.split(",")] if spacing else None
         except ValueError:
@@ -89,16 +90,16 @@ class NiftiSource(NamedByPolicy, Source):
             raise IngestError(f"--spacing {spacing!r}: one number or three, in mm")
         self.spacing = None if values is None else tuple(values * 3 if len(values) == 1 else values)
         try:
-            window = parse_window(getattr(options, "window", None))
+            window = parse_window(self.options.window)
         except ValueError as exc:
             raise IngestError(f"--window: {exc}") from exc
         self.window = CT_WINDOWS[window] if isinstance(window, str) else window
-        self.image_field = image_field_for(getattr(options, "image_format", "png"))
-        self.templates = caption_templates(options)
-        self.labels = label_table(options)
-        self.max_captions = getattr(options, "max_captions", 5)
-        self.free_text = bool(getattr(options, "free_text", False))
-        self.path_mode = getattr(options, "source_paths", "relative")
+        self.image_field = image_field_for(self.options.image_format)
+        self.templates = caption_templates(self.options)
+        self.labels = label_table(self.options)
+        self.max_captions = self.options.max_captions
+        self.free_text = self.options.free_text
+        self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)
 
     def _indices(self, n: int) -> list[int]:
@@ -116,8 +117,8 @@ class NiftiSource(NamedByPolicy, Source):
         from clipzoo.biomed.nifti import NiftiReadError, extract_slice, load_volume, project, scale_intensity
 
         names = SourceNames(inputs, self.path_mode)
-        modality = getattr(self.options, "modality", None)
-        body_part = getattr(self.options, "body_part", None)
+        modality = self.options.modality
+        body_part = self.options.body_part
         choice = {"planes": self.planes, "slices": self.slices, "views": self.views, "frame": self.frame,
                   "spacing": list(self.spacing) if self.spacing else None,
                   "intensity": {"window": list(self.window)} if self.window else {"percentiles": [0.5, 99.5]},
@@ -146,7 +147,7 @@ class NiftiSource(NamedByPolicy, Source):
                 items += [(view, plane, None, None) for view in self.views]
             for kind, plane, index, _ in items:
                 arr = extract_slice(unit, plane, index) if kind == "slice" else project(unit, plane, kind)
-                if kind == "slice" and not getattr(self.options, "keep_empty", False) and float(np.ptp(arr)) < 1e-6:
+                if kind == "slice" and not self.options.keep_empty and float(np.ptp(arr)) < 1e-6:
                     report.count("empty_slices", plane)
                     continue
                 grey = np.rint(np.nan_to_num(arr, nan=0.0) * 255.0).astype(np.uint8)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
-from clipzoo.biomed.sources._common import KeyMaker, csv_list, image_field_for
+from clipzoo.biomed.sources._common import KeyMaker, add_image_arguments, csv_list, image_field_for
 from clipzoo.core.ingest import IngestReport, Source, expand_inputs
 
 
@@ -56,10 +56,10 @@ class JatsSource(Source):
 
     Inputs: .nxml/.xml articles, article package folders, PMC OA .tar.gz packages (streamed, never extracted;
     members with absolute or '..' paths refused) and folders of them, and mirrors of the PMC Cloud Service
-    layout (a folder with ``oa_comm/``/``oa_noncomm/`` trees: articles and licenses from their CSV file lists). One sample per <fig> (not tables,
-    inline graphics, formulae or supplementary material): image.jpg (RGB, downscaled to --max-side with the
-    original size in the metadata), txt (caption title + paragraphs) and json (PMCID, PMID, DOI, title, journal,
-    year, license). The manifest counts articles with/without figures and articles per license.
+    layout (a folder with ``oa_comm/``/``oa_noncomm/`` trees: articles and licenses from their CSV file lists).
+    One sample per <fig> (not tables, inline graphics, formulae or supplementary material): image.jpg (RGB,
+    downscaled to --max-side with the original size in the metadata), txt (caption title + paragraphs) and json
+    (PMCID, PMID, DOI, title, journal, year, license). The manifest counts articles with/without figures and articles per license.
     """
 
     domain = "biomed"
@@ -78,8 +78,7 @@ class JatsSource(Source):
                                  "(default: all, including 'unknown')")
         parser.add_argument("--missing-images", choices=("skip", "caption-only"), default="skip",
                             help="a figure whose image is not in the package: skip it (default) or keep its caption")
-        parser.add_argument("--max-side", type=int, default=1024, help="downscale images whose longer side is larger")
-        parser.add_argument("--image-format", default="jpg", help="png or jpg")
+        add_image_arguments(parser, cls.image_format)
         parser.add_argument("--near-duplicates", choices=("drop", "keep", "off"), default="drop",
                             help="perceptual-hash near-duplicate images across the run: drop (default), keep "
                                  "(flagged in metadata) or off (no hashing)")
@@ -88,18 +87,18 @@ class JatsSource(Source):
         parser.add_argument("--max-member-mb", type=float, default=256.0,
                             help="archive members larger than this are not read")
 
-    def __init__(self, options: argparse.Namespace):
+    def __init__(self, options: argparse.Namespace | None = None):
         super().__init__(options)
         self.key = KeyMaker()
         from clipzoo.biomed.imaging import NearDuplicateIndex
 
-        self.allowed = set(csv_list(getattr(options, "licenses", None))) or None
-        self.image_field = image_field_for(getattr(options, "image_format", "jpg"))
-        self.missing = getattr(options, "missing_images", "skip")
-        self.max_side = getattr(options, "max_side", 1024)
-        self.duplicates = getattr(options, "near_duplicates", "drop")
-        self.index = NearDuplicateIndex(getattr(options, "phash_distance", 4)) if self.duplicates != "off" else None
-        self.max_member = int(getattr(options, "max_member_mb", 256.0) * 1024 * 1024)
+        self.allowed = set(csv_list(self.options.licenses)) or None
+        self.image_field = image_field_for(self.options.image_format)
+        self.missing = self.options.missing_images
+        self.max_side = self.options.max_side
+        self.duplicates = self.options.near_duplicates
+        self.index = NearDuplicateIndex(self.options.phash_distance) if self.duplicates != "off" else None
+        self.max_member = int(self.options.max_member_mb * 1024 * 1024)
         self._seen_articles: dict[str, str] = {}
         self._folder_names: dict[Path, dict[str, str]] = {}
 
