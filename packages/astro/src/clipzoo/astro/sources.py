@@ -367,6 +367,7 @@ class LightCurvesSource(Source):
     domain = "astro"
     name = "lightcurves"
     help = "Kepler/K2/TESS light curves and TPF/FFI cutouts -> lightcurve.npy [L,3] per star (stitched)"
+    worker_imports = ("clipzoo.astro.lightcurves", "astropy.io.fits", "astropy.timeseries")
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
@@ -402,6 +403,7 @@ class SpectraSource(Source):
     domain = "astro"
     name = "spectra"
     help = "DESI coadds (B/R/Z merged) and Gaia XP sampled spectra -> spectrum.npy [L,2] on a common grid"
+    worker_imports = ("clipzoo.astro.spectra", "astropy.io.fits", "astropy.table")
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
@@ -435,6 +437,7 @@ class CatalogSource(Source):
     domain = "astro"
     name = "catalog"
     help = "Gaia gaia_source (TAP JSON/ECSV/VOTable) and K2VarCat rows -> metadata.npy [F] per row"
+    worker_imports = ("clipzoo.astro.catalogs", "astropy.table", "astropy.coordinates")
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
@@ -470,6 +473,8 @@ class CrossmatchSource(Source):
     domain = "astro"
     name = "crossmatch"
     help = "tri-modal samples: light curves + spectra + catalogue rows matched by id and sky position"
+    worker_imports = ("clipzoo.astro.crossmatch", "clipzoo.astro.spectra", "clipzoo.astro.catalogs", "astropy.io.fits",
+                      "astropy.table", "astropy.coordinates", "astropy.timeseries")
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
 
     @classmethod
@@ -601,6 +606,7 @@ class SimulatedSource(Source):
     domain = "astro"
     name = "simulated"
     help = "seeded simulated variable stars (EB, RR Lyrae, rotational, delta Scuti, LPV) in the tri-modal layout"
+    worker_imports = ("clipzoo.astro.simulate",)  # the pool's forkserver preloads them
 
     @classmethod
     def add_arguments(cls, parser):

@@ -54,6 +54,8 @@ class CaptionsSource(Source):
     domain = "remote_sensing"
     name = "captions"
     help = "RS image-caption corpora (AMFMN *_precomp folders, COCO-captions JSON, RSICD dataset_rsicd.json)"
+    worker_imports = ("PIL.Image", "PIL.PngImagePlugin", "PIL.JpegImagePlugin", "PIL.TiffImagePlugin",
+                      "clipzoo.remote_sensing.captions")
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -253,6 +255,9 @@ class GeoTiffSource(Source):
     domain = "remote_sensing"
     name = "geotiff"
     help = "GeoTIFF/COG rasters cut into normalised float32 chips (windowed reads, nodata masking, lon/lat)"
+    # the process pool's forkserver preloads them, so a worker does not import rasterio on its first raster
+    worker_imports = ("numpy", "rasterio", "rasterio.errors", "rasterio.windows", "tqdm",
+                      "clipzoo.remote_sensing.geotiff")
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -447,6 +452,7 @@ class SimulatedScenesSource(Source):
     name = "simulated"
     help = ("seeded simulated R,G,B,NIR scenes whose classes twin in RGB and differ in NIR (healthy/stressed "
             "vegetation, water/shadow, soil/dry grass), for the multispectral ablation")
+    worker_imports = ("clipzoo.remote_sensing.simulate",)  # the process pool's forkserver preloads them
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
