@@ -13,7 +13,8 @@
 - ``remote_sensing/simulated-zeroshot``: zero-shot classification of held-out simulated scenes whose classes twin in
   RGB and differ in NIR (:mod:`clipzoo.remote_sensing.simulate`): chance 1/6, an RGB-only model is capped near 1/2.
 
-Import-light: factories import core's bench modules when called.
+Import-light: at import only core's dataset helpers (stdlib-only) load; the task kinds, numpy and torch are
+imported by the factories when called.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import logging
 import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from clipzoo.core.bench.datasets import (Dataset, DatasetError, ImageFolder, SampleList, ShardFolder, file_stamp,
+                                         load_image_sample)
+from clipzoo.core.data.writer import safe_key
 
 log = logging.getLogger(__name__)
 
@@ -63,95 +68,89 @@ def readable_classname(folder: str) -> str:
     return re.sub(r"[_\-\s]+", " ", spaced).strip().lower()
 
 
-def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+class CaptionImageSet(Dataset):
+    """A retrieval test set: caption files (precomp folders, COCO or RSICD JSON) and the image folder they name.
 
+    ``tags`` gives each caption file's language; captions of one image from several files are merged into one
+    item. Every image the captions name must be found (any extension, any case): a benchmark with silently missing
+    images is a different benchmark, so missing ones raise ``DatasetError`` listing them unless ``allow_missing``
+    (then they are dropped with a warning). ``langs`` keeps only captions in those languages. The fingerprint
+    records the settings and every caption and image file's :func:`file_stamp`.
+    """
 
-def _dataset_base():
-    from clipzoo.core.bench.datasets import Dataset
+    def __init__(self, paths: Sequence[Path], tags: Sequence[str], images: str | Path, *, split: str | None = None,
+                 fmt: str = "auto", langs: Sequence[str] | None = None, allow_missing: bool = False, name: str = ""):
+        from clipzoo.remote_sensing.captions import ImageIndex
 
-    return Dataset
+        super().__init__(name=name or "+".join(p.stem for p in paths))
+        self.tags, self.split, self.langs = list(tags), split, langs
+        try:
+            index = ImageIndex(images)
+        except FileNotFoundError as exc:
+            raise DatasetError(str(exc)) from None
+        self.stamps: list[str] = []
+        items: dict[Path, tuple[str, list[dict]]] = {}
+        missing: list[str] = []
+        for path, tag in zip(paths, tags):
+            for rec in self._records(path, tag, fmt):
+                caps = [c.to_dict() for c in rec.captions if langs is None or c.lang in langs]
+                if not caps:
+                    continue
+                img = index.find(rec.image)
+                if img is None:
+                    missing.append(rec.image)
+                    continue
+                items.setdefault(img, (safe_key(rec.split, Path(rec.image).stem), []))[1].extend(caps)
+        if missing and not allow_missing:
+            raise DatasetError(f"{len(missing)} image(s) named by the captions are not under {images}, e.g. "
+                               f"{', '.join(missing[:3])}; fix images= or pass allow_missing=True")
+        if missing:
+            log.warning("retrieval set %s: %d images missing, dropped", self.name, len(missing))
+        if not items:
+            raise DatasetError(f"retrieval set {self.name}: no image with captions found")
+        self.items = [(p, key, caps) for p, (key, caps) in items.items()]
+        self.stamps += sorted(file_stamp(p) for p in items)
+
+    def _records(self, path: Path, tag: str, fmt: str) -> list:
+        """The caption records of one caption file or precomp folder (of ``split``); its stamps are recorded."""
+        from clipzoo.remote_sensing.captions import CaptionFormatError, precomp_splits, read_caption_json, read_precomp
+
+        try:
+            if path.is_dir():
+                splits = [self.split] if self.split else precomp_splits(path)
+                self.stamps += [file_stamp(path / f"{s}_caps.txt") for s in splits]
+                return [r for s in splits for r in read_precomp(path, s, tag)]
+            self.stamps.append(file_stamp(path))
+            return [r for r in read_caption_json(path, lang=tag, fmt=fmt)[1] if self.split is None or r.split == self.split]
+        except (CaptionFormatError, OSError) as exc:
+            raise DatasetError(str(exc)) from None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def samples(self) -> Iterator[dict[str, Any]]:
+        for path, key, caps in self.items:
+            sample = load_image_sample(path, key)
+            sample["captions.json"] = caps
+            sample["json"] = {"source": str(path)}
+            yield sample
+
+    def fingerprint(self) -> str:
+        parts = ["rs-captions", str(self.tags), str(self.split), str(self.langs), *self.stamps]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def caption_image_set(captions: str | Path | Sequence[str | Path], images: str | Path, *,
                       lang: str | Sequence[str] = "en", split: str | None = None, fmt: str = "auto",
-                      langs: Sequence[str] | None = None, allow_missing: bool = False, name: str = ""):
-    """A retrieval test set from caption files (precomp folder / COCO / RSICD JSON) and an image folder.
-
-    ``lang`` tags the captions of all files, or of each file (one tag per file: the same split in several
-    languages); captions of one image from several files are merged into one item. Every image the captions
-    name must be found (any extension, any case): a benchmark with silently missing images is a different
-    benchmark, so missing ones raise ``DatasetError`` listing them unless ``allow_missing`` (then they are
-    dropped with a warning). ``langs`` keeps only captions in those languages.
-    """
-    from clipzoo.core.bench.datasets import DatasetError, load_image_sample
-    from clipzoo.core.data.writer import safe_key
-    from clipzoo.remote_sensing.captions import CaptionFormatError, ImageIndex, precomp_splits, read_caption_json, read_precomp
-
-    Dataset = _dataset_base()
+                      langs: Sequence[str] | None = None, allow_missing: bool = False, name: str = "") -> CaptionImageSet:
+    """A :class:`CaptionImageSet` from one caption file or several; ``lang`` tags the captions of all files, or of
+    each file (one tag per file: the same split in several languages)."""
     paths = [Path(p) for p in ([captions] if isinstance(captions, (str, Path)) else captions)]
     tags = [lang] * len(paths) if isinstance(lang, str) else list(lang)
     if len(tags) != len(paths):
         raise DatasetError(f"{len(tags)} language tags for {len(paths)} caption files: give one, or one per file")
-
-    class CaptionImageSet(Dataset):
-        def __init__(self):
-            super().__init__(name=name or "+".join(p.stem for p in paths))
-            try:
-                index = ImageIndex(images)
-            except FileNotFoundError as exc:
-                raise DatasetError(str(exc)) from None
-            items: dict[Path, tuple[str, list[dict]]] = {}
-            self.stamps: list[str] = []
-            missing: list[str] = []
-            for path, tag in zip(paths, tags):
-                try:
-                    if path.is_dir():
-                        splits = [split] if split else precomp_splits(path)
-                        records = [r for s in splits for r in read_precomp(path, s, tag)]
-                        self.stamps += [_stamp(path / f"{s}_caps.txt") for s in splits]
-                    else:
-                        records = [r for r in read_caption_json(path, lang=tag, fmt=fmt)[1]
-                                   if split is None or r.split == split]
-                        self.stamps.append(_stamp(path))
-                except (CaptionFormatError, OSError) as exc:
-                    raise DatasetError(str(exc)) from None
-                for rec in records:
-                    caps = [c.to_dict() for c in rec.captions if langs is None or c.lang in langs]
-                    if not caps:
-                        continue
-                    img = index.find(rec.image)
-                    if img is None:
-                        missing.append(rec.image)
-                        continue
-                    key = safe_key(rec.split, Path(rec.image).stem)
-                    items.setdefault(img, (key, []))[1].extend(caps)
-            if missing and not allow_missing:
-                raise DatasetError(f"{len(missing)} image(s) named by the captions are not under {images}, e.g. "
-                                   f"{', '.join(missing[:3])}; fix images= or pass allow_missing=True")
-            if missing:
-                log.warning("retrieval set %s: %d images missing, dropped", self.name, len(missing))
-            if not items:
-                raise DatasetError(f"retrieval set {self.name}: no image with captions found")
-            self.items = [(p, key, caps) for p, (key, caps) in items.items()]
-            self.stamps += sorted(_stamp(p) for p in items)
-
-        def __len__(self) -> int:
-            return len(self.items)
-
-        def samples(self) -> Iterator[dict[str, Any]]:
-            for path, key, caps in self.items:
-                sample = load_image_sample(path, key)
-                sample["captions.json"] = caps
-                sample["json"] = {"source": str(path)}
-                yield sample
-
-        def fingerprint(self) -> str:
-            parts = ["rs-captions", str(tags), str(split), str(langs), *self.stamps]
-            return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-
-    return CaptionImageSet()
+    return CaptionImageSet(paths, tags, images, split=split, fmt=fmt, langs=langs, allow_missing=allow_missing,
+                           name=name)
 
 
 def _captions(sample: dict[str, Any]) -> list[dict]:
@@ -161,24 +160,26 @@ def _captions(sample: dict[str, Any]) -> list[dict]:
     return [c for c in caps if isinstance(c, dict)]
 
 
-def language_view(dataset, lang: str):
+class LanguageView(Dataset):
     """The samples of ``dataset`` with only their ``lang`` captions (samples without any are left out)."""
-    Dataset = _dataset_base()
 
-    class LanguageView(Dataset):
-        def __init__(self):
-            super().__init__(name=f"{dataset.name}[{lang}]", classnames=dataset.classnames)
+    def __init__(self, dataset: Dataset, lang: str):
+        super().__init__(name=f"{dataset.name}[{lang}]", classnames=dataset.classnames)
+        self.dataset, self.lang = dataset, lang
 
-        def samples(self) -> Iterator[dict[str, Any]]:
-            for sample in dataset.samples():
-                caps = [c for c in _captions(sample) if c.get("lang") == lang]
-                if caps:
-                    yield {**sample, "captions.json": caps}
+    def samples(self) -> Iterator[dict[str, Any]]:
+        for sample in self.dataset.samples():
+            caps = [c for c in _captions(sample) if c.get("lang") == self.lang]
+            if caps:
+                yield {**sample, "captions.json": caps}
 
-        def fingerprint(self) -> str:
-            return hashlib.sha256(f"{dataset.fingerprint()}\0lang={lang}".encode()).hexdigest()[:16]
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.dataset.fingerprint()}\0lang={self.lang}".encode()).hexdigest()[:16]
 
-    return LanguageView()
+
+def language_view(dataset: Dataset, lang: str) -> LanguageView:
+    """The samples of ``dataset`` with only their ``lang`` captions (samples without any are left out)."""
+    return LanguageView(dataset, lang)
 
 
 def caption_languages(dataset) -> list[str]:
@@ -246,8 +247,6 @@ def retrieval_task(captions: Any = None, images: str | None = None, shards: str 
                    per_language: bool = True, ks: Sequence[int] = (1, 5, 10), name: str = ""):
     """``remote_sensing/retrieval``: ``captions`` + ``images`` (caption files and image folder) or ``shards``
     (a ``clipzoo ingest remote_sensing captions --images`` output)."""
-    from clipzoo.core.bench.datasets import DatasetError, ShardFolder
-
     if shards is not None:
         dataset = ShardFolder(folder=shards, name=name)
     elif captions is not None and images is not None:
@@ -260,7 +259,6 @@ def retrieval_task(captions: Any = None, images: str | None = None, shards: str 
 
 
 def scene_folder(root: str | Path, classnames: Sequence[str] | None = None):
-    from clipzoo.core.bench.datasets import ImageFolder
 
     folder = ImageFolder(root=root, classnames=list(classnames) if classnames else None)
     if classnames is None:
@@ -271,7 +269,6 @@ def scene_folder(root: str | Path, classnames: Sequence[str] | None = None):
 def scene_zeroshot_task(root: str | Path = "", classnames: Sequence[str] | None = None,
                         templates: Sequence[str] = RS_TEMPLATES, **options: Any):
     """``remote_sensing/scene-zeroshot``: ``root/<class>/<image>`` with RS prompt templates."""
-    from clipzoo.core.bench.datasets import DatasetError
     from clipzoo.core.bench.tasks import ZeroShotClassification
 
     if not root:
@@ -281,8 +278,6 @@ def scene_zeroshot_task(root: str | Path = "", classnames: Sequence[str] | None 
 
 def ucm_zeroshot_task(root: str | Path = "", **options: Any):
     """``remote_sensing/ucm-zeroshot``: UC Merced Land Use (21 classes, ``UCMerced_LandUse/Images``)."""
-    from clipzoo.core.bench.datasets import DatasetError
-
     task = scene_zeroshot_task(root, **options)
     found = [f.lower() for f in task.dataset.class_folders]
     if found != list(UCM_CLASSES):
@@ -310,7 +305,6 @@ def scene_gda_task(train: str | Path = "", test: str | Path = "", shots: int = 1
 def chip_location_task(shards: str | Path = "", ks: Sequence[int] = (1, 5, 10), limit: int | None = None):
     """``remote_sensing/chip-location``: chip <-> location retrieval (SatCLIP-style image/location encoders) on a
     ``clipzoo ingest remote_sensing geotiff`` shard folder (``image.npy`` + ``location.npy``)."""
-    from clipzoo.core.bench.datasets import DatasetError, ShardFolder
     from clipzoo.core.bench.tasks import NModalRetrieval
 
     if not shards:
@@ -323,7 +317,6 @@ def simulated_zeroshot_task(count: int = 600, seed: int = 1000, size: int = 16, 
                             templates: Sequence[str] | None = None):
     """``remote_sensing/simulated-zeroshot``: ``count`` simulated scenes (seed ``seed``, default not the training
     seed 0) with the band layout the model was trained on (``bands=rgb`` for the NIR-removed ablation model)."""
-    from clipzoo.core.bench.datasets import DatasetError, SampleList
     from clipzoo.core.bench.tasks import ZeroShotClassification
     from clipzoo.remote_sensing import simulate
 

@@ -44,7 +44,9 @@ def _hash_parts(parts: Iterable[object]) -> str:
     return h.hexdigest()[:16]
 
 
-def _file_stamp(path: Path) -> str:
+def file_stamp(path: Path) -> str:
+    """``path:size:mtime_ns``: what a dataset fingerprint records of a file it reads (cheaper than hashing its bytes,
+    and it changes whenever the file is rewritten)."""
     st = path.stat()
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
@@ -243,8 +245,8 @@ class CsvDataset(Dataset):
 
     def fingerprint(self) -> str:
         files = sorted({self.root / row[self.path_column] for row in self.rows})
-        return _hash_parts(["csv", _file_stamp(self.csv_path), self.path_column, self.label_column,
-                            self.caption_column, *(self.classnames or []), *map(_file_stamp, files)])
+        return _hash_parts(["csv", file_stamp(self.csv_path), self.path_column, self.label_column,
+                            self.caption_column, *(self.classnames or []), *map(file_stamp, files)])
 
 
 @dataclass
