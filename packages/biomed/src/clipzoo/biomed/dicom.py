@@ -27,6 +27,8 @@ import functools
 import hashlib
 import logging
 import math
+import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,16 +217,32 @@ def safe_metadata(ds, free_text: bool = False) -> dict[str, Any]:
 
 @dataclass
 class DicomHeader:
-    """What grouping and ordering need, read without the pixel data."""
+    """What grouping and ordering need, read without the pixel data.
+
+    ``dataset`` (the header as parsed, everything before the pixel data) and ``pixel_offset`` (where the pixel
+    data element starts) let :func:`read_dicom` read only the rest of the file instead of parsing it all again;
+    ``stat`` (size, mtime) tells whether the file changed in between. None where that cannot be done (a
+    deflated dataset has no file offsets): then the pixel read parses the whole file.
+    """
 
     path: Path
     series_key: str
     position: float | None  # along the slice normal, mm
     instance_number: int | None
     meta: dict[str, Any] = field(default_factory=dict)
+    dataset: Any = field(default=None, repr=False, compare=False)
+    pixel_offset: int | None = field(default=None, repr=False, compare=False)
+    stat: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
 
-def _dcmread(path: Path, stop_before_pixels: bool):
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00009, 0x7FE00008)  # PixelData, DoubleFloatPixelData, FloatPixelData
+# Those tags as they are written (group, then element, each in the file's byte order), by little-endianness
+_PIXEL_TAG_BYTES = {little: {struct.pack("<HH" if little else ">HH", t >> 16, t & 0xFFFF) for t in _PIXEL_TAGS}
+                    for little in (True, False)}
+
+
+def _dcmread(path: Path | Any, stop_before_pixels: bool, specific_tags: list[str] | None = None):
+    """``pydicom.dcmread`` of a path or an open binary file, its failures as :class:`DicomReadError`."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -233,11 +251,65 @@ def _dcmread(path: Path, stop_before_pixels: bool):
             # pydicom warns (and logs) about each non-conformant element it works around; that detail is for
             # --verbose, not for the person reading the run's log
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+            return pydicom.dcmread(path if hasattr(path, "read") else str(path),
+                                   stop_before_pixels=stop_before_pixels, specific_tags=specific_tags)
     except InvalidDicomError as exc:
         raise DicomReadError("not-dicom", str(exc)) from exc
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DicomReadError("malformed-header", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _header_dataset(path: Path):
+    """The dataset up to the pixel data, the pixel data element's file offset (None: no pixel data at the top
+    level, or a deflated dataset whose offsets are not file offsets), and (size, mtime) of the file read."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    try:
+        fp = open(path, "rb")
+    except OSError as exc:
+        raise DicomReadError("malformed-header", f"{type(exc).__name__}: {exc}") from exc
+    with fp:
+        ds = _dcmread(fp, stop_before_pixels=True)
+        tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if tsuid == DeflatedExplicitVRLittleEndian:
+            return ds, None, None
+        # pydicom stops reading with the file positioned at the pixel data element's tag (it rewinds over the
+        # tag and length it peeked at); at the end of the file there is none
+        offset = fp.tell()
+        little = ds.original_encoding[1] is not False
+        found = fp.read(4) in _PIXEL_TAG_BYTES[little]
+        info = os.fstat(fp.fileno())
+    return ds, offset if found else None, (info.st_size, info.st_mtime_ns)
+
+
+def _with_pixels(header: DicomHeader):
+    """The header's dataset completed with the rest of the file (the pixel data and anything after it), read
+    from the pixel data element's offset; None when that cannot be done (then the caller reads the whole file).
+
+    pydicom's ``read_dataset`` parses the elements from the offset in the header's encoding: one parse of each
+    file for the header pass and the pixel read together, where two full ``dcmread`` calls parsed the header
+    twice (that second parse was most of the per-file cost on small slices).
+    """
+    from pydicom.filereader import read_dataset
+
+    ds = header.dataset
+    if ds is None or header.pixel_offset is None or header.stat is None:
+        return None
+    try:
+        with open(header.path, "rb") as fp:
+            info = os.fstat(fp.fileno())
+            if (info.st_size, info.st_mtime_ns) != header.stat:
+                return None  # the file changed since its header was read
+            fp.seek(header.pixel_offset)
+            implicit, little = ds.original_encoding
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rest = read_dataset(fp, implicit, little, parent_encoding=ds.original_character_set)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:  # as in _dcmread
+        raise DicomReadError("malformed-header", f"{type(exc).__name__}: {exc}") from exc
+    for tag in rest.keys():
+        ds[tag] = rest.get_item(tag)  # raw: converted on first access, in ``ds``'s context (BitsAllocated ...)
+    return ds
 
 
 def _position(ds) -> float | None:
@@ -277,14 +349,19 @@ def _quietly(fn):
 
 @_quietly
 def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
-    """What grouping needs, without reading the pixel data. Raises :class:`DicomReadError` only."""
+    """What grouping needs, without reading the pixel data. Raises :class:`DicomReadError` only.
+
+    The header's dataset and the pixel data's offset travel in the result, so :func:`read_dicom` given this
+    header reads only the pixel data (see :func:`_with_pixels`).
+    """
     path = Path(path)
-    ds = _dcmread(path, stop_before_pixels=True)
+    ds, offset, stat = _header_dataset(path)
     if "Rows" not in ds:
         # DICOMDIR media directories, presentation states, SR and plans carry no pixels: said once, here. Pixel
-        # data without the Image Pixel module describing it is a damaged image instead (rare: read it all to tell)
-        if any(k in _dcmread(path, stop_before_pixels=False) for k in ("PixelData", "FloatPixelData",
-                                                                        "DoubleFloatPixelData")):
+        # data without the Image Pixel module describing it is a damaged image instead
+        if offset is not None or (stat is None and any(
+                k in _dcmread(path, stop_before_pixels=False) for k in ("PixelData", "FloatPixelData",
+                                                                        "DoubleFloatPixelData"))):
             raise DicomReadError("malformed-header", "pixel data without an Image Pixel module (no Rows)")
         raise DicomReadError("not-image", "no pixel module (e.g. a DICOMDIR, structured report or RT plan)")
     meta = safe_metadata(ds, free_text=free_text)
@@ -294,11 +371,33 @@ def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
         instance = -1
     return DicomHeader(
         path=path,
-        series_key=meta.get("series_id") or f"file-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}",
+        series_key=meta.get("series_id") or standalone_key(path),
         position=_position(ds),
         instance_number=None if instance == -1 else instance,
         meta=meta,
+        dataset=ds,
+        pixel_offset=offset,
+        stat=stat,
     )
+
+
+def standalone_key(path: str | Path) -> str:
+    """The series key of a file without a SeriesInstanceUID: a series of its own, named by a hash of its path."""
+    return f"file-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+
+
+def read_series_key(path: str | Path) -> str:
+    """The series key :func:`read_header` would give ``path``, read as cheaply as pydicom allows: only the
+    SeriesInstanceUID is kept (``specific_tags``), nothing from the pixel data on is read, and no other value is
+    converted. For planning work units (whole series together); a file that cannot be read stands alone (its
+    reader reports why). Only the one-way hash comes back, never the UID."""
+    from pydicom.tag import Tag
+
+    try:
+        uid = _dcmread(Path(path), stop_before_pixels=True, specific_tags=[Tag(0x0020000E)]).get("SeriesInstanceUID")
+    except Exception:  # not DICOM, truncated, unreadable (any error type): its unit reads it and says why
+        uid = None
+    return series_id(str(uid)) if uid else standalone_key(path)
 
 
 def group_series(headers: list[DicomHeader]) -> dict[str, list[DicomHeader]]:
@@ -481,13 +580,19 @@ def read_dicom(path: str | Path, window=None, ct_window: str = "soft-tissue", fr
 
     ``window``: ``None`` (the file's VOI, then modality defaults), a preset name from :data:`CT_WINDOWS`, or
     ``(centre, width)`` in modality units (HU for CT). ``header``: this file's :func:`read_header` result (read
-    with the same ``free_text``), whose metadata is then reused instead of read again. Raises
-    :class:`DicomReadError` only.
+    with the same ``free_text``), whose metadata and parsed header are then reused instead of read again (only
+    the pixel data is read; the header gives up its dataset to this call, so a second call reads the whole
+    file). Raises :class:`DicomReadError` only.
     """
     import numpy as np
 
     path = Path(path)
-    ds = _dcmread(path, stop_before_pixels=False)
+    ds = None
+    if header is not None:
+        ds = _with_pixels(header)
+        header.dataset = None  # handed over: a series' headers must not hold every slice's pixels
+    if ds is None:
+        ds = _dcmread(path, stop_before_pixels=False)
     meta = dict(header.meta) if header is not None else safe_metadata(ds, free_text=free_text)
     arr = decode(ds, path)
     frames = meta["number_of_frames"]
