@@ -333,9 +333,17 @@ class FeatureStats:
             data = data["feature_stats"]
         if "names" not in data:
             raise ValueError(f"{path}: holds no feature_stats (expected a manifest.json from an astro ingest)")
-        stats = cls.from_dict(data)
+        return cls.checked(data, str(path))
+
+    @classmethod
+    def checked(cls, data: dict[str, Any], where: str) -> "FeatureStats":
+        """From a ``to_dict`` mapping, refusing one whose features are not this version's (``where`` names it)."""
+        try:
+            stats = cls.from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: not feature statistics ({type(exc).__name__}: {exc})") from None
         if stats.names != FEATURE_NAMES:
-            raise ValueError(f"{path}: feature names {stats.names} differ from this version's {FEATURE_NAMES}")
+            raise ValueError(f"{where}: feature names {stats.names} differ from this version's {FEATURE_NAMES}")
         return stats
 
 

@@ -12,107 +12,59 @@ Registered names (options in brackets; shard folders come from ``clipzoo ingest 
 - ``astro/classification``, ``astro/prototypes`` [train, test]: the same on labelled shard folders;
 - ``astro/retrieval`` [shards]: cross-modal recalls on a (cross-match) shard folder.
 
-The simulated sets are generated once per task in memory; metadata standardisation uses ``stats`` (a
-manifest.json or feature_stats JSON, e.g. the training ingest's) when given, else the training split's.
+Every task gives per-item scores, so the harness reports each metric with its chance level and a
+bootstrap interval. The simulated sets are generated once per task in memory. Their metadata is
+standardised with ``stats`` (a manifest.json or feature_stats JSON) when it is given, else with the
+feature statistics the model carries in ``preprocess["metadata"]["feature_stats"]`` (put there at
+training time from the training shards' manifest), else with statistics fitted on the training split.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any
 
 MODALITIES = ("lightcurve", "spectrum", "metadata")
 
 
-def _core():
-    from clipzoo.core.bench import tasks
-
-    return tasks
-
-
-@dataclass
-class PrototypeClassification:
-    """Nearest class prototype (mean of the L2-normalised training embeddings, cosine) per modality and
-    fused (mean of a sample's present normalised embeddings, as core's ``NModalClassification``)."""
-
-    train: Any
-    test: Any
-    modalities: Sequence[str] = MODALITIES
-    kind: ClassVar[str] = "prototype_classification"
-    primary: ClassVar[str] = "fused_top1"
-
-    def _embed(self, embedder, dataset):
-        import numpy as np
-
-        embs = {m: embedder.samples(dataset, m) for m in self.modalities}
-        stack = np.stack([e.emb * e.present[:, None] for e in embs.values()])
-        count = np.stack([e.present for e in embs.values()]).sum(axis=0)
-        fused = stack.sum(axis=0) / np.maximum(count, 1)[:, None]
-        return embs, fused, count > 0
-
-    def evaluate(self, embedder) -> dict[str, float]:
-        from clipzoo.astro.evaluate import prototype_accuracy
-
-        tr_embs, tr_fused, tr_any = self._embed(embedder, self.train)
-        te_embs, te_fused, te_any = self._embed(embedder, self.test)
-        out: dict[str, float] = {}
-        for m in self.modalities:
-            a, b = tr_embs[m], te_embs[m]
-            ka, kb = a.present & (a.labels >= 0), b.present & (b.labels >= 0)
-            if ka.sum() == 0 or kb.sum() == 0:
-                continue
-            out[f"{m}_top1"] = prototype_accuracy(a.emb[ka], a.labels[ka], b.emb[kb], b.labels[kb])
-        labels_tr, labels_te = tr_embs[self.modalities[0]].labels, te_embs[self.modalities[0]].labels
-        ka, kb = tr_any & (labels_tr >= 0), te_any & (labels_te >= 0)
-        out["fused_top1"] = prototype_accuracy(tr_fused[ka], labels_tr[ka], te_fused[kb], labels_te[kb])
-        return out
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "primary": self.primary, "modalities": list(self.modalities),
-                "train": {"name": self.train.name, "fingerprint": self.train.fingerprint()},
-                "test": {"name": self.test.name, "fingerprint": self.test.fingerprint()}}
-
-
-def _sim_datasets(n_per_class: int = 100, seed: int = 0, test_per_class: int = 40, test_seed: int = 1,
-                  stats: str | None = None):
+def _sim_splits(n_per_class: int = 100, seed: int = 0, test_per_class: int = 40, test_seed: int = 1,
+                stats: str | None = None) -> tuple[Any, Any]:
+    from clipzoo.astro.bench import SimulatedSet, SimulatedSplit
     from clipzoo.astro.catalogs import FeatureStats
-    from clipzoo.astro.simulate import CLASSES, SimulationConfig, simulate_samples
-    from clipzoo.core.bench.datasets import SampleList
+    from clipzoo.core.bench.datasets import DatasetError
 
-    cache: dict[str, list] = {}
-    given = FeatureStats.load(stats) if stats else None
-
-    def make(split: str):
-        if not cache:
-            train, fitted = simulate_samples(SimulationConfig(n_per_class=n_per_class, seed=seed), given)
-            test, _ = simulate_samples(SimulationConfig(n_per_class=test_per_class, seed=test_seed), fitted)
-            cache.update(train=train, test=test)
-        return cache[split]
-
-    tag = f"n{n_per_class}-s{seed}-t{test_per_class}-ts{test_seed}-{stats or 'fit'}"
-    train = SampleList(name=f"astro-sim-train-{tag}", key=f"astro-sim-train-{tag}", make=lambda: make("train"),
-                       classnames=list(CLASSES))
-    test = SampleList(name=f"astro-sim-test-{tag}", key=f"astro-sim-test-{tag}", make=lambda: make("test"),
-                      classnames=list(CLASSES))
-    return train, test
+    if stats:
+        try:
+            FeatureStats.load(stats)  # a bad path or file is one line now, not a traceback mid-benchmark
+        except (OSError, ValueError, KeyError) as exc:
+            raise DatasetError(f"stats={stats}: {exc}") from None
+    stars = SimulatedSet(n_per_class, seed, test_per_class, test_seed, str(stats) if stats else None)
+    return SimulatedSplit(stars=stars, split="train"), SimulatedSplit(stars=stars, split="test")
 
 
-def sim_classification(**options):
+def sim_classification(n_per_class: int = 100, seed: int = 0, test_per_class: int = 40, test_seed: int = 1,
+                       stats: str | None = None):
     """Variable-star class by linear probe on each modality's and the fused embeddings (simulated stars)."""
-    train, test = _sim_datasets(**options)
-    return _core().NModalClassification(train=train, test=test, modalities=MODALITIES)
+    from clipzoo.astro.bench import SimClassification
+
+    train, test = _sim_splits(n_per_class, seed, test_per_class, test_seed, stats)
+    return SimClassification(train=train, test=test, modalities=MODALITIES)
 
 
-def sim_prototypes(**options):
+def sim_prototypes(n_per_class: int = 100, seed: int = 0, test_per_class: int = 40, test_seed: int = 1,
+                   stats: str | None = None):
     """Variable-star class by nearest class prototype, per modality and fused (simulated stars)."""
-    train, test = _sim_datasets(**options)
-    return PrototypeClassification(train=train, test=test)
+    from clipzoo.astro.bench import SimPrototypes
+
+    train, test = _sim_splits(n_per_class, seed, test_per_class, test_seed, stats)
+    return SimPrototypes(train=train, test=test, modalities=MODALITIES)
 
 
 def sim_retrieval(test_per_class: int = 40, test_seed: int = 1, stats: str | None = None, **options):
     """Light curve <-> spectrum <-> metadata retrieval recalls on held-out simulated stars."""
-    _, test = _sim_datasets(test_per_class=test_per_class, test_seed=test_seed, stats=stats, **options)
-    return _core().NModalRetrieval(dataset=test, modalities=MODALITIES)
+    from clipzoo.astro.bench import SimRetrieval
+
+    _, test = _sim_splits(test_per_class=test_per_class, test_seed=test_seed, stats=stats, **options)
+    return SimRetrieval(dataset=test, modalities=MODALITIES)
 
 
 def _shards(path: str, task: str, option: str):
@@ -125,19 +77,25 @@ def _shards(path: str, task: str, option: str):
 
 def shard_classification(train: str = "", test: str = ""):
     """Linear probe per modality and fused on labelled shard folders (``train=DIR``, ``test=DIR``)."""
-    return _core().NModalClassification(train=_shards(train, "astro/classification", "train"),
-                                        test=_shards(test, "astro/classification", "test"), modalities=MODALITIES)
+    from clipzoo.core.bench.tasks import NModalClassification
+
+    return NModalClassification(train=_shards(train, "astro/classification", "train"),
+                                test=_shards(test, "astro/classification", "test"), modalities=MODALITIES)
 
 
 def shard_prototypes(train: str = "", test: str = ""):
     """Class prototypes per modality and fused on labelled shard folders (``train=DIR``, ``test=DIR``)."""
+    from clipzoo.astro.bench import PrototypeClassification
+
     return PrototypeClassification(train=_shards(train, "astro/prototypes", "train"),
-                                   test=_shards(test, "astro/prototypes", "test"))
+                                   test=_shards(test, "astro/prototypes", "test"), modalities=MODALITIES)
 
 
 def shard_retrieval(shards: str = ""):
     """Cross-modal retrieval recalls on an ingested tri-modal shard folder (``shards=DIR``)."""
-    return _core().NModalRetrieval(dataset=_shards(shards, "astro/retrieval", "shards"), modalities=MODALITIES)
+    from clipzoo.core.bench.tasks import NModalRetrieval
+
+    return NModalRetrieval(dataset=_shards(shards, "astro/retrieval", "shards"), modalities=MODALITIES)
 
 
 TASKS = {
