@@ -9,6 +9,7 @@ and ``python -c`` subprocesses can import them.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -83,3 +84,16 @@ class RaisingSource(_Wrapper):
                 yield sample
             if self.bad in str(item):
                 raise RuntimeError(f"boom in {Path(str(item)).name}")
+
+
+class PreloadProbe(_Wrapper):
+    """The wrapped source, declaring a module no other part of a run imports (``wave``) as its worker import;
+    each sample's json says whether that module was loaded when its unit began (by the pool's forkserver or
+    the worker's start, as the engine promises, rather than during the unit)."""
+
+    worker_imports = ("wave",)
+
+    def samples(self, inputs, report: IngestReport) -> Iterator[dict[str, Any]]:
+        loaded = {name: name in sys.modules for name in self.worker_imports}
+        for sample in self.inner.samples(inputs, report):
+            yield {**sample, "json": {**sample["json"], "preloaded": loaded}}

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import GatedSource, RaisingSource
+from engine_helpers import GatedSource, PreloadProbe, RaisingSource
 
 from clipzoo.core.cli import main
 from clipzoo.core.data.writer import Manifest, ShardWriter
@@ -279,6 +279,53 @@ def test_worker_count_does_not_change_the_bytes(shared_data, tmp_path):
                    progress=False)
     assert _fingerprint(tmp_path / "w1") == _fingerprint(tmp_path / "w2")
     assert len(_fingerprint(tmp_path / "w1")) == 4
+
+
+def _many_images(shared: Path, folder: Path, n: int) -> list[Path]:
+    """``n`` image files (copies of the four real ones, each with its caption) in one folder."""
+    four = _images(shared, folder / "src")
+    out = []
+    for i in range(n):
+        src = four[i % 4]
+        dst = folder / f"p{i:03d}{src.suffix}"
+        dst.write_bytes(src.read_bytes())
+        dst.with_suffix(".txt").write_text(f"caption {i}")
+        out.append(dst)
+    for f in (folder / "src").iterdir():
+        f.unlink()
+    (folder / "src").rmdir()
+    return out
+
+
+def test_default_units_give_every_worker_work_and_the_bytes_do_not_depend_on_workers(shared_data, tmp_path):
+    """Without --unit-size the inputs were one unit of 64 per 64 inputs: 48 files were one unit, so one worker
+    read everything while the others idled. The size is now derived from the number of inputs alone (never
+    the worker count): 48 files are 48 units, 100 files (a folder) 50 units of 2; 1 and 2 workers write the same
+    shards byte for byte."""
+    files = _many_images(shared_data, tmp_path / "imgs", 100)
+    summary = run_ingest(_images_source(), files[:48], tmp_path / "s48", workers=1, progress=False)
+    assert (summary["units"], summary["unit_size"]) == (48, 1)
+    for workers in (1, 2):
+        summary = run_ingest(_images_source(), [tmp_path / "imgs"], tmp_path / f"w{workers}", workers=workers,
+                             progress=False)
+        assert (summary["units"], summary["unit_size"], summary["samples_written"]) == (50, 2, 100)
+    assert _fingerprint(tmp_path / "w1") == _fingerprint(tmp_path / "w2")
+    plan = json.loads((tmp_path / "w2" / "_units" / "plan.json").read_text())
+    assert plan["settings"]["unit_size"] is None and [len(u) for u in plan["units"]] == [2] * 50
+
+
+def test_pool_workers_have_the_source_readers_loaded_before_their_first_unit(shared_data, tmp_path):
+    """A source's worker_imports were preloaded only by the first forkserver of a process: a later source's
+    readers were imported inside each worker's first unit. Another source's pool runs first here, so the
+    forkserver exists already; every unit of the probe must still start with its module loaded."""
+    inputs = _images(shared_data, tmp_path / "imgs")
+    run_ingest(_images_source(), inputs, tmp_path / "first", workers=2, unit_size=1, progress=False)
+    run_ingest(PreloadProbe(_images_source()), inputs, tmp_path / "probe", workers=2, unit_size=1, progress=False)
+    seen = []
+    for shard in sorted((tmp_path / "probe").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            seen += [json.load(tar.extractfile(m))["preloaded"] for m in tar.getmembers() if m.name.endswith(".json")]
+    assert seen == [{"wave": True}] * 4
 
 
 def test_ray_engine_writes_the_process_pools_bytes(local_ray, shared_data, tmp_path):

@@ -115,8 +115,8 @@ def _add_ingest_common(sp: argparse.ArgumentParser, cls) -> None:
         "record are read again (same inputs and options required)")
     add("--workers", type=int, default=default_workers(),
         help="processes (or Ray tasks at a time) reading work units (default: the cores available, %(default)s)")
-    add("--unit-size", type=int, default=64, help="inputs per work unit, the grain of parallelism and of --resume "
-        "(default: %(default)s)")
+    add("--unit-size", type=int, default=None, help="inputs per work unit, the grain of parallelism and of --resume "
+        "(default: from the number of inputs alone, about 64 units of at most 64 inputs, so every worker gets work)")
     add("--engine", choices=("process", "ray"), default="process",
         help="process: a local process pool; ray: Ray tasks (pip install clipzoo-core[ray]) (default: %(default)s)")
     add("--ray-address", default=None, help="Ray cluster to join (e.g. auto, ray://head:10001); default: start a "

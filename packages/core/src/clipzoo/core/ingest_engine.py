@@ -35,12 +35,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import copy
 import hashlib
+import importlib
 import json
 import logging
 import multiprocessing
 import os
 import pickle
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -68,12 +70,12 @@ class EngineSettings:
     prefix: str = "shard"
     max_count: int = 10_000
     max_bytes: int = 1 << 30
-    unit_size: int = 64
+    unit_size: int | None = None  # None: derived from the number of inputs (Source.units, derived_unit_size)
     image_format: str | None = None
     jpeg_quality: int = 95
 
     def __post_init__(self) -> None:
-        if self.unit_size < 1:
+        if self.unit_size is not None and self.unit_size < 1:
             raise IngestError(f"--unit-size must be at least 1, not {self.unit_size}")
         if self.image_format not in (None, "png", "jpg"):
             raise IngestError(f"--image-format must be png or jpg, not {self.image_format!r}")
@@ -352,9 +354,48 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(level: int) -> None:
+#: Set (when unset) in the forkserver's environment: it imports numpy & co. before any worker exists, so a
+#: worker's thread pools are sized there; one thread each, as the pool itself is the parallelism.
+_WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _init_worker(level: int, preload: tuple[str, ...] = ()) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for key, value in _WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    # A forkserver started earlier in this process (another source's pool) has other modules preloaded; import
+    # what is missing now, at the worker's start, rather than inside its first unit. Already loaded: a no-op.
+    for name in preload:
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # as the forkserver's own preload: a missing optional reader fails where it is used
+                pass
+
+
+def _pool_context(preload: tuple[str, ...]):
+    """The process pool's multiprocessing context, its forkserver started now (idempotent).
+
+    Workers fork from a server that imported the engine and the task's modules (a source's readers: pydicom,
+    rasterio, lxml ...) once, so a worker starts in milliseconds instead of re-importing them (0.3-1 s each,
+    paid inside its first unit, which on a short run is a large part of a worker's time). Starting the server
+    early lets those imports run while the driver plans the units. The preload is fixed when the server
+    starts (once per driver process); :func:`_init_worker` imports what a later source needs on top.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(dict.fromkeys([__name__, *preload])))
+    unset = {k: v for k, v in _WORKER_ENV.items() if k not in os.environ}
+    os.environ.update(unset)  # the server inherits this process's environment when it is spawned
+    try:
+        forkserver.ensure_running()
+    finally:
+        for key in unset:
+            os.environ.pop(key, None)
+    return ctx
 
 
 def execute(fn: Callable[[Any], Any], tasks: list, on_done: Callable[[Any], None], *, workers: int = 1,
@@ -380,15 +421,9 @@ def execute(fn: Callable[[Any], Any], tasks: list, on_done: Callable[[Any], None
 
 def _execute_pool(fn: Callable[[Any], Any], tasks: list, workers: int, on_done: Callable[[Any], None],
                   preload: tuple[str, ...]) -> None:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        # Workers fork from a server that imported the engine and the task's modules (a source's readers: pydicom,
-        # rasterio, lxml ...) once, so a worker starts in milliseconds instead of re-importing them (~1-3 s each).
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(dict.fromkeys([__name__, fn.__module__, *preload])))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
+    preload = tuple(dict.fromkeys([fn.__module__, *preload]))
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(preload), initializer=_init_worker,
+                                initargs=(logging.getLogger().getEffectiveLevel(), preload)) as pool:
         futures = [pool.submit(fn, t) for t in tasks]
         try:
             for future in cf.as_completed(futures):
@@ -494,6 +529,9 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
         state["refused"] = True
         raise IngestError(f"--out {out} is not empty ({len(contents)} entries); add --overwrite to replace what is "
                           "there, --resume to finish an interrupted ingest, or choose a new folder")
+    preload = (type(source).__module__, *source.worker_imports)
+    if engine == "process" and workers > 1:
+        _pool_context(preload)  # the forkserver imports the readers while this process plans the units
     plan_report = IngestReport()
     units = source.units(list(inputs), settings.unit_size, plan_report)
     plan = _plan(source, units, settings)
@@ -538,8 +576,7 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
             raise IngestError(f"the {source.name} source cannot be sent to worker processes ({exc}); "
                               "use --workers 1") from None
     try:
-        execute(run_unit, tasks, on_done, workers=used, engine=engine, ray_address=ray_address,
-                preload=(type(source).__module__, *source.worker_imports))
+        execute(run_unit, tasks, on_done, workers=used, engine=engine, ray_address=ray_address, preload=preload)
     finally:
         bar.close()
     summary, manifest = _merge(source, plan_report, [done[u] for u in range(len(units))], settings,
@@ -572,6 +609,7 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
         manifest.shards.extend(ShardInfo(**s) for s in record["shards"])
     summary = report.to_dict(manifest.num_samples)
     summary["units"] = len(records)
-    summary["unit_size"] = settings.unit_size
+    # as chosen, or (not chosen) the derived size: the most inputs any unit holds
+    summary["unit_size"] = settings.unit_size or max((len(u) for u in unit_names), default=0)
     manifest.ingest = summary
     return summary, manifest
