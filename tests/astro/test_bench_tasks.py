@@ -109,7 +109,7 @@ def test_a_wrong_embedder_scores_at_chance():
 def test_every_astro_task_reports_chance_and_intervals(tmp_path):
     import argparse
 
-    from clipzoo.astro.sources import SimulatedSource
+    from clipzoo.astro.sources.simulated import SimulatedSource
     from clipzoo.core.ingest import run_ingest
 
     for name, seed in (("train", 0), ("test", 1)):

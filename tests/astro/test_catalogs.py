@@ -18,7 +18,7 @@ from clipzoo.astro.catalogs import (
     standardise_records,
 )
 from clipzoo.astro.errors import AstroReadError
-from clipzoo.astro.sources import CatalogSource
+from clipzoo.astro.sources.catalog import CatalogSource
 from clipzoo.core.ingest import run_ingest
 
 

@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from clipzoo.astro.catalogs import FEATURE_NAMES
 from clipzoo.astro.crossmatch import Record, crossmatch
-from clipzoo.astro.sources import CrossmatchSource
+from clipzoo.astro.sources.crossmatch import CrossmatchSource
 from clipzoo.core.ingest import run_ingest
 
 KEPLER90 = (284.433491, 49.30516)
@@ -124,7 +124,7 @@ def test_crossmatch_source_tri_modal_samples(crossmatch_inputs, tmp_path):
 
 
 def test_inputs_are_classified_by_their_structure(shared_data, tmp_path):
-    from clipzoo.astro.sources import classify_input
+    from clipzoo.astro.crossmatch import classify_input
 
     astro = shared_data / "astro"
     assert classify_input(astro / "spectra" / "desi" / COADD) == "desi"

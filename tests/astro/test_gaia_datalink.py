@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from clipzoo.astro.crossmatch import classify_input
 from clipzoo.astro.datalink import (
     datalink_product,
     mcmc_record,
@@ -23,7 +24,7 @@ from clipzoo.astro.datalink import (
     read_sampled_spectrum,
 )
 from clipzoo.astro.errors import AstroReadError
-from clipzoo.astro.sources import SpectraSource, classify_input
+from clipzoo.astro.sources.spectra import SpectraSource
 from clipzoo.astro.spectra import read_gaia_xp_sampled
 from clipzoo.core.ingest import run_ingest
 

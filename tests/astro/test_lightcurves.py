@@ -20,7 +20,7 @@ from clipzoo.astro.lightcurves import (
     read_target_pixels,
     stitch,
 )
-from clipzoo.astro.sources import LightCurvesSource
+from clipzoo.astro.sources.lightcurves import LightCurvesSource
 from clipzoo.core.ingest import run_ingest
 
 Q3 = "kplr011442793-2009350155506_llc.fits"

@@ -12,7 +12,7 @@ import argparse
 
 import pytest
 
-from clipzoo.astro.sources import SimulatedSource
+from clipzoo.astro.sources.simulated import SimulatedSource
 from clipzoo.core.ingest import run_ingest
 
 TASKS = ["astro/sim-classification", "astro/sim-prototypes", "astro/sim-retrieval"]

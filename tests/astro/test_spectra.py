@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from clipzoo.astro.errors import AstroReadError
-from clipzoo.astro.sources import SpectraSource
+from clipzoo.astro.sources.spectra import SpectraSource
 from clipzoo.astro.spectra import (
     GAIA_XP_WAVELENGTH_NM,
     SpectralGrid,

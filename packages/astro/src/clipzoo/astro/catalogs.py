@@ -377,3 +377,53 @@ def standardise_records(values: list[dict[str, float | None]], stats: FeatureSta
     mask = np.array(masks, bool).reshape(len(values), len(FEATURE_NAMES))
     stats = stats or FeatureStats.fit(raw, mask)
     return stats.transform(raw, mask), mask, stats
+
+
+# ------------------------------------------------------------------------------------------------
+# reading many files (the ingest sources' reader) and catalogue periods
+# ------------------------------------------------------------------------------------------------
+def read_catalog_files(paths: list[Path], report) -> list:
+    """Catalogue files -> one cross-match :class:`~clipzoo.astro.crossmatch.Record` per row; unreadable
+    files and rows that do not parse are skipped on ``report``."""
+    from tqdm import tqdm
+
+    from clipzoo.astro.crossmatch import Record
+
+    records = []
+    for path in tqdm(paths, desc="read catalogues", unit="file", leave=False, disable=len(paths) < 20):
+        report.input_seen(path)
+        try:
+            rows, errors = read_catalog_records(path)
+        except AstroReadError as exc:
+            report.skip(path, str(exc))
+            continue
+        for line, reason in errors:
+            report.skip(f"{path}:{line}", f"row does not parse: {reason}", kind="row")
+        for row in rows:
+            report.count("catalog", row["catalog"])
+            records.append(Record("metadata", row["catalog"], row["ids"], row["ra"], row["dec"], row["features"],
+                                  row["meta"], row.get("label")))
+    return records
+
+
+def load_periods(path: Path) -> dict[str, float]:
+    """``{"epic:201...": period}`` from a K2VarCat CSV or a headed CSV with ``period`` and an id column."""
+    if not path.is_file():
+        raise AstroReadError(f"--periods {path}: no such file")
+    if looks_like_k2varcat(path):
+        rows, _ = read_k2varcat(path)
+        return {f"epic:{r.epic}": r.period for r in rows if r.period}
+    out: dict[str, float] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = {c.lower(): c for c in reader.fieldnames or []}
+        key = next((k for k in ("kic", "epic", "tic") if k in cols), None)
+        if "period" not in cols or key is None:
+            raise AstroReadError(f"--periods {path}: needs a header with 'period' and one of kic/epic/tic; "
+                                 f"has {reader.fieldnames}")
+        for row in reader:
+            try:
+                out[f"{key}:{int(row[cols[key]])}"] = float(row[cols["period"]])
+            except (TypeError, ValueError):
+                continue
+    return out

@@ -5,17 +5,22 @@ A :class:`Record` is one light curve, spectrum or catalogue row with its identif
 records that share any identifier, then joins groups whose positions lie within ``radius_arcsec``
 (astropy ``SkyCoord.search_around_sky``), closest pairs first, never putting two records of the same
 modality and catalogue into one group. It returns the groups and match statistics for the manifest.
+:func:`classify_input` routes the cross-match source's inputs to the light-curve, spectrum and catalogue
+readers from each file's own structure.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 MODALITIES = ("lightcurve", "spectrum", "metadata")
+FITS_SUFFIXES = (".fits", ".fits.gz", ".fit")
+TABLE_SUFFIXES = (".json", ".ecsv", ".vot", ".xml", ".votable", ".csv")
 
 
 @dataclass
@@ -114,3 +119,49 @@ def crossmatch(records: list[Record], radius_arcsec: float = 1.0) -> tuple[list[
         "modality_combinations": dict(sorted(combos.items())),
     }
     return grouped, stats
+
+
+def classify_input(path: Path) -> str:
+    """``desi`` (FITS with FIBERMAP), ``gaia_xp`` (a table with ``flux``/``flux_error`` array columns),
+    ``lightcurve`` (other FITS) or ``catalog`` (other tables), from the file's own structure."""
+    import re
+
+    from clipzoo.astro.datalink import SPECTRUM_PRODUCTS, datalink_product
+
+    found = datalink_product(path)  # Gaia DataLink files say what they hold in their name
+    if found is not None:
+        product = found[0]
+        if product in SPECTRUM_PRODUCTS or product == "XP_CONTINUOUS":
+            return "gaia_xp"
+        return "lightcurve" if product == "EPOCH_PHOTOMETRY" else "catalog"
+    name = path.name.lower()
+    if name.endswith(FITS_SUFFIXES):
+        from astropy.io import fits
+
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                names = [h.name for h in hdul]
+                if "FIBERMAP" in names:
+                    return "desi"
+                if len(hdul) > 1 and getattr(hdul[1], "columns", None) is not None:
+                    cols = {c.lower() for c in hdul[1].columns.names}
+                    if {"source_id", "flux", "flux_error"} <= cols:
+                        return "gaia_xp"
+        except Exception:  # unreadable: the light-curve reader reports the real reason
+            return "desi" if "coadd" in name else "lightcurve"
+        return "lightcurve"
+    if name.endswith(".json"):
+        return "catalog"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return "catalog"
+    if name.endswith(".csv"):
+        first = head.splitlines()[0] if head else ""
+        cols = {c.strip().strip('"').lower() for c in first.split(",")}
+        return "gaia_xp" if {"source_id", "flux", "flux_error"} <= cols else "catalog"
+    # ECSV header ("- {name: flux_error, ...") or VOTable FIELD name="flux_error"
+    if re.search(r"name:\s*flux_error\b", head) or re.search(r'name="flux_error"', head):
+        return "gaia_xp"
+    return "catalog"

@@ -406,3 +406,48 @@ def preprocess_lightcurve(lc: LightCurve, cfg: LightCurvePreprocess = LightCurve
         out, mask = _bin(x, y, e, lo, hi, length)
         info["resample"] = "bin"
     return out.astype(np.float32), mask, info
+
+
+# ------------------------------------------------------------------------------------------------
+# reading many files into per-star records (the ingest sources' reader)
+# ------------------------------------------------------------------------------------------------
+def read_lightcurve_records(paths: list[Path], report, *, flux_column: str = "auto",
+                            quality_bitmask: str | int = "default", aperture: str = "pipeline",
+                            stitch_segments: bool = True) -> list:
+    """Read light-curve files (and Gaia DataLink epoch photometry), stitched per star unless
+    ``stitch_segments`` is False -> cross-match :class:`~clipzoo.astro.crossmatch.Record` s.
+
+    A file that cannot be read or has no valid cadence is skipped on ``report`` (an
+    :class:`~clipzoo.core.ingest.IngestReport`) with the reason.
+    """
+    from tqdm import tqdm
+
+    from clipzoo.astro.crossmatch import Record
+    from clipzoo.astro.datalink import datalink_product, read_epoch_photometry
+
+    by_target: dict[str, list[LightCurve]] = {}
+    for path in tqdm(paths, desc="read light curves", unit="file", leave=False, disable=len(paths) < 20):
+        report.input_seen(path)
+        try:
+            if datalink_product(path) is not None:  # Gaia DataLink EPOCH_PHOTOMETRY (G-band transits)
+                lc = read_epoch_photometry(path)
+            else:
+                lc = read_lightcurve(path, flux_column=flux_column, quality_bitmask=quality_bitmask, aperture=aperture)
+        except AstroReadError as exc:
+            report.skip(path, str(exc))
+            continue
+        if lc.n_valid == 0:
+            report.skip(path, f"no valid cadence: {lc.meta['n_nonfinite']} non-finite, "
+                              f"{lc.meta['n_quality_flagged']} quality-flagged of {len(lc)}")
+            continue
+        report.count("mission", lc.meta["mission"])
+        key = lc.target_id() if stitch_segments else f"{lc.target_id()}|{path}"
+        by_target.setdefault(key, []).append(lc)
+    records = []
+    for segments in by_target.values():
+        lc = stitch(segments) if len(segments) > 1 else segments[0]
+        ids = {k: lc.meta[k] for k in ("kic", "epic", "tic", "gaia_source_id") if lc.meta.get(k) is not None}
+        report.count("segments_per_star", len(segments))
+        records.append(Record("lightcurve", lc.meta["mission"], ids, lc.meta.get("ra"), lc.meta.get("dec"), lc,
+                              dict(lc.meta)))
+    return records

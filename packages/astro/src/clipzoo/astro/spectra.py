@@ -315,3 +315,34 @@ def spectrum_array(spec: Spectrum, grid: SpectralGrid = SpectralGrid()
     out[valid, 1] = 1.0 / np.sqrt(ivar[valid]) / scale
     return out, valid, {"flux_center": center, "flux_scale": scale, "grid": grid.to_dict(),
                         "n_valid_pixels": int(valid.sum())}
+
+
+# ------------------------------------------------------------------------------------------------
+# reading many files into per-target records (the ingest sources' reader)
+# ------------------------------------------------------------------------------------------------
+def read_spectrum_records(paths: list[Path], report) -> list:
+    """DESI coadds and Gaia XP sampled spectra -> one cross-match :class:`~clipzoo.astro.crossmatch.Record`
+    per target; unreadable files and targets without a valid pixel are skipped on ``report``."""
+    from tqdm import tqdm
+
+    from clipzoo.astro.crossmatch import Record, classify_input
+
+    records = []
+    for path in tqdm(paths, desc="read spectra", unit="file", leave=False, disable=len(paths) < 20):
+        report.input_seen(path)
+        try:
+            spectra = read_desi_spectra(path) if classify_input(path) == "desi" else read_gaia_xp_sampled(path)
+        except AstroReadError as exc:
+            report.skip(path, str(exc))
+            continue
+        for spec in spectra:
+            m = spec.meta
+            name = f"TARGETID {m['targetid']}" if "targetid" in m else f"Gaia source_id {m['gaia_source_id']}"
+            if spec.n_valid == 0:
+                status = f" (COADD_FIBERSTATUS={m['coadd_fiberstatus']})" if "coadd_fiberstatus" in m else ""
+                report.skip(f"{path}#{name}", f"no valid pixel: every IVAR is 0 or MASK set{status}", kind="target")
+                continue
+            report.count("spectrum_survey", m["survey_name"] + (f"/{m['desi_layout']}" if "desi_layout" in m else ""))
+            ids = {k: m[k] for k in ("targetid", "gaia_source_id") if m.get(k) is not None}
+            records.append(Record("spectrum", m["survey_name"], ids, m.get("ra"), m.get("dec"), spec, dict(m)))
+    return records
