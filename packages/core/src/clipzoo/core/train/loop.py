@@ -144,6 +144,7 @@ def _model_and_loss(cfg: Config, info: distu.DistInfo):
         model = create_model(cfg.model.config, pretrained=cfg.model.pretrained)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise ConfigError(f"model.config={_short(cfg.model.config)}: {exc}") from None
+    _data_preprocess(cfg, model)
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
     loss_cfg = {"type": cfg.loss.type, **cfg.loss.options} if cfg.loss.type else dict(model.config.get("loss") or {})
@@ -152,6 +153,48 @@ def _model_and_loss(cfg: Config, info: distu.DistInfo):
     except ValueError as exc:
         raise ConfigError(f"loss: {exc}") from None
     return model, loss_fn
+
+
+def _data_preprocess(cfg: Config, model) -> None:
+    """Put the training data's preprocessing on ``model.preprocess``, so the saved package carries it.
+
+    A source may record what it applied as a ``preprocess`` note in its manifest (``ingest.notes.preprocess``:
+    ``{modality: {setting: value}}``, e.g. astro's light-curve length, spectral grid and metadata feature
+    statistics); every local training folder's note is merged into the model's preprocess for the modalities the
+    model has. A value that contradicts the model config (or another training folder) is refused: the data would
+    not be what the model expects, and benchmarks on new raw data would preprocess it differently.
+    """
+    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
+
+    origin: dict[str, str] = {}  # dotted setting -> the folder that set it (absent: the model config)
+
+    def merge(into: dict[str, Any], note: dict[str, Any], path: str, folder: Path) -> None:
+        for key, value in note.items():
+            dotted = f"{path}.{key}"
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value, dotted, folder)
+            elif key in into and into[key] != value:
+                raise ConfigError(f"data.train {folder}: its manifest's preprocess {dotted}={_short(value, 60)} "
+                                  f"contradicts {_short(into[key], 60)} of {origin.get(dotted, 'the model config')}; "
+                                  "ingest the data with the model's settings (e.g. --model) or change the config")
+            else:
+                into[key] = value
+                origin.setdefault(dotted, str(folder))
+
+    specs = cfg.data.train if isinstance(cfg.data.train, (list, tuple)) else [cfg.data.train]
+    for spec in specs:
+        folder = Path(str(spec))
+        if not (folder.is_dir() and (folder / MANIFEST_NAME).is_file()):
+            continue  # a URL or pattern: no local manifest to read
+        note = ((Manifest.load(folder).ingest or {}).get("notes") or {}).get("preprocess")
+        if note is None:
+            continue
+        if not isinstance(note, dict):  # the units' notes disagreed and were kept as a list
+            raise ConfigError(f"data.train {folder}: its work units recorded different preprocessing ({_short(note)}); "
+                              "re-ingest it in one run with one set of settings")
+        for modality, settings in note.items():
+            if modality in model.preprocess and isinstance(settings, dict):
+                merge(model.preprocess[modality], settings, modality, folder)
 
 
 def _make_loader(cfg: Config, model, info: distu.DistInfo):
@@ -253,6 +296,7 @@ def _export(cfg: Config, state: dict[str, torch.Tensor], out: Path, summary: dic
 
     export = create_model(cfg.model.config)
     export.load_state_dict({k: v.to(export.state_dict()[k].dtype) for k, v in state.items()})
+    _data_preprocess(cfg, export)
     model_dir = save_pretrained(export, out / "model")
     summary = {
         "name": cfg.run.name,
