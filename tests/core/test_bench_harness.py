@@ -221,7 +221,7 @@ def test_nmodal_tasks_on_arrays(tmp_path):
     from clipzoo.core.bench.datasets import array_dataset
     from clipzoo.core.bench.tasks import NModalClassification, NModalRetrieval
     from clipzoo.core.models import create_model, save_pretrained
-    from clipzoo.core.registry import LoadedModel
+    from clipzoo.core.models import LoadedModel
 
     config = {"embed_dim": 16, "towers": {
         "lightcurve": {"type": "sequence_transformer", "in_channels": 2, "width": 16, "layers": 1, "heads": 2, "max_len": 20},
@@ -325,7 +325,8 @@ def test_registered_count_is_task_detail_not_a_leaderboard_column(store):
     from clipzoo.core.bench.core_tasks import synthetic_dataset
     from clipzoo.core.bench.harness import bench_details, format_table, score_task
     from clipzoo.core.bench.tasks import NModalRetrieval
-    from clipzoo.core.registry import LoadedModel, register_model, store as mlflow_store
+    from clipzoo.core.models import LoadedModel
+    from clipzoo.core.registry import register_model, store as mlflow_store
     from clipzoo.core.registry.client import attach_benchmark
     from clipzoo.core.registry.leaderboard import collect
 

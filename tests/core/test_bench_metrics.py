@@ -40,7 +40,7 @@ def _image(rng: np.random.Generator, colour: tuple[int, int, int]):
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     from clipzoo.core.models import create_model, save_pretrained
-    from clipzoo.core.registry import LoadedModel
+    from clipzoo.core.models import LoadedModel
 
     torch.manual_seed(1234)
     package = save_pretrained(create_model(TINY), tmp_path_factory.mktemp("pkg") / "tiny")

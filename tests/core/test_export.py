@@ -65,7 +65,7 @@ def real_images(shared_data):
 
 
 def _clipzoo_embeddings(package_dir, images, texts):
-    from clipzoo.core.registry import LoadedModel
+    from clipzoo.core.models import LoadedModel
 
     loaded = LoadedModel.from_package(package_dir, device="cpu")
     return loaded.encode_images(images), loaded.encode_texts(texts), loaded

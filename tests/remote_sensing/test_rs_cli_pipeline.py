@@ -53,7 +53,7 @@ def test_pipeline_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
     is recomputed here from the trained model's own embeddings of the held-out chips."""
     from rs_helpers import read_shards
 
-    from clipzoo.core.registry.loading import LoadedModel
+    from clipzoo.core.models import LoadedModel
 
     monkeypatch.setenv("CLIPZOO_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -100,7 +100,7 @@ def _bench(model_dir: Path, bands: str, tmp: Path) -> dict:
     from clipzoo.core.bench.cache import Embedder
     from clipzoo.core.bench.harness import run_benchmark
     from clipzoo.core.bench.tasks import zeroshot_weights
-    from clipzoo.core.registry.loading import LoadedModel
+    from clipzoo.core.models import LoadedModel
     from clipzoo.remote_sensing.tasks import simulated_zeroshot_task
 
     loaded = LoadedModel.from_package(model_dir, device="cpu")

@@ -162,7 +162,7 @@ def test_registered_tasks_run_on_a_tiny_rgb_model(rsicd_pair, tmp_path):
     """Through core's harness: the plugin's task names, a real (random) tiny model, real images."""
     from clipzoo.core.bench.harness import run_benchmark
     from clipzoo.core.models.factory import create_model, save_pretrained
-    from clipzoo.core.registry.loading import LoadedModel
+    from clipzoo.core.models import LoadedModel
 
     images, en, de = rsicd_pair
     scenes = tmp_path / "scenes"

@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 def load(model_uri: str, **kwargs):
     """Load a registered model (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``) ready to use.
 
-    Returns a :class:`clipzoo.core.registry.LoadedModel` with the model, its preprocessing and tokenizer.
+    The registry resolves the reference (or takes a model folder as is) to a model package folder, and the model
+    layer loads it: a :class:`clipzoo.core.models.LoadedModel` with the model, its preprocessing and tokenizer.
     """
     from clipzoo.core.registry import load_model
 

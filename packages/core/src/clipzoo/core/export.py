@@ -70,7 +70,8 @@ def export_model(
     is a non-empty folder unless ``overwrite``. Writes into a temporary sibling folder, checks the export
     against the model, then moves it into place.
     """
-    from clipzoo.core.registry.loading import LoadedModel, load_model
+    from clipzoo.core.models.inference import LoadedModel
+    from clipzoo.core.registry.loading import load_model
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

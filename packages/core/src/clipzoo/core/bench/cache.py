@@ -42,7 +42,7 @@ class SampleEmbeddings:
 
 
 class Embedder:
-    """Embeds datasets and texts with a :class:`~clipzoo.core.registry.LoadedModel`, through the disk cache."""
+    """Embeds datasets and texts with a :class:`~clipzoo.core.models.LoadedModel`, through the disk cache."""
 
     def __init__(self, model, cache_dir: str | Path | None = None, *, batch_size: int = 64):
         self.model = model

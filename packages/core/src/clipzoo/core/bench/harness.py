@@ -224,7 +224,8 @@ def run_benchmark(
     """
     from clipzoo.core.bench.cache import Embedder
     from clipzoo.core.bench.tasks import task_fingerprint
-    from clipzoo.core.registry.loading import LoadedModel, load_model
+    from clipzoo.core.models.inference import LoadedModel
+    from clipzoo.core.registry.loading import load_model
 
     if int(bootstrap) < 1:
         raise ValueError(f"bootstrap={bootstrap}: the number of resamples must be at least 1 (1000 is usual)")

@@ -1,8 +1,10 @@
 """Contrastive models: a set of named towers projecting into one embedding space.
 
 ``create_model`` builds a :class:`ContrastiveModel` from a clipzoo model-config name, a JSON path, a
-dict, or an open_clip architecture name; ``save_pretrained``/``load_pretrained`` round-trip it with its
-preprocessing; ``get_tokenizer`` turns the model's text preprocessing into a tokenizer.
+dict, or an open_clip architecture name (``factory``); ``save_pretrained``/``load_pretrained`` round-trip it
+with its preprocessing as a model package (``package`` defines the folder); ``get_tokenizer`` turns the model's
+text preprocessing into a tokenizer (``tokenizers``); :class:`LoadedModel` embeds with a loaded package
+(``inference``); local Hugging Face folders are found by ``local``.
 
 Kept import-light: torch and open_clip are imported when one of these names is first used.
 """
@@ -21,6 +23,8 @@ _EXPORTS = {
     "minilm_path": "local",
     "resolve_local_model": "local",
     "get_tokenizer": "tokenizers",
+    "LoadedModel": "inference",
+    "ModelPackage": "package",
     "register_builtin_towers": "towers",
 }
 

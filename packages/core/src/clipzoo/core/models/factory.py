@@ -35,13 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipzoo.core.models import towers as tower_types
+from clipzoo.core.models import package
 from clipzoo.core.models.local import resolve_local_model
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-TOKENIZER_DIR = "tokenizer"
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100)  # open_clip clamps the learned temperature to [0, ln 100] after each step
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -291,7 +289,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     from open_clip.factory import load_state_dict
 
     if path.is_dir():
-        path = path / WEIGHTS_NAME
+        path = path / package.WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights not found: {path} (weights load from local files only)")
     try:
@@ -372,19 +370,6 @@ def adapt_patch_embedding(weight: torch.Tensor, bands: list[str], *, init: str =
     return out * (len(rgb) / len(names)) if rescale else out
 
 
-def _source_image_preprocess(path: Path) -> dict[str, Any] | None:
-    """The image preprocess of a saved clipzoo model folder (None for a bare weights file)."""
-    folder = path if path.is_dir() else path.parent
-    config = folder / CONFIG_NAME
-    if not (config.is_file() and (path.is_dir() or path.name == WEIGHTS_NAME)):
-        return None
-    try:
-        document = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{config}: cannot be read as a clipzoo model config: {exc}") from None
-    return (document.get("preprocess") or {}).get("image")
-
-
 def _adapt_image_bands(model: ContrastiveModel, modality: str, weight: torch.Tensor, path: Path) -> torch.Tensor:
     """Adapt ``modality``'s RGB patch embedding to its channels and record the bands' mean/std in its preprocess.
 
@@ -413,7 +398,7 @@ def _adapt_image_bands(model: ContrastiveModel, modality: str, weight: torch.Ten
     init = options.get("init", "mean")
     adapted = adapt_patch_embedding(weight, bands, init=init, copy_from=options.get("copy_from"),
                                     rescale=bool(options.get("rescale", False)))
-    source = _source_image_preprocess(path) or {}
+    source = package.image_preprocess_of(path) or {}
     rgb_mean, rgb_std = source.get("mean", OPENAI_MEAN), source.get("std", OPENAI_STD)
     stats = {str(k).lower(): v for k, v in (options.get("stats") or {}).items()}
     model_pre = model.config.get("preprocess", {}).get(modality, {})
@@ -512,7 +497,7 @@ def _hf_text_tower(model: ContrastiveModel) -> tuple[str, nn.Module] | None:
 
 
 def save_pretrained(model: ContrastiveModel, directory: str | os.PathLike) -> Path:
-    """Write ``config.json`` (model config + preprocess) and ``model.safetensors`` into ``directory`` atomically.
+    """Write ``model`` as a model package (:mod:`clipzoo.core.models.package`) into ``directory`` atomically.
 
     A Hugging Face text tower's architecture config and tokenizer files are saved alongside, so
     :func:`load_pretrained` needs nothing but the folder.
@@ -536,12 +521,11 @@ def save_pretrained(model: ContrastiveModel, directory: str | os.PathLike) -> Pa
         hf_tokenizers = [m for m, p in preprocess.items() if p.get("tokenizer", {}).get("type") == "hf"]
         for modality in hf_tokenizers:  # tokenizer files travel with the model
             tok = preprocess[modality]["tokenizer"]
-            folder = TOKENIZER_DIR if len(hf_tokenizers) == 1 else f"{TOKENIZER_DIR}_{modality}"
-            _copy_tokenizer(resolve_local_model(tok["path"]), tmp / folder)
+            folder = package.tokenizer_folder(modality, len(hf_tokenizers))
+            package.copy_tokenizer(resolve_local_model(tok["path"]), tmp / folder)
             tok["path"] = folder
-        document = {"model": config, "preprocess": preprocess, "format": "clipzoo-model/1"}
-        (tmp / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_model(model, str(tmp / WEIGHTS_NAME))
+        package.write_document(tmp, config, preprocess)
+        save_model(model, str(tmp / package.WEIGHTS_NAME))
         old = directory.parent / f".{directory.name}.old{os.getpid()}"
         if directory.exists():
             os.replace(directory, old)
@@ -554,40 +538,14 @@ def save_pretrained(model: ContrastiveModel, directory: str | os.PathLike) -> Pa
     return directory
 
 
-def _copy_tokenizer(source: Path, target: Path) -> None:
-    target.mkdir(parents=True)
-    if source.is_file():
-        shutil.copy2(source, target / "tokenizer.json")
-        return
-    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-             "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "config.json")
-    copied = [name for name in names if (source / name).is_file() and shutil.copy2(source / name, target / name)]
-    if not copied:
-        raise FileNotFoundError(f"no tokenizer files in {source} (looked for {', '.join(names[:-1])})")
-
-
 def load_pretrained(directory: str | os.PathLike) -> ContrastiveModel:
     """A model saved by :func:`save_pretrained`, ready to use (preprocess and tokenizer included)."""
     from safetensors.torch import load_model
 
-    directory = Path(directory)
-    config_path = directory / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a saved clipzoo model: no {CONFIG_NAME}")
-    document = _read_json(config_path)  # a broken file is named in the error, not a bare JSONDecodeError
-    if not isinstance(document, dict) or not isinstance(document.get("model"), dict) or not isinstance(
-        document.get("preprocess"), dict
-    ):
-        raise ValueError(f"{config_path} is not a clipzoo model config: it needs 'model' and 'preprocess' mappings")
-    preprocess = document["preprocess"]
-    for spec in preprocess.values():
-        tok = spec.get("tokenizer") if isinstance(spec, dict) else None
-        if tok and tok.get("type") == "hf" and not Path(tok["path"]).is_absolute():
-            if (directory / tok["path"]).exists():  # saved alongside: make it usable from anywhere
-                tok["path"] = str((directory / tok["path"]).resolve())
-    model = ContrastiveModel(document["model"], preprocess=preprocess)
+    saved = package.read_package(directory)  # names what is missing or malformed
+    model = ContrastiveModel(saved.model, preprocess=saved.usable_preprocess())
     try:
-        load_model(model, str(directory / WEIGHTS_NAME), strict=True)
+        load_model(model, str(saved.weights), strict=True)
     except Exception as exc:
-        raise ValueError(f"cannot load weights {directory / WEIGHTS_NAME}: {exc}") from exc
+        raise ValueError(f"cannot load weights {saved.weights}: {exc}") from exc
     return model

@@ -1,7 +1,7 @@
 """Model cards: Markdown rendered from ``registry/model_cards/model_card.md.j2`` with what a model package records.
 
-A model package (``save_pretrained`` output) holds ``config.json`` and ``model.safetensors``; the
-trainer adds ``train_summary.json``. The card reads from the summary (all keys optional):
+A model package (:mod:`clipzoo.core.models.package`: ``save_pretrained`` output) holds ``config.json`` and
+``model.safetensors``; the trainer adds ``train_summary.json``. The card reads from the summary (all keys optional):
 
 - ``domain`` (else the domain of the data's ingest sources), ``architecture`` (model-config name),
   ``description``, ``intended_use``, ``limitations``, ``mlflow_run_id`` (the training run);
@@ -23,11 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipzoo.core.models import package as model_package
 from clipzoo.core.registry import settings as registry_settings
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-SUMMARY_NAME = "train_summary.json"
 
 
 @dataclass
@@ -124,14 +121,6 @@ class PackageInfo:
         return dict(sorted(total.items()))
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _data_items(data: Any) -> list[dict[str, Any]]:
     if isinstance(data, dict):
         return [dict(v, name=v.get("name", k)) if isinstance(v, dict) else {"name": k} for k, v in data.items()]
@@ -172,27 +161,14 @@ def _data_entries(data: Any) -> list[DataEntry]:
 
 
 def read_package(path: str | Path, *, domain: str | None = None) -> PackageInfo:
-    """Read a model package folder; a clear error names what is missing."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model package {path} does not exist (expected a save_pretrained folder)")
-    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]
-    if missing:
-        present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-        raise FileNotFoundError(f"{path} is not a model package: no {', '.join(missing)} (it holds {present})")
-    document = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-    # save_pretrained writes {"model": config, "preprocess": {...}, "format": "clipzoo-model/1"}
-    config = dict(document.get("model", document))
-    if "preprocess" in document:
-        config["preprocess"] = document["preprocess"]
-    summary_path = path / SUMMARY_NAME
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    """What the registry records about a model package folder (read and checked by the package format)."""
+    saved = model_package.read_package(path)
     return PackageInfo(
-        path=path,
-        config=config,
-        summary=summary,
-        weights_sha256=sha256_file(path / WEIGHTS_NAME),
-        datasets=_data_entries(summary.get("data")),
+        path=saved.path,
+        config={**saved.model, "preprocess": saved.preprocess},
+        summary=saved.summary,
+        weights_sha256=saved.weights_sha256(),
+        datasets=_data_entries(saved.summary.get("data")),
         domain_override=domain,
     )
 

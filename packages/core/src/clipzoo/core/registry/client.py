@@ -244,7 +244,8 @@ def register_model(
     import mlflow
 
     from clipzoo.core.registry import store
-    from clipzoo.core.registry.card import SUMMARY_NAME, read_package, render_model_card
+    from clipzoo.core.models.package import SUMMARY_NAME
+    from clipzoo.core.registry.card import read_package, render_model_card
     from clipzoo.core.registry.pyfunc import ClipzooEmbedder
 
     info = read_package(package_dir, domain=domain)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +63,10 @@ def signature_for(package_dir: str | Path):
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
     from mlflow.types.schema import AnyType
 
-    document = json.loads((Path(package_dir) / "config.json").read_text(encoding="utf-8"))
+    from clipzoo.core.models.package import read_document
+
     columns = []
-    for modality, spec in document["preprocess"].items():
+    for modality, spec in read_document(package_dir)["preprocess"].items():
         kind = spec.get("kind", "array") if isinstance(spec, dict) else "array"
         if kind in ("text", "image"):
             columns.append(ColSpec("string", modality, required=False))
@@ -81,7 +81,7 @@ class ClipzooEmbedder(mlflow.pyfunc.PythonModel):
     """Embeds the modality columns of a frame with the model package stored in the version's artifacts."""
 
     def load_context(self, context) -> None:
-        from clipzoo.core.registry.loading import LoadedModel
+        from clipzoo.core.models.inference import LoadedModel
 
         package = context.artifacts[PACKAGE_ARTIFACT]
         self.loaded = LoadedModel.from_package(package, uri=package)
