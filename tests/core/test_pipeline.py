@@ -46,3 +46,40 @@ def test_recipe_runs_resumes_and_reports(tmp_path: Path, capsys, caplog, monkeyp
     assert main(["pipeline", "run", str(bad), "--workdir", str(tmp_path / "runs"), "--no-register"]) == 1
     assert "set CLIPZOO_SHARED_DATA" in capsys.readouterr().err
     assert main(["pipeline", "run", "no-such-recipe"]) == 2
+
+
+def test_rerun_resumes_an_interrupted_curate_step(tmp_path: Path, caplog, monkeypatch):
+    """A pipeline's curate step killed after its units were written (before the manifest, its commit record) is
+    finished on the next run, as an ingest step is: the written units are kept, not curated again from scratch."""
+    import os
+
+    from clipzoo.core.data import writer
+    from clipzoo.core.pipeline import _run_curate_step
+
+    shards = tmp_path / "shards" / "train"
+    assert main(["ingest", "core", "synthetic", "--count", "40", "--image-size", "16", "--shard-size", "20",
+                 "--out", str(shards)]) == 0
+    step = {"name": "train", "inputs": [str(shards)], "steps": [{"dedup": {"by": ["pixels"]}}]}
+    out = tmp_path / "shards" / "curated_train"
+    write = writer.atomic_write_text
+
+    def killed_at_commit(path, text, *args, **kwargs):
+        if Path(path).name == writer.MANIFEST_NAME:
+            raise KeyboardInterrupt("killed before the manifest")
+        return write(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "atomic_write_text", killed_at_commit)
+    try:
+        _run_curate_step(step, out)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(writer, "atomic_write_text", write)
+    written = sorted(out.glob("curated-u*.tar"))
+    assert len(written) == 2 and not (out / writer.MANIFEST_NAME).exists() and (out / ".units").is_dir()
+    os.utime(written[0], ns=(10**18, 10**18))  # a mark that a rewrite would not keep
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    again = _run_curate_step(step, out)
+    assert again["in"] == again["out"] == 40 and (out / writer.MANIFEST_NAME).is_file()
+    assert "2 of 2 units already written, 0 to write" in caplog.text
+    assert written[0].stat().st_mtime_ns == 10**18

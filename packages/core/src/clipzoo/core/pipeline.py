@@ -31,7 +31,8 @@ registered with ``registry.add_pipeline``)::
 Strings may use ``${shared}`` (the shared data folder: $CLIPZOO_SHARED_DATA, else ``../shared/data`` beside
 the source checkout when running from one), ``${workdir}``, ``${ingest.NAME}`` and ``${curate.NAME}``. Everything a run
 writes goes under its workdir (default ``runs/<name>``). Running a recipe again resumes: ingest and curate steps
-whose manifest exists are kept, and training continues from its last checkpoint (``--fresh`` starts over).
+whose manifest exists are kept, interrupted ones are finished (``--resume``), and training continues from its last
+checkpoint (``--fresh`` starts over).
 """
 
 from __future__ import annotations
@@ -140,8 +141,14 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
 
 
 def _run_curate_step(step: dict[str, Any], out: Path) -> dict[str, Any]:
-    """One curate step (kept when its output is complete); returns its report (the funnel and the report path)."""
+    """One curate step, resumed like an ingest step; returns its report (the funnel and the report path).
+
+    A finished output (manifest and report) is kept; one that holds done unit records but no manifest is a curate
+    killed part way, finished with ``resume`` (the units whose record still matches are not written again); any
+    other leftover (killed before its first unit) is replaced.
+    """
     from clipzoo.core.curate import CurateError, run_curate
+    from clipzoo.core.curate.engine import UNITS_DIR
     from clipzoo.core.curate.report import funnel_lines, load_report
     from clipzoo.core.data.writer import MANIFEST_NAME
 
@@ -149,9 +156,11 @@ def _run_curate_step(step: dict[str, Any], out: Path) -> dict[str, Any]:
         log.info("curate %s: kept the curated set in %s", step["name"], out)
         report = load_report(out)
     else:
-        try:  # a folder without a manifest is an interrupted run: start it again
+        resume = (out / UNITS_DIR).is_dir() and not (out / MANIFEST_NAME).is_file()
+        try:
             report = run_curate(step.get("inputs") or [], out, step.get("steps") or [],
-                                workers=int(step.get("workers", 1)), overwrite=True, progress=False)
+                                workers=int(step.get("workers", 1)), overwrite=not resume, resume=resume,
+                                progress=False)
         except CurateError as exc:
             raise PipelineError(f"curate step {step['name']!r}: {exc}") from None
     for line in funnel_lines(report):
@@ -160,100 +169,152 @@ def _run_curate_step(step: dict[str, Any], out: Path) -> dict[str, Any]:
             "funnel": [(s["step"], s["removed"]) for s in report["steps"]]}
 
 
-def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, overrides: list[str] | None = None,
-                 fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
+RECIPE_SECTIONS = ("name", "description", "domain", "ingest", "curate", "train", "bench", "register", "variants")
+
+
+def _load_recipe(recipe_path: Path) -> dict[str, Any]:
+    """The recipe's YAML, its sections checked (an unknown one is a typo that would silently do nothing)."""
     import yaml
 
-    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
-    from clipzoo.core.train import load_config, train
-
-    t0 = time.time()
-    recipe_path = Path(recipe_path)
     recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
-    unknown = set(recipe) - {"name", "description", "domain", "ingest", "curate", "train", "bench", "register",
-                            "variants"}
+    unknown = set(recipe) - set(RECIPE_SECTIONS)
     if unknown:
         raise PipelineError(f"{recipe_path}: unknown section(s) {', '.join(sorted(unknown))}")
+    return recipe
+
+
+def _train_config(section: dict[str, Any], name: str, output_dir: Path, tracking_uri: str | None) -> dict[str, Any]:
+    """A trainer config from a recipe's ``train`` section: the run's name (unless set), output folder and store."""
+    cfg = json.loads(json.dumps(section))
+    cfg.setdefault("run", {})
+    cfg["run"].setdefault("name", name)
+    cfg["run"]["output_dir"] = str(output_dir)
+    if tracking_uri:
+        cfg["run"]["tracking_uri"] = tracking_uri
+    return cfg
+
+
+@dataclass
+class _PipelineRun:
+    """One recipe run: its steps as methods, in the order :func:`run_pipeline` calls them; ``variables`` grows as
+    steps produce outputs (``${ingest.NAME}``, ``${curate.NAME}``)."""
+
+    recipe: dict[str, Any]
+    work: Path
+    variables: dict[str, str]
+    result: PipelineResult
+    overrides: list[str] | None
+    tracking_uri: str | None
+
+    def ingest(self) -> None:
+        """Each step is a ``clipzoo ingest DOMAIN SOURCE INPUT... --out DIR ARGS``; a finished one is kept."""
+        from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
+
+        for step in self.recipe.get("ingest") or []:
+            step = _substitute(step, self.variables)
+            out = self.work / "shards" / step["name"]
+            self.variables[f"ingest.{step['name']}"] = str(out)
+            if (out / MANIFEST_NAME).is_file():
+                log.info("ingest %s: kept existing shards in %s", step["name"], out)
+            else:
+                _run_ingest_step(step, out)
+            m = Manifest.load(out)
+            self.result.ingest[step["name"]] = {"samples": m.num_samples, "skipped": len(m.ingest.get("skipped", []))}
+
+    def curate(self) -> None:
+        """Each step is a ``clipzoo curate IN... --out DIR`` with the recipe's steps; ``${curate.NAME}`` its output."""
+        for step in self.recipe.get("curate") or []:
+            step = _substitute(step, self.variables)
+            out = self.work / "shards" / f"curated_{step['name']}"
+            self.variables[f"curate.{step['name']}"] = str(out)
+            self.result.curate[step["name"]] = _run_curate_step(step, out)
+
+    def train(self) -> Path:
+        """Train (resuming from the last checkpoint of an earlier run); returns the exported model folder."""
+        from clipzoo.core.train import load_config, train
+
+        section = _substitute(self.recipe.get("train") or {}, self.variables)
+        cfg = _train_config(section, self.result.name, self.work / "train", self.tracking_uri)
+        res = train(load_config(base=cfg, overrides=self.overrides))
+        self.result.train = {"steps": res.steps, "samples_seen": res.samples_seen, "samples_per_s": res.samples_per_s,
+                             "final_loss": res.history[-1]["loss"] if res.history else None,
+                             "model_dir": str(res.model_dir)}
+        return Path(res.model_dir)
+
+    def register(self, model_dir: Path, reg: dict[str, Any]) -> str:
+        """Register the model (the version the benchmarks attach to); returns its ``models:/NAME/VERSION``."""
+        from clipzoo.core.registry.client import register_model
+
+        version = register_model(model_dir, reg["name"], aliases=reg.get("aliases", ["candidate"]),
+                                 tracking_uri=self.tracking_uri)
+        uri = f"models:/{reg['name']}/{version}"
+        self.result.registered = {"name": reg["name"], "version": version, "uri": uri}
+        return uri
+
+    def bench(self, model_ref: str) -> None:
+        """The recipe's benchmark tasks on ``model_ref``; logged (and attached) only for a registered version."""
+        from clipzoo.core.bench import run_benchmark
+
+        bench = _substitute(self.recipe.get("bench") or {}, self.variables)
+        if not bench.get("tasks"):
+            return
+        results = run_benchmark(model_ref, list(bench["tasks"]), task_options=bench.get("options"),
+                                tracking_uri=self.tracking_uri, log=bool(self.result.registered),
+                                out=self.work / "bench.json", print_table=False)
+        self.result.bench = dict(results["tasks"])  # whole entries: format_results prints interval and chance
+
+    def promote(self, alias: str) -> None:
+        """Move ``alias`` to the new version, guarded: refused unless its benchmark is at least the champion's."""
+        from clipzoo.core.registry.client import promote
+        from clipzoo.core.registry.errors import PromotionRefused
+
+        name, version = self.result.registered["name"], self.result.registered["version"]
+        try:
+            decision = promote(name, version, alias, tracking_uri=self.tracking_uri)
+            self.result.registered["promoted"] = f"{alias} ({decision['reason']})"
+        except PromotionRefused as exc:
+            self.result.registered["promoted"] = f"refused: {exc}"
+
+    def variants(self) -> None:
+        """Further models trained and benchmarked beside the main one (ablations), never registered."""
+        for variant in _substitute(self.recipe.get("variants") or [], self.variables):
+            _run_variant(variant, self.work, self.overrides, self.tracking_uri, self.result)
+
+
+def run_pipeline(recipe_path: str | Path, *, workdir: str | Path | None = None, overrides: list[str] | None = None,
+                 fresh: bool = False, tracking_uri: str | None = None, register: bool = True) -> PipelineResult:
+    """Run a recipe: ingest -> curate -> train -> register -> bench -> promote -> variants (see the module docstring).
+
+    A re-run resumes: finished ingest/curate outputs are kept, interrupted ones finished, training continues from
+    its last checkpoint; ``fresh`` removes the workdir first. ``register=False`` benchmarks the model folder instead.
+    """
+    t0 = time.time()
+    recipe_path = Path(recipe_path)
+    recipe = _load_recipe(recipe_path)
     name = recipe.get("name") or recipe_path.stem
     work = Path(workdir or Path("runs") / name).resolve()
-    if fresh and work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
     shared = shared_data_dir()
     if "${shared}" in recipe_path.read_text(encoding="utf-8") and not shared.is_dir():
         raise PipelineError(f"this recipe reads the shared data folder, which is not at {shared}; "
                             f"set CLIPZOO_SHARED_DATA to the folder holding PROVENANCE.md")
-    variables = {"shared": str(shared), "workdir": str(work)}
-    result = PipelineResult(name=name, workdir=work)
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    run = _PipelineRun(recipe, work, {"shared": str(shared), "workdir": str(work)},
+                       PipelineResult(name=name, workdir=work), overrides, tracking_uri)
     log.info("pipeline %s -> %s", name, work)
 
-    # 1. ingest: each step is a `clipzoo ingest DOMAIN SOURCE INPUT... --out DIR ARGS`
-    for step in recipe.get("ingest") or []:
-        step = _substitute(step, variables)
-        out = work / "shards" / step["name"]
-        variables[f"ingest.{step['name']}"] = str(out)
-        if (out / MANIFEST_NAME).is_file():
-            log.info("ingest %s: kept existing shards in %s", step["name"], out)
-        else:
-            _run_ingest_step(step, out)
-        m = Manifest.load(out)
-        result.ingest[step["name"]] = {"samples": m.num_samples, "skipped": len(m.ingest.get("skipped", []))}
-
-    # 1b. curate: each step is a `clipzoo curate IN... --out DIR` with the recipe's steps; ${curate.NAME} is its output
-    for step in recipe.get("curate") or []:
-        step = _substitute(step, variables)
-        out = work / "shards" / f"curated_{step['name']}"
-        variables[f"curate.{step['name']}"] = str(out)
-        result.curate[step["name"]] = _run_curate_step(step, out)
-
-    # 2. train
-    train_cfg = _substitute(recipe.get("train") or {}, variables)
-    train_cfg.setdefault("run", {})
-    train_cfg["run"].setdefault("name", name)
-    train_cfg["run"]["output_dir"] = str(work / "train")
-    if tracking_uri:
-        train_cfg["run"]["tracking_uri"] = tracking_uri
-    cfg = load_config(base=train_cfg, overrides=overrides)
-    res = train(cfg)
-    result.train = {"steps": res.steps, "samples_seen": res.samples_seen, "samples_per_s": res.samples_per_s,
-                    "final_loss": res.history[-1]["loss"] if res.history else None, "model_dir": str(res.model_dir)}
-    model_ref: str = str(res.model_dir)
-
-    # 3. register (the version the benchmarks attach to)
-    reg = _substitute(recipe.get("register") or {}, variables)
-    if register and reg:
-        from clipzoo.core.registry.client import register_model
-
-        version = register_model(res.model_dir, reg["name"], aliases=reg.get("aliases", ["candidate"]),
-                                 tracking_uri=tracking_uri)
-        model_ref = f"models:/{reg['name']}/{version}"
-        result.registered = {"name": reg["name"], "version": version, "uri": model_ref}
-
-    # 4. bench
-    bench = _substitute(recipe.get("bench") or {}, variables)
-    if bench.get("tasks"):
-        from clipzoo.core.bench import run_benchmark
-
-        results = run_benchmark(model_ref, list(bench["tasks"]), task_options=bench.get("options"),
-                                tracking_uri=tracking_uri, log=bool(result.registered),
-                                out=work / "bench.json", print_table=False)
-        result.bench = dict(results["tasks"])  # whole entries: format_results prints interval and chance
-
-    # 5. promote (guarded: refused unless the benchmark is at least the current champion's)
-    if result.registered and reg.get("promote"):
-        from clipzoo.core.registry.errors import PromotionRefused
-        from clipzoo.core.registry.client import promote
-
-        try:
-            decision = promote(reg["name"], result.registered["version"], reg["promote"], tracking_uri=tracking_uri)
-            result.registered["promoted"] = f"{reg['promote']} ({decision['reason']})"
-        except PromotionRefused as exc:
-            result.registered["promoted"] = f"refused: {exc}"
-    # 6. variants: further models trained and benchmarked beside the main one (ablations), never registered
-    for variant in _substitute(recipe.get("variants") or [], variables):
-        _run_variant(variant, work, overrides, tracking_uri, result)
-    result.seconds = time.time() - t0
-    return result
+    run.ingest()
+    run.curate()
+    model_dir = run.train()
+    reg = _substitute(recipe.get("register") or {}, run.variables)
+    model_ref = run.register(model_dir, reg) if register and reg else str(model_dir)
+    run.bench(model_ref)
+    if run.result.registered and reg.get("promote"):
+        run.promote(reg["promote"])
+    run.variants()
+    run.result.seconds = time.time() - t0
+    return run.result
 
 
 def _run_variant(variant: dict[str, Any], work: Path, overrides: list[str] | None, tracking_uri: str | None,
@@ -268,13 +329,8 @@ def _run_variant(variant: dict[str, Any], work: Path, overrides: list[str] | Non
     if not name or not isinstance(variant.get("train"), dict) or not (variant.get("bench") or {}).get("tasks"):
         raise PipelineError(f"variant {name or '?'}: a variant needs a name, a train section and bench tasks")
     out = work / "variants" / name
-    train_cfg = json.loads(json.dumps(variant["train"]))
-    train_cfg.setdefault("run", {})
-    train_cfg["run"].setdefault("name", name)
-    train_cfg["run"]["output_dir"] = str(out / "train")
-    if tracking_uri:
-        train_cfg["run"]["tracking_uri"] = tracking_uri
-    res = train(load_config(base=train_cfg, overrides=overrides))
+    cfg = _train_config(variant["train"], name, out / "train", tracking_uri)
+    res = train(load_config(base=cfg, overrides=overrides))
     bench = variant["bench"]
     results = run_benchmark(str(res.model_dir), list(bench["tasks"]), task_options=bench.get("options"),
                             tracking_uri=tracking_uri, log=False, out=out / "bench.json", print_table=False)

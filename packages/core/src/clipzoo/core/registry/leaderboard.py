@@ -5,9 +5,10 @@ column): rows are the versions that ran it, columns its metrics as ``value [low,
 interval), and a last row gives each metric's chance level. ``data`` is the score's fingerprint (rows with
 different fingerprints were scored on different data or options). The number of test items and the counts
 that describe the scored data (``image_location_pairs``, ``shots_used``) are facts about the task, not
-metrics: they follow the task's name as ``n=...`` (a range where rows differ), never a column. Rendered as a terminal table that fits :data:`WIDTH` columns (metric columns wrap into more
-sub-blocks), one Markdown table per task, and a PNG with one panel per task (headline metric per version
-with interval whiskers and a dashed chance line; matplotlib, Agg).
+metrics: they follow the task's name as ``n=...`` (a range where rows differ), never a column. Rendered as a
+terminal table that fits :data:`WIDTH` columns (metric columns wrap into more sub-blocks), one Markdown table
+per task, and a PNG with one panel per task (headline metric per version with interval whiskers and a dashed
+chance line; matplotlib, Agg).
 """
 
 from __future__ import annotations
