@@ -176,7 +176,8 @@ def _log_to_mlflow(results: dict[str, Any], loaded, tracking_uri: str | None) ->
                 if metric in (entry.get("interval") or {}):
                     metrics[f"{task}/{metric}_ci_low"], metrics[f"{task}/{metric}_ci_high"] = entry["interval"][metric]
                     metrics[f"{task}/{metric}_chance"] = entry["chance"][metric]
-            mlflow.set_tags({f"{task}/fingerprint": entry["fingerprint"], f"{task}/n_items": str(entry.get("n_items", "?")),
+            mlflow.set_tags({f"{task}/fingerprint": entry["fingerprint"],
+                             f"{task}/n_items": str(entry.get("n_items", "?")),
                              **{f"{task}/{k}": str(v) for k, v in (entry.get("counts") or {}).items()}})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(results, "results.json")
@@ -219,8 +220,9 @@ def run_benchmark(
     The results dict: ``model``, ``name``/``version`` (registry versions), ``weights_sha256``,
     ``created``, ``tasks: {name: {kind, primary, metrics, chance, chance_rule, interval, n_items, counts, bootstrap,
     options, settings, fingerprint, seconds}}`` (``counts``: facts about the scored data such as pairs, not metrics),
-    ``mlflow_run_id``, ``cache: {hits, misses}``. ``out`` also writes it as JSON (atomically). ``bootstrap`` resamples (seeded by ``bootstrap_seed``) give the 95%
-    intervals; a task's options ``bootstrap``/``bootstrap_seed`` override them for that task.
+    ``mlflow_run_id``, ``cache: {hits, misses}``. ``out`` also writes it as JSON (atomically). ``bootstrap``
+    resamples (seeded by ``bootstrap_seed``) give the 95% intervals; a task's options ``bootstrap``/``bootstrap_seed``
+    override them for that task.
     """
     from clipzoo.core.bench.cache import Embedder
     from clipzoo.core.bench.tasks import task_fingerprint
