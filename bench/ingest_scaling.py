@@ -1,20 +1,27 @@
 """Ingest engine scaling on this machine: samples/s with 1 vs 2 worker processes, Ray vs the process pool, and
 peak RSS of one ingest process as the input grows (issue 10).
 
-Inputs are the real files in the shared data folder, replicated so there are enough work units: DICOM (the
-shared slices, copied into R folders with new study/series/instance UIDs so every copy is its own series),
-JATS (the eLife package with its figures, R copies with renamed article ids) and GeoTIFF (the RGBN raster,
-R copies). Each copy is one named input and one work unit (``unit_size=1``).
+Inputs are the real files in the shared data folder, replicated so there are enough work units and enough work
+that a run's fixed costs (pool start, planning, manifest) are a small part of it: DICOM (the shared slices,
+copied into R study folders with new study/series/instance UIDs so every copy is its own series; default 24
+folders, 96 files, ~20 MB), JATS (the eLife package with its figures, R copies with renamed article ids, figures
+hard-linked; default 120 articles) and GeoTIFF (the RGBN raster, R copies; default 160 rasters, 7680 chips of
+32 px). The unit size is the engine's own default (derived from the input count, ``--unit-size`` overrides).
 
-Baselines, measured in the same run, repeated and interleaved (config order alternates each round), medians
-printed with min..max:
+Each domain runs in a fresh Python process, as one ``clipzoo ingest`` would: its process pool's forkserver
+preloads that source's ``worker_imports`` (one process running several sources keeps the first one's preload).
+In it, every configuration first gets one untimed warm-up run, then ``--repeats`` timed rounds, interleaved
+(the order of the configurations alternates each round), on the same inputs:
   - workers: ``--workers 1`` (units read in the driver process) vs ``--workers 2`` (process pool);
   - engine: the process pool (2 workers) vs ``--engine ray`` on a local Ray instance (``num_cpus=2``) started
-    once before the timed rounds, as a team's cluster would be already running;
-  - memory: peak RSS (``VmHWM`` of a fresh ``python`` child that runs one in-process ingest) at 1x, 10x
-    and 50x the input, against the 1x run, plus the RSS of an interpreter that only imports the engine.
+    once before the runs, as a team's cluster would be already running.
+Ratios are paired (the two sides of one round), printed as the median with min..max over the rounds; the
+machine load (``os.getloadavg``) before and after each domain is printed with them, since other work on a
+2-core machine takes cores from the 2-worker side first. Memory: peak RSS (``VmHWM`` of a fresh ``python``
+child that runs one in-process ingest, i.e. one worker's work) at 1x, 10x and 50x the input, against the 1x
+run, plus the RSS of an interpreter that only imports the engine.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/ingest_scaling.py [--copies 8] [--repeats 3] [--domains dicom,jats,geotiff]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/ingest_scaling.py [--copies N] [--repeats 5] [--domains dicom,jats,geotiff]
 """
 
 from __future__ import annotations
@@ -57,14 +64,20 @@ def dicom_inputs(root: Path, copies: int) -> list[Path]:
 
 def jats_inputs(root: Path, copies: int) -> list[Path]:
     package = SHARED / "biomed/jats_packages/elife-19405"
+    xml_name = "elife-19405.xml"
+    text = (package / xml_name).read_text()
     folders = []
     for c in range(copies):
         folder = root / f"pkg{c:03d}"
-        shutil.copytree(package, folder)
-        xml = folder / "elife-19405.xml"
-        xml.chmod(0o644)
-        text = re.sub(r"(<article-id[^>]*>)([^<]+)(</article-id>)", rf"\g<1>\g<2>r{c}\g<3>", xml.read_text())
-        xml.write_text(text)
+        folder.mkdir(parents=True)
+        for f in package.iterdir():  # figures: the same bytes in every copy; a hard link saves disk and time
+            if f.name != xml_name:
+                try:
+                    os.link(f, folder / f.name)
+                except OSError:  # another filesystem
+                    shutil.copyfile(f, folder / f.name)
+        renamed = re.sub(r"(<article-id[^>]*>)([^<]+)(</article-id>)", rf"\g<1>\g<2>r{c}\g<3>", text)
+        (folder / xml_name).write_text(renamed)
         folders.append(folder)
     return folders
 
@@ -85,6 +98,8 @@ DOMAINS = {
     "jats": ("biomed", "jats", jats_inputs, {}),
     "geotiff": ("remote_sensing", "geotiff", geotiff_inputs, {"chip_size": 32}),
 }
+#: Copies per domain by default: enough that one worker reads for several seconds (about 8-10 s here).
+DEFAULT_COPIES = {"dicom": 24, "jats": 120, "geotiff": 160}
 
 
 def make_source(domain: str):
@@ -95,12 +110,15 @@ def make_source(domain: str):
     return cls(cls.default_options(**overrides))
 
 
-def timed_ingest(domain: str, inputs: list[Path], out: Path, **kw) -> tuple[float, int]:
+def timed_ingest(domain: str, inputs: list[Path], out: Path, **kw) -> tuple[float, int, int]:
+    """(seconds, samples, units) of one ingest of ``inputs`` into ``out`` (removed afterwards)."""
     from clipzoo.core.ingest import run_ingest
 
     t0 = time.perf_counter()
-    summary = run_ingest(make_source(domain), inputs, out, unit_size=1, progress=False, **kw)
-    return time.perf_counter() - t0, summary["samples_written"]
+    summary = run_ingest(make_source(domain), inputs, out, progress=False, **kw)
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(out)
+    return seconds, summary["samples_written"], summary["units"]
 
 
 RSS_CHILD = """
@@ -111,7 +129,7 @@ from clipzoo.core.ingest import run_ingest
 from pathlib import Path
 inputs = [Path(p) for p in sys.argv[3:]]
 if sys.argv[1] != "import-only":
-    run_ingest(make_source(sys.argv[1]), inputs, sys.argv[2], unit_size=1, progress=False, workers=1)
+    run_ingest(make_source(sys.argv[1]), inputs, sys.argv[2], progress=False, workers=1)
 # VmHWM is this process image's own peak (a forked child's ru_maxrss would include the parent's pages)
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
@@ -130,53 +148,83 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):8.1f}  ({min(values):.1f}..{max(values):.1f})"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--copies", type=int, default=8, help="replicas of each domain's files for the throughput runs")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--domains", default="dicom,jats,geotiff")
-    p.add_argument("--no-ray", action="store_true")
-    p.add_argument("--no-rss", action="store_true")
-    args = p.parse_args()
-    domains = [d for d in args.domains.split(",") if d]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def load() -> str:
+    return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def tree_mb(paths: list[Path]) -> float:
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()) / 1e6
+
+
+def one_domain(domain: str, copies: int, repeats: int, unit_size: int | None, use_ray: bool, tmp: Path) -> None:
+    """Time one domain's configurations (in this process, which is fresh: see the module docstring)."""
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    inputs = DOMAINS[domain][2](tmp / "in", copies)
+    configs: dict[str, dict] = {"1 worker": {"workers": 1}, "2 workers": {"workers": 2}}
+    if use_ray:
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        configs["ray (2 cpus)"] = {"workers": 2, "engine": "ray"}
+    before = load()
+    seconds: dict[str, list[float]] = {c: [] for c in configs}
+    samples = units = None
+    for r in range(-1, repeats):  # round -1: the untimed warm-up of every configuration
+        order = list(configs) if r % 2 == 0 else list(reversed(configs))
+        for name in order:
+            t, n, u = timed_ingest(domain, inputs, tmp / f"out-{r}-{name.replace(' ', '_')}", unit_size=unit_size,
+                                   **configs[name])
+            samples, units = (n, u) if samples is None else (samples, units)
+            assert (n, u) == (samples, units), f"{name}: {n} samples in {u} units, others {samples} in {units}"
+            if r >= 0:
+                seconds[name].append(t)
+    if use_ray:
+        ray.shutdown()
+    print(f"\n{domain}: {samples} samples from {len(inputs)} inputs ({tree_mb(inputs):.0f} MB) in {units} units; "
+          f"1 worker reads them in {statistics.median(seconds['1 worker']):.1f} s; {before} -> {load()}")
+    print("  samples/s median (min..max) over the rounds; ratio: paired per round, median (min..max)")
+    for name, vals in seconds.items():
+        against = "2 workers" if name.startswith("ray") else "1 worker"
+        ratios = [base / t for base, t in zip(seconds[against], vals)]
+        text = "" if name == against else \
+            f"   x{statistics.median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f}) vs {against}"
+        print(f"  {name:<14} {fmt([samples / t for t in vals])}{text}")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--copies", type=int, default=None, help="replicas of each domain's files for the throughput runs "
+                   f"(default per domain: {DEFAULT_COPIES})")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration (after one warm-up)")
+    p.add_argument("--unit-size", type=int, default=None, help="inputs per work unit (default: the engine's own)")
+    p.add_argument("--domains", default="dicom,jats,geotiff")
+    p.add_argument("--no-ray", action="store_true")
+    p.add_argument("--no-rss", action="store_true")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: time this domain in this process
+    p.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.one:
+        one_domain(args.one, args.copies or DEFAULT_COPIES[args.one], args.repeats, args.unit_size,
+                   not args.no_ray, Path(args.tmp))
+        return 0
+    domains = [d for d in args.domains.split(",") if d]
     tmp = Path(tempfile.mkdtemp(prefix="clipzoo-ingest-bench-"))
     try:
-        ray = None
-        if not args.no_ray:
-            import ray
-
-            ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-        print(f"cores available: {len(os.sched_getaffinity(0))}; {args.copies} copies per domain, unit_size 1, "
-              f"{args.repeats} interleaved rounds")
-        configs = {"1 worker": {"workers": 1}, "2 workers": {"workers": 2}}
-        if ray is not None:
-            configs["ray (2 cpus)"] = {"workers": 2, "engine": "ray"}
+        print(f"cores available: {len(os.sched_getaffinity(0))}; {load()}; 1 warm-up + {args.repeats} interleaved "
+              f"rounds per configuration; unit size {args.unit_size or 'engine default'}")
         for domain in domains:
-            inputs = DOMAINS[domain][2](tmp / domain / "in", args.copies)
-            rates: dict[str, list[float]] = {c: [] for c in configs}
-            samples = None
-            for r in range(args.repeats):
-                order = list(configs) if r % 2 == 0 else list(reversed(configs))
-                for name in order:
-                    out = tmp / domain / f"out-{r}-{name.replace(' ', '_')}"
-                    seconds, n = timed_ingest(domain, inputs, out, **configs[name])
-                    samples = n if samples is None else samples
-                    assert n == samples, f"{name}: {n} samples, others {samples}"
-                    rates[name].append(n / seconds)
-                    shutil.rmtree(out)
-            base = statistics.median(rates["1 worker"])
-            pool = statistics.median(rates["2 workers"])
-            print(f"\n{domain}: {samples} samples from {len(inputs)} units; samples/s median (min..max)")
-            for name, vals in rates.items():
-                ratio = statistics.median(vals) / (pool if name.startswith("ray") else base)
-                against = "vs 2-worker pool" if name.startswith("ray") else "vs 1 worker"
-                print(f"  {name:<14} {fmt(vals)}   x{ratio:.2f} {against}")
-        if ray is not None:
-            ray.shutdown()
+            cmd = [sys.executable, __file__, "--one", domain, "--repeats", str(args.repeats), "--tmp",
+                   str(tmp / domain)]
+            cmd += ["--copies", str(args.copies)] if args.copies else []
+            cmd += ["--unit-size", str(args.unit_size)] if args.unit_size else []
+            cmd += ["--no-ray"] if args.no_ray else []
+            done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
+            if done.returncode != 0:
+                raise SystemExit(f"{domain}: the timing process failed (exit {done.returncode})")
         if not args.no_rss:
             print("\npeak RSS of one ingest process (workers=1, units read in-process), MB")
             baseline = peak_rss_mb("import-only", [], tmp / "none")

@@ -314,6 +314,33 @@ def test_default_units_give_every_worker_work_and_the_bytes_do_not_depend_on_wor
     assert plan["settings"]["unit_size"] is None and [len(u) for u in plan["units"]] == [2] * 50
 
 
+class _Triples(SyntheticSource):
+    """Units of whole triples, packed ``unit_size`` inputs at a time (as the DICOM source keeps a series whole)."""
+
+    def units(self, inputs, unit_size, report):
+        units: list[list] = []
+        for i in range(0, len(inputs), 3):
+            if not units or len(units[-1]) + len(inputs[i:i + 3]) > unit_size:
+                units.append([])
+            units[-1].extend(inputs[i:i + 3])
+        return units
+
+
+def test_derived_unit_size_keeps_a_sources_groups_whole():
+    """With no --unit-size the engine asks the source for its finest units and packs them: a group the source
+    keeps together is never split, and the units do not depend on anything but the inputs."""
+    from clipzoo.core.ingest import IngestReport
+    from clipzoo.core.ingest_engine import plan_units
+
+    inputs = [f"in{i:03d}" for i in range(300)]  # 100 triples: derived size ceil(300 / 64) = 5 -> one triple each
+    units = plan_units(_Triples(), inputs, None, IngestReport())
+    assert [len(u) for u in units] == [3] * 100 and sum(units, []) == inputs
+    inputs = [f"in{i:04d}" for i in range(3000)]  # size 47: 15 triples (45 inputs) per unit
+    units = plan_units(_Triples(), inputs, None, IngestReport())
+    assert {len(u) for u in units[:-1]} == {45} and sum(units, []) == inputs
+    assert plan_units(_Triples(), inputs, 7, IngestReport()) == _Triples().units(inputs, 7, IngestReport())
+
+
 def test_pool_workers_have_the_source_readers_loaded_before_their_first_unit(shared_data, tmp_path):
     """A source's worker_imports were preloaded only by the first forkserver of a process: a later source's
     readers were imported inside each worker's first unit. Another source's pool runs first here, so the

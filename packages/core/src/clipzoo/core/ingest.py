@@ -70,19 +70,20 @@ class IngestReport:
     def merge(self, state: dict[str, Any]) -> None:
         """Add another report's :meth:`state` (units are merged in unit order, so the result is deterministic).
 
-        Counters add up. A note that every unit gives the same value keeps it; numbers add up; otherwise the
-        note becomes the list of the units' distinct values in unit order.
+        Counters add up. Numbers add up (a count such as DICOM series: two units of 3 series each are 6, not 3);
+        a note that every unit gives the same value keeps it; otherwise the note becomes the list of the units'
+        distinct values in unit order.
         """
         self.inputs_seen += state["inputs_seen"]
         self.skipped.extend(state["skipped"])
         for name, values in state["counters"].items():
             self.counters[name].update(values)
         for key, value in state.get("notes", {}).items():
-            if key not in self.notes or self.notes[key] == value:
-                self.notes[key] = value
-            elif isinstance(value, (int, float)) and isinstance(self.notes[key], (int, float)) \
-                    and not isinstance(value, bool):
+            if key in self.notes and isinstance(value, (int, float)) and isinstance(self.notes[key], (int, float)) \
+                    and not isinstance(value, bool) and not isinstance(self.notes[key], bool):
                 self.notes[key] += value
+            elif key not in self.notes or self.notes[key] == value:
+                self.notes[key] = value
             else:
                 merged = self.notes[key] if isinstance(self.notes[key], list) and key in self._listed else \
                     [self.notes[key]]
@@ -158,21 +159,21 @@ class Source(ABC):
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
         """Yield the samples read from ``inputs``; record what was seen and skipped on ``report``."""
 
-    def units(self, inputs: list[Path | str], unit_size: int | None, report: IngestReport) -> list[list[Path | str]]:
+    def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
         """Split ``inputs`` into work units, deterministically (the same inputs give the same units).
 
         Each unit is read by one call of :meth:`samples`, in its own process or Ray task, and writes its own
         shards; ``--resume`` redoes only units that did not finish. The default groups the files of
-        :attr:`input_suffixes` (or the inputs as named) ``unit_size`` at a time (None: :func:`derived_unit_size`
-        of their number), in the order given (folder contents sorted), and keeps everything in one unit when
-        :attr:`joins_inputs`. A source whose samples come from big single inputs (a raster, a tarball) or from
-        groups of files (a DICOM series) overrides this to make one unit per such input or group.
+        :attr:`input_suffixes` (or the inputs as named) ``unit_size`` at a time, in the order given (folder
+        contents sorted), and keeps everything in one unit when :attr:`joins_inputs`. A source whose samples
+        come from big single inputs (a raster, a tarball) or from groups of files (a DICOM series) overrides
+        this to make one unit per such input or group. Without ``--unit-size`` the engine asks for
+        ``unit_size=1`` (the finest units) and packs them itself (:func:`clipzoo.core.ingest_engine.plan_units`).
         """
         if self.joins_inputs or not inputs:
             return [list(inputs)]
         items = list(expand_inputs(inputs, self.input_suffixes, report)) if self.input_suffixes else list(inputs)
-        size = unit_size or derived_unit_size(len(items))
-        return [items[i:i + size] for i in range(0, len(items), size)]
+        return [items[i:i + unit_size] for i in range(0, len(items), unit_size)]
 
     def record_path(self, path: str | Path) -> str:
         """How the engine names ``path`` (an input as given) in skips and errors it reports itself.
@@ -185,19 +186,6 @@ class Source(ABC):
     def describe(self) -> dict[str, Any]:
         """Source settings recorded in the manifest (JSON-serialisable)."""
         return {"domain": self.domain, "name": self.name, "options": dict(vars(self.options))}
-
-
-#: Without ``--unit-size`` the inputs are cut into about this many units (so every worker of a pool of up to
-#: ~16 gets several), and no unit holds more than UNIT_SIZE_MAX of them (the grain of --resume stays small).
-UNIT_TARGET = 64
-UNIT_SIZE_MAX = 64
-
-
-def derived_unit_size(n_items: int) -> int:
-    """Inputs per work unit when the user did not choose one: from the number of inputs only, never from the
-    worker count, so 1, 2 or N workers (or Ray) write the same shards. 48 inputs give 48 units of 1 (not one
-    unit of 64 that a single worker reads while the others idle); 10 000 give 157 units of 64."""
-    return max(1, min(UNIT_SIZE_MAX, -(-n_items // UNIT_TARGET)))
 
 
 def as_input(item: str | Path) -> str | Path:

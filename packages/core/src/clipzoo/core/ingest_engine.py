@@ -70,7 +70,7 @@ class EngineSettings:
     prefix: str = "shard"
     max_count: int = 10_000
     max_bytes: int = 1 << 30
-    unit_size: int | None = None  # None: derived from the number of inputs (Source.units, derived_unit_size)
+    unit_size: int | None = None  # None: derived from the number of inputs (plan_units)
     image_format: str | None = None
     jpeg_quality: int = 95
 
@@ -307,6 +307,36 @@ def input_fingerprint(item) -> str:
     return hashlib.sha256(str(item).encode("utf-8")).hexdigest()[:16]
 
 
+#: Without ``--unit-size`` the inputs are cut into about this many units (so every worker of a pool of up to
+#: ~16 gets several), and no unit holds more than UNIT_SIZE_MAX of them (the grain of --resume stays small).
+UNIT_TARGET = 64
+UNIT_SIZE_MAX = 64
+
+
+def derived_unit_size(n_items: int) -> int:
+    """Inputs per work unit when the user did not choose one: from the number of inputs only, never from the
+    worker count, so 1, 2 or N workers (or Ray) write the same shards. 48 inputs give 48 units of 1 (not one
+    unit of 64 that a single worker reads while the others idle); 10 000 give 157 units of 64."""
+    return max(1, min(UNIT_SIZE_MAX, -(-n_items // UNIT_TARGET)))
+
+
+def plan_units(source: Source, inputs: list, unit_size: int | None, report: IngestReport) -> list[list]:
+    """The work units of a run: ``source.units`` at the chosen size, or, with none chosen, the source's finest
+    units (``unit_size=1``: a file, a DICOM series, everything when it joins inputs) packed in order into units
+    of at most :func:`derived_unit_size` inputs (a bigger finest unit stays whole), the rule the default
+    ``Source.units`` and the series-keeping DICOM source follow themselves, planned once."""
+    if unit_size is not None:
+        return source.units(inputs, unit_size, report)
+    finest = source.units(inputs, 1, report)
+    size = derived_unit_size(sum(len(u) for u in finest))
+    units: list[list] = []
+    for unit in finest:
+        if not units or len(units[-1]) + len(unit) > size:
+            units.append([])
+        units[-1].extend(unit)
+    return units
+
+
 def _plan(source: Source, units: list[list], settings: EngineSettings) -> dict[str, Any]:
     return {"source": json.loads(json.dumps(source.describe(), default=str)), "settings": asdict(settings),
             "units": [[input_fingerprint(i) for i in unit] for unit in units]}
@@ -355,8 +385,10 @@ def default_workers() -> int:
 
 
 #: Set (when unset) in the forkserver's environment: it imports numpy & co. before any worker exists, so a
-#: worker's thread pools are sized there; one thread each, as the pool itself is the parallelism.
-_WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: worker's thread pools are sized there; one thread each, as the pool itself is the parallelism. A source's
+#: own tqdm bars (chips of one raster, files of one series) are off in workers: several workers' bars would
+#: garble the driver's one bar of units (tqdm reads TQDM_* when it is imported, so it must be set here).
+_WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 
 
 def _init_worker(level: int, preload: tuple[str, ...] = ()) -> None:
@@ -533,7 +565,7 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
     if engine == "process" and workers > 1:
         _pool_context(preload)  # the forkserver imports the readers while this process plans the units
     plan_report = IngestReport()
-    units = source.units(list(inputs), settings.unit_size, plan_report)
+    units = plan_units(source, list(inputs), settings.unit_size, plan_report)
     plan = _plan(source, units, settings)
     done: dict[int, dict[str, Any]] = {}
     if overwrite and contents:
