@@ -420,6 +420,7 @@ import json, sys
 from clipzoo.core.models import create_model
 from clipzoo.core.plugins import get_registry
 built = {name: sorted(create_model(name).modalities) for name in sys.argv[1:]}
+import clipzoo.core.models.inference, clipzoo.core.models.package  # the model layer never needs the registry
 loaded = sorted(m for m in sys.modules if m.startswith("clipzoo."))
 print(json.dumps({"built": built, "modules": loaded, "sources": len(get_registry(kinds=["towers"]).sources)}))
 """
@@ -437,6 +438,7 @@ def test_building_a_model_by_name_loads_only_towers_and_configs():
     domains = ("clipzoo.biomed.", "clipzoo.astro.", "clipzoo.remote_sensing.")
     loaded = report["modules"]
     assert [m for m in loaded if m.startswith("clipzoo.core.bench")] == []
+    assert [m for m in loaded if m.startswith("clipzoo.core.registry")] == []
     assert [m for m in loaded if m.startswith(("clipzoo.core.sources", "clipzoo.core.ingest"))] == []
     assert [m for m in loaded if m.startswith(domains) and not m.endswith(".plugin")] == []
     assert report["sources"] == 0  # nothing registered a source on the way

@@ -133,6 +133,18 @@ def test_load_by_alias_version_and_folder_gives_the_same_model(registered):
     emb = by_alias.encode_images([img])
     assert emb.shape == (1, 32) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5
     np.testing.assert_allclose(emb, by_folder.encode_images([img]), atol=1e-6)
+    # all a LoadedModel holds is declared, also once its per-modality transforms are built
+    import dataclasses
+
+    assert set(vars(by_alias)) == {f.name for f in dataclasses.fields(by_alias)}
+    assert sorted(by_alias.modality_transforms) == ["image"]
+    # the registry's part is the folder: the model layer loaded the one it resolved
+    from clipzoo.core.registry import resolve_package
+
+    resolved = resolve_package("models:/tiny-biomed/1")
+    assert resolved.path == by_version.package_dir and resolved.version.version in ("1", 1)
+    local = resolve_package(package)
+    assert local.path == package.resolve() and local.version is None and local.weights_sha256 is None
 
 
 def test_pyfunc_embeds_texts_and_images(registered, tmp_path):
