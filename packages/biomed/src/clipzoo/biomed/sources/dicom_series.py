@@ -84,6 +84,9 @@ class DicomSource(NamedByPolicy, Source):
         self.keep_burned_in = self.options.keep_burned_in
         self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)  # refuse a bad mode before anything is read
+        # The inputs as the user named them, set by units(): a unit's inputs are files, but samples and skips are
+        # named relative to the folder the user gave, as when that folder was read whole
+        self.input_roots: list[Path] | None = None
 
     def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
         if not self.options.all_files:
@@ -97,6 +100,33 @@ class DicomSource(NamedByPolicy, Source):
                 yield path
             else:
                 report.skip(path, "no such file or folder")
+
+    def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
+        """Whole series per unit: files of one SeriesInstanceUID always share a unit, wherever they were named.
+
+        A series named file by file, or spread over two folders, would otherwise be split by ``unit_size`` and
+        its slice order, indices and keys would change with the unit size. Each file's series is read as cheaply
+        as pydicom allows (:func:`clipzoo.biomed.dicom.read_series_key`: only that UID, nothing from the pixel
+        data on); only its one-way hash is used, and the engine's plan names inputs by fingerprints. Series
+        come in the order of their first file (inputs as given, folder contents sorted) and are packed into
+        units of at most ``unit_size`` files, except that a larger series is a unit of its own; a file without a
+        SeriesInstanceUID, or one that cannot be read (its unit says why), stands alone.
+        """
+        from tqdm import tqdm
+
+        from clipzoo.biomed.dicom import read_series_key
+
+        self.input_roots = [Path(i) for i in inputs]
+        files = list(self._files(list(inputs), report))
+        series: dict[str, list[Path | str]] = {}
+        for path in tqdm(files, desc="dicom series", unit="file", disable=len(files) < 500, leave=False):
+            series.setdefault(read_series_key(path), []).append(path)
+        units: list[list[Path | str]] = []
+        for members in series.values():
+            if not units or len(units[-1]) + len(members) > unit_size:
+                units.append([])
+            units[-1].extend(members)
+        return units
 
     def _headers(self, inputs: list[Path], report: IngestReport, names: SourceNames):
         from clipzoo.biomed.dicom import DicomReadError, read_header
@@ -129,7 +159,7 @@ class DicomSource(NamedByPolicy, Source):
         from clipzoo.biomed.quiet import quiet_library_logs
 
         quiet_library_logs()
-        names = SourceNames(inputs, self.path_mode)
+        names = SourceNames(self.input_roots or inputs, self.path_mode)
         series = group_series(self._headers(inputs, report, names))
         report.notes["series"] = len(series)
         report.notes["source_paths"] = self.path_mode
@@ -137,6 +167,9 @@ class DicomSource(NamedByPolicy, Source):
         bar = tqdm(total=total, desc="dicom slices", unit="file", disable=total < 50, leave=False)
         for series_key, items in series.items():
             chosen = range(len(items)) if self.options.slices == "all" else [len(items) // 2]
+            if self.options.slices == "middle":  # the other slices' parsed headers are not needed any more
+                for other in items[:len(items) // 2] + items[len(items) // 2 + 1:]:
+                    other.dataset = None
             for index in chosen:
                 header = items[index]
                 bar.update(1)
