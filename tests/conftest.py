@@ -29,3 +29,36 @@ def _shared_data() -> Path:
 def shared_data() -> Path:
     """The read-only folder of real third-party files described by its PROVENANCE.md."""
     return _shared_data()
+
+
+@pytest.fixture(autouse=True)
+def _plugin_registry_restored():
+    """Put the process-wide plugin registry back as it was before each test, so test order cannot matter.
+
+    ``clipzoo.core.plugins.get_registry()`` is one registry per process (what the CLI and the harness look names up
+    in); a test that adds a tower or task to it would otherwise leak that name into every later test. The registry
+    object stays the same (module-scoped fixtures may hold it); its tables are restored in place. A registry a test
+    created is dropped again (the next ``get_registry()`` loads a fresh one, a few milliseconds).
+    """
+    import copy
+    from dataclasses import fields
+
+    from clipzoo.core import plugins
+
+    registry = plugins._REGISTRY
+    saved = {f.name: copy.copy(getattr(registry, f.name)) for f in fields(registry)} if registry is not None else None
+    yield
+    if registry is None:
+        plugins._REGISTRY = None
+        return
+    plugins._REGISTRY = registry
+    for name, value in saved.items():
+        setattr(registry, name, copy.copy(value))
+
+
+@pytest.fixture()
+def plugin_registry(_plugin_registry_restored):
+    """The process-wide plugin registry, loaded, for a test that registers something (undone after the test)."""
+    from clipzoo.core.plugins import get_registry
+
+    return get_registry()
