@@ -17,8 +17,6 @@ from typing import Any
 
 from clipzoo.core.ingest import IngestError
 
-MODEL_CONFIG_NAME = "config.json"  # what a saved model folder holds its config and preprocess in
-
 
 def lightcurve_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("light curves")
@@ -69,12 +67,17 @@ def model_preprocess(options: argparse.Namespace) -> dict[str, Any]:
     if not name:
         return {}
     path = Path(name)
-    if path.is_dir():
-        path = path / MODEL_CONFIG_NAME
-        if not path.is_file():
-            raise IngestError(f"--model {name}: a folder but not a saved model (no {MODEL_CONFIG_NAME}); give a "
+    if path.is_dir():  # a saved model package: core's package module reads and checks its config.json
+        from clipzoo.core.models.package import CONFIG_NAME, read_document
+
+        if not (path / CONFIG_NAME).is_file():
+            raise IngestError(f"--model {name}: a folder but not a saved model (no {CONFIG_NAME}); give a "
                               "model folder written by 'clipzoo train', a config JSON or a config name")
-    elif not path.is_file():
+        try:
+            return read_document(path)["preprocess"]
+        except (OSError, ValueError) as exc:
+            raise IngestError(f"--model {name}: {exc}") from None
+    if not path.is_file():
         from clipzoo.core.plugins import get_registry
 
         found = get_registry().model_config_path(name)
