@@ -14,6 +14,7 @@ class CatalogSource(Source):
     name = "catalog"
     help = "Gaia gaia_source (TAP JSON/ECSV/VOTable) and K2VarCat rows -> metadata.npy [F] per row"
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
+    worker_imports = ("clipzoo.astro.catalogs", "astropy.table", "astropy.coordinates")  # preloaded by the forkserver
 
     @classmethod
     def add_arguments(cls, parser):

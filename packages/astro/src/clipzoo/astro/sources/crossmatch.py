@@ -31,6 +31,8 @@ class CrossmatchSource(Source):
     name = "crossmatch"
     help = "tri-modal samples: light curves + spectra + catalogue rows matched by id and sky position"
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
+    worker_imports = ("clipzoo.astro.crossmatch", "clipzoo.astro.spectra", "clipzoo.astro.catalogs", "astropy.io.fits",
+                      "astropy.table", "astropy.coordinates", "astropy.timeseries")  # preloaded by the forkserver
 
     @classmethod
     def add_arguments(cls, parser):

@@ -15,6 +15,7 @@ class LightCurvesSource(Source):
     name = "lightcurves"
     help = "Kepler/K2/TESS light curves and TPF/FFI cutouts -> lightcurve.npy [L,3] per star (stitched)"
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
+    worker_imports = ("clipzoo.astro.lightcurves", "astropy.io.fits", "astropy.timeseries")  # preloaded by the pool's forkserver
 
     @classmethod
     def add_arguments(cls, parser):

@@ -12,6 +12,7 @@ class SimulatedSource(Source):
     domain = "astro"
     name = "simulated"
     help = "seeded simulated variable stars (EB, RR Lyrae, rotational, delta Scuti, LPV) in the tri-modal layout"
+    worker_imports = ("clipzoo.astro.simulate",)  # preloaded by the process pool's forkserver
 
     @classmethod
     def add_arguments(cls, parser):

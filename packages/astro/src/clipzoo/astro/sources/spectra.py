@@ -14,6 +14,7 @@ class SpectraSource(Source):
     name = "spectra"
     help = "DESI coadds (B/R/Z merged) and Gaia XP sampled spectra -> spectrum.npy [L,2] on a common grid"
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
+    worker_imports = ("clipzoo.astro.spectra", "astropy.io.fits", "astropy.table")  # preloaded by the pool's forkserver
 
     @classmethod
     def add_arguments(cls, parser):
