@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 
+#: What a worker of every biomed source imports on its first sample, for ``Source.worker_imports``: numpy (pixel
+#: arrays; the writer's JSON of numpy values) and PIL with the plugins ``Image.open``/``save`` load first
+#: (``Image.preinit``: BMP, GIF, JPEG, PPM, PNG; the writer encodes PNG or JPEG). Each source adds its readers.
+IMAGE_WORKER_IMPORTS = ("numpy", "PIL.Image", "PIL.BmpImagePlugin", "PIL.GifImagePlugin", "PIL.JpegImagePlugin",
+                        "PIL.PpmImagePlugin", "PIL.PngImagePlugin")
+
 
 class KeyMaker:
     """Unique sample keys: a key already used in this run gets ``-2``, ``-3``... (the writer refuses duplicates)."""

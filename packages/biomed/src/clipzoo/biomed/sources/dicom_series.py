@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from clipzoo.biomed.sources._common import (
+    IMAGE_WORKER_IMPORTS,
     KeyMaker,
     NamedByPolicy,
     SourceNames,
@@ -39,6 +40,8 @@ class DicomSource(NamedByPolicy, Source):
     domain = "biomed"
     name = "dicom"
     image_format = "png"  # writer default (--image-format overrides): grey slices, lossless, one channel
+    # pydicom.pixels imports the installed decoder plugins (pylibjpeg, openjpeg, libjpeg, jpeg_ls, rle) to list them
+    worker_imports = (*IMAGE_WORKER_IMPORTS, "pydicom", "pydicom.pixels", "clipzoo.biomed.dicom", "tqdm")
     help = "DICOM slices/frames (series grouped and ordered along the slice normal) with template captions"
 
     SUFFIXES = (".dcm", ".dicom", ".ima")

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 
 from clipzoo.biomed.sources._common import (
     IMAGE_SUFFIXES,
+    IMAGE_WORKER_IMPORTS,
     KeyMaker,
     NamedByPolicy,
     SourceNames,
@@ -34,6 +35,7 @@ class ImagesSource(NamedByPolicy, Source):
     domain = "biomed"
     name = "images"
     image_format = "png"  # writer default (--image-format overrides): lossless
+    worker_imports = (*IMAGE_WORKER_IMPORTS, "PIL.TiffImagePlugin")  # TIFF: not among PIL's preinit plugins
     help = "2-D fundus/pathology/microscopy images, labels from a CSV or folder names, template captions"
 
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from clipzoo.biomed.sources._common import (
+    IMAGE_WORKER_IMPORTS,
     KeyMaker,
     NamedByPolicy,
     SourceNames,
@@ -38,6 +39,8 @@ class NiftiSource(NamedByPolicy, Source):
     domain = "biomed"
     name = "nifti"
     image_format = "png"  # writer default (--image-format overrides): grey slices, lossless, one channel
+    # monai.transforms (with torch) is by far the dearest first-input import, then nibabel (MONAI's NIfTI reader)
+    worker_imports = (*IMAGE_WORKER_IMPORTS, "nibabel", "monai.transforms", "clipzoo.biomed.nifti")
     help = "NIfTI 3-D/4-D volumes via MONAI (RAS, optional resampling): slices in chosen planes and/or projections"
 
     SUFFIXES = (".nii", ".nii.gz", ".hdr")  # .hdr: NIfTI-1/2 or Analyze header of a .hdr/.img pair

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
-from clipzoo.biomed.sources._common import KeyMaker, add_image_arguments, csv_list, image_field_for
+from clipzoo.biomed.sources._common import (
+    IMAGE_WORKER_IMPORTS,
+    KeyMaker,
+    add_image_arguments,
+    csv_list,
+    image_field_for,
+)
 from clipzoo.core.ingest import IngestReport, Source, expand_inputs
 
 
@@ -59,12 +65,16 @@ class JatsSource(Source):
     layout (a folder with ``oa_comm/``/``oa_noncomm/`` trees: articles and licenses from their CSV file lists).
     One sample per <fig> (not tables, inline graphics, formulae or supplementary material): image.jpg (RGB,
     downscaled to --max-side with the original size in the metadata), txt (caption title + paragraphs) and json
-    (PMCID, PMID, DOI, title, journal, year, license). The manifest counts articles with/without figures and articles per license.
+    (PMCID, PMID, DOI, title, journal, year, license). The manifest counts articles with/without figures and
+    articles per license.
     """
 
     domain = "biomed"
     name = "jats"
     image_format = "jpg"  # writer default (--image-format overrides): figures are photos and charts
+    # TIFF: many PMC figures; lxml: the article; imagehash + scipy.fftpack (imported by its phash): --near-duplicates
+    worker_imports = (*IMAGE_WORKER_IMPORTS, "PIL.TiffImagePlugin", "lxml.etree", "clipzoo.biomed.jats", "imagehash",
+                      "scipy.fftpack")
     help = ("PMC/JATS figure-caption pairs from .nxml/.xml files, article folders, PMC OA .tar.gz packages and "
             "PMC Cloud Service mirrors (oa_comm/, oa_noncomm/ with file lists)")
 
