@@ -15,7 +15,8 @@ class LightCurvesSource(Source):
     name = "lightcurves"
     help = "Kepler/K2/TESS light curves and TPF/FFI cutouts -> lightcurve.npy [L,3] per star (stitched)"
     joins_inputs = True  # records of one object are joined (and deduplicated) across files: one work unit
-    worker_imports = ("clipzoo.astro.lightcurves", "astropy.io.fits", "astropy.timeseries")  # preloaded by the pool's forkserver
+    # the process pool's forkserver preloads these
+    worker_imports = ("clipzoo.astro.lightcurves", "astropy.io.fits", "astropy.timeseries")
 
     @classmethod
     def add_arguments(cls, parser):
