@@ -293,6 +293,7 @@ def _forward_backward(backend, loss_fn, micro: list[dict[str, Any]]) -> float:
 def _export(cfg: Config, state: dict[str, torch.Tensor], out: Path, summary: dict[str, Any]) -> Path:
     """The model package (``out/model``: config, weights, preprocess) and its ``train_summary.json``."""
     from clipzoo.core.models import create_model, save_pretrained
+    from clipzoo.core.models.package import SUMMARY_NAME
 
     export = create_model(cfg.model.config)
     export.load_state_dict({k: v.to(export.state_dict()[k].dtype) for k, v in state.items()})
@@ -306,7 +307,7 @@ def _export(cfg: Config, state: dict[str, torch.Tensor], out: Path, summary: dic
         "training_config": cfg.to_dict(),
         "data": _data_summary(cfg.data.train),
     }
-    (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    (model_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     log.info("model package written to %s", model_dir)
     return model_dir
 
