@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,70 @@ def test_truncated_xml_raises_jats_error(pmc):
         parse_article((pmc / "pone.0046493.nxml").read_bytes()[:5000])
     with pytest.raises(JatsError, match="not a JATS article"):
         parse_article(b"<html><body/></html>")
+
+
+def _jats_files(shared_data: Path) -> list[Path]:
+    biomed = shared_data / "biomed"
+    return sorted([*biomed.glob("jats_corpus/elife-tools/*.xml"), *biomed.glob("pmc_jats/*.nxml"),
+                   *biomed.glob("jats_packages/*/*.xml")])
+
+
+def test_skeleton_read_equals_whole_document_read(shared_data):
+    """parse_article reads only the front matter and figures of a plain file; strict=True parses the whole
+    document. Both give the same article, field by field, on every shared JATS file (272 figures)."""
+    files = _jats_files(shared_data)
+    assert len(files) == 28
+    figures = 0
+    for path in files:
+        fast, whole = parse_article(path), parse_article(path, strict=True)
+        assert asdict(fast) == asdict(whole), path.name
+        figures += len(fast.figures)
+    assert figures == 272
+
+
+def _fig_span(data: bytes, fig_id: str) -> tuple[int, int]:
+    start = data.index(f'<fig id="{fig_id}"'.encode())
+    return start, data.index(b"</fig>", start) + len(b"</fig>")
+
+
+def test_skeleton_cuts_follow_containers_comments_namespaces_and_licenses(pmc):
+    """Edits of a real PLoS ONE article that the skeleton's cuts must get right (or hand to the whole-document
+    parse): the result always equals the strict read."""
+    data = (pmc / "pone.0046493.nxml").read_bytes()
+    ids = [f"pone-0046493-g00{i}" for i in range(1, 5)]
+    start, end = _fig_span(data, ids[1])
+    in_table_foot = (data[:start] + b"<table-wrap><table-wrap-foot><fn><p>" + data[start:end]
+                     + b"</p></fn></table-wrap-foot></table-wrap>" + data[end:])
+    ghost = data.replace(b"<back>", b'<!-- <fig id="ghost"><label>G</label></fig> --><back>', 1)
+    empty_container = data[:start] + b"<inline-formula/>" + data[start:]
+    xlink = b' xmlns:xlink="http://www.w3.org/1999/xlink"'
+    xlink_on_body = data.replace(xlink, b"", 1).replace(b"<body>", b"<body" + xlink + b">", 1)
+    p_start, p_end = data.index(b"<permissions>"), data.index(b"</permissions>") + len(b"</permissions>")
+    license_in_back = (data[:p_start] + data[p_end:]).replace(b"<back>", b"<back>" + data[p_start:p_end], 1)
+    cases = {  # variant -> figure ids it has
+        "fig inside a table footnote": (in_table_foot, [ids[0], ids[2], ids[3]]),
+        "fig in a comment": (ghost, ids),
+        "self-closing container before a fig": (empty_container, ids),
+        "xlink declared on <body>": (xlink_on_body, ids),
+        "license statement only in <back>": (license_in_back, ids),
+    }
+    for name, (variant, expected) in cases.items():
+        article = parse_article(variant)
+        assert [f.fig_id for f in article.figures] == expected, name
+        assert asdict(article) == asdict(parse_article(variant, strict=True)), name
+    assert [f.href for f in parse_article(xlink_on_body).figures] == [i.replace("-", ".") for i in ids]
+    assert parse_article(license_in_back).license == "cc-by"
+
+
+def test_broken_body_markup_is_reported_only_by_the_strict_read(pmc):
+    """The documented trade: a well-formedness error in body text that no figure touches does not stop the
+    skeleton read (its figures are whole); strict=True parses every byte and refuses the file."""
+    data = (pmc / "pone.0046493.nxml").read_bytes()
+    at = data.index(b"<italic>m</italic>", data.index(b"<body>"))  # in a Methods paragraph
+    broken = data[:at] + b"<italic>m</italc>" + data[at + len(b"<italic>m</italic>"):]
+    assert len(parse_article(broken).figures) == 4
+    with pytest.raises(JatsError, match="malformed or truncated XML"):
+        parse_article(broken, strict=True)
 
 
 def test_resolve_graphic_with_or_without_extension_any_case():

@@ -11,7 +11,11 @@ A *figure* is a ``<fig>`` element (inside ``<fig-group>`` too) whose image is a 
 from __future__ import annotations
 
 import re
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ ALI_LICENSE_REF = "{http://www.niso.org/schemas/ali/1.0/}license_ref"
 
 # Elements whose <fig>/<graphic> descendants are not figures of the article.
 _NOT_FIGURE_CONTAINERS = {"table-wrap", "supplementary-material", "disp-formula", "inline-formula", "chem-struct-wrap"}
+_NOT_FIGURE_CONTAINER_TAGS = tuple(name.encode() for name in sorted(_NOT_FIGURE_CONTAINERS))
 
 
 class JatsError(ValueError):
@@ -66,32 +71,62 @@ class Article:
 
 # -- text ----------------------------------------------------------------------------------------------
 _WS = re.compile(r"\s+")
-# after whitespace is collapsed: the space before closing punctuation / after an opening bracket goes (literal ""
-# replacements with look-arounds: the r"\1" templates these replaced were a third of the JATS parse time)
+# After whitespace is collapsed, the space before closing punctuation and after an opening bracket goes. Few
+# texts have one (7 of the corpus's 1139 figure texts), so a cheap test comes first: a character class leads it,
+# which the regex engine scans for directly, where the look-arounds cost a try at every position.
 _SPACE_AROUND_PUNCT = re.compile(r" (?=[,.;:!?)\]])|(?<=[(\[]) ")
+_MAYBE_SPACE_AROUND_PUNCT = re.compile(r"[ (\[][ ,.;:!?)\]]")
+
+
+def _normalise(text: str) -> str:
+    text = " ".join(text.split())
+    return _SPACE_AROUND_PUNCT.sub("", text) if _MAYBE_SPACE_AROUND_PUNCT.search(text) else text
 
 
 def clean_text(element) -> str:
-    """Flatten inline markup (italic, sub/sup, xref, ext-link ...) into readable, whitespace-normalised text."""
+    """Flatten inline markup (italic, sub/sup, xref, ext-link ...) into readable, whitespace-normalised text.
+
+    An unresolved entity reference stays as its source text (``&name;``), as lxml's ``itertext`` gives it.
+    """
     if element is None:
         return ""
-    text = " ".join("".join(element.itertext()).split())
-    return _SPACE_AROUND_PUNCT.sub("", text) if " " in text else text
+    return _normalise("".join(element.itertext()))
 
 
-def caption_text(caption) -> str:
+def _text_function(etree, root) -> Callable[[Any], str]:
+    """:func:`clean_text` for the elements of ``root``'s tree, as fast as that tree allows.
+
+    lxml's C text serialiser (``tostring(method="text")``) gives the same text as ``itertext`` in an eighth of the
+    time, except for entity references: it would write an entity's value (or nothing) where ``itertext`` keeps
+    ``&name;``. A tree holding any entity reference (an internal DTD subset, an entity the unloaded DTD defines)
+    keeps :func:`clean_text`, so the text never depends on which path read it and no entity is ever expanded.
+    """
+    if next(root.iter(etree.Entity), None) is not None:
+        return clean_text
+    tostring = etree.tostring
+
+    def text(element) -> str:
+        if element is None:
+            return ""
+        return _normalise(tostring(element, method="text", encoding="unicode", with_tail=False))
+
+    return text
+
+
+def caption_text(caption, text: Callable[[Any], str] = clean_text) -> str:
     """Caption title and paragraphs as one text: ``"Title. Paragraph one. Paragraph two."``."""
     if caption is None:
         return ""
     parts: list[str] = []
-    title = clean_text(caption.find("title"))
+    title = text(caption.find("title"))
     if title:
         parts.append(title if title[-1] in ".!?:" else title + ".")
     for child in caption:
-        if child.tag == "p" or (isinstance(child.tag, str) and child.tag.endswith("list")):
-            text = clean_text(child)
-            if text:
-                parts.append(text)
+        tag = child.tag
+        if tag == "p" or (isinstance(tag, str) and tag.endswith("list")):
+            paragraph = text(child)
+            if paragraph:
+                parts.append(paragraph)
     return " ".join(parts)
 
 
@@ -133,7 +168,7 @@ def license_family(url: str | None = None, text: str = "", license_type: str | N
     return "unknown"
 
 
-def _license(root) -> tuple[str, str | None]:
+def _license(root, text: Callable[[Any], str] = clean_text) -> tuple[str, str | None]:
     for lic in root.iter("license"):
         url = lic.get(XLINK_HREF)
         ali = next(lic.iter(ALI_LICENSE_REF), None)
@@ -142,7 +177,7 @@ def _license(root) -> tuple[str, str | None]:
         if not url:  # a link inside the statement: <ext-link xlink:href="http://creativecommons.org/...">
             links = (e.get(XLINK_HREF) or "" for e in lic.iter("ext-link"))
             url = next((link for link in links if "creativecommons" in link), None)
-        family = license_family(url, clean_text(lic), lic.get("license-type"))
+        family = license_family(url, text(lic), lic.get("license-type"))
         if family != "unknown":
             return family, url
     for ali in root.iter(ALI_LICENSE_REF):  # JATS 1.2 may put ali:license_ref outside <license>
@@ -154,12 +189,239 @@ def _license(root) -> tuple[str, str | None]:
 
 
 # -- article -------------------------------------------------------------------------------------------
-def _parser():
-    from lxml import etree
+_PARSER_OPTIONS = dict(
+    resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False, recover=False
+)
+_local = threading.local()
 
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False, recover=False
-    )
+
+def _parser():
+    """The hardened parser, one per thread (lxml parsers are not shared across threads), built once."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        from lxml import etree
+
+        parser = _local.parser = etree.XMLParser(**_PARSER_OPTIONS)
+    return parser
+
+
+# -- the skeleton: the parts of the article a figure record needs ---------------------------------------
+# A whole-tree parse of an eLife article spends most of its time on body text and references that no figure
+# record reads (front matter and figures are ~20% of the corpus's bytes). The skeleton is the article with only
+# those parts: the bytes before the root start tag (XML declaration, DOCTYPE) and the root start tag itself (its
+# namespace declarations) verbatim, then the <front> element, then every <fig> element after it that no
+# non-figure container holds, then "</article>". It is parsed with the same hardened parser, so entities,
+# namespaces and errors inside those parts behave as in the whole document, and the same code reads the tree.
+# The cuts are found by :class:`_Tags`. Whenever the file is anything but plain (an internal DTD subset, an
+# encoding that is not ASCII-compatible, no <front>/<article-meta>, a <fig> inside a <fig>, unbalanced tags of
+# the cut elements, a skeleton that does not parse on its own, a license statement only outside <front>), the
+# whole document is parsed instead. A truncated file (no "</article>" at its end) always is, so it gets lxml's
+# error. What the skeleton gives up: a well-formedness error in text it leaves out (a broken tag in a body
+# paragraph of a file that ends properly) is not reported; ``parse_article(..., strict=True)`` checks the whole
+# file.
+_PROLOG = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml(?P<decl>(?:[^?]|\?(?!>))*)\?>)?(?:\s+|<!--.*?-->|<\?.*?\?>)*"
+    rb"(?:<!DOCTYPE\s[^\[\]<>]*>)?(?:\s+|<!--.*?-->|<\?.*?\?>)*"
+    rb"<article(?=[\s>])(?:[^>\"']|\"[^\"]*\"|'[^']*')*(?<!/)>",
+    re.S,
+)
+_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+_ASCII_COMPATIBLE = re.compile(rb"(?i)utf-?8|us-ascii|ascii|iso-8859-\d+|latin-?1")
+_TAIL = re.compile(rb"</article\s*>(?:\s+|<!--.*?-->|<\?.*?\?>)*\Z", re.S)
+_START_TAG_REST = re.compile(rb"(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")  # attribute values may hold '>'
+_END_TAG_REST = re.compile(rb"\s*>")
+_DELIMITERS = b" \t\r\n/>"  # what follows an element name in a tag
+
+
+class _NotPlain(Exception):
+    """The file needs the whole-document parse."""
+
+
+def _word(name: bytes) -> int:
+    return int.from_bytes(name[:4], "little")
+
+
+# The element names the skeleton cuts along, each found by the first four bytes after "<" or "</".
+_CUT_NAMES = (b"fig", b"front", *_NOT_FIGURE_CONTAINER_TAGS)
+_CUT_WORDS = sorted(
+    [(_word(b"fig" + bytes([d])), 0) for d in _DELIMITERS] + [(_word(n), j) for j, n in enumerate(_CUT_NAMES) if j]
+)
+
+
+@lru_cache(maxsize=1)
+def _key_tables():
+    """The sorted keys of ``_CUT_WORDS`` and, for each, the index of its name in ``_CUT_NAMES``."""
+    import numpy as np
+
+    return np.array([k for k, _ in _CUT_WORDS], dtype=np.uint32), np.array([j for _, j in _CUT_WORDS], dtype=np.int64)
+
+
+class _Tags:
+    """The start and end tags of the cut elements in ``data[start:stop]``.
+
+    Found with numpy over the offsets of every "<": the four bytes after "<" (or "</"), read as one
+    little-endian uint32 through an overlapping view, are looked up among the cut names' first four bytes in one
+    ``searchsorted``. Hand-written because nothing in lxml reports byte offsets, and ``bytes.find`` with a
+    several-byte needle runs at ~1 GB/s: one pass per name cost more than the parse it was meant to spare.
+    Figure and front tags are then checked exactly (whole name, not inside a comment, CDATA or PI); container
+    tags only where their four-byte count puts a figure inside one (rare), see :meth:`inside_container`.
+    """
+
+    def __init__(self, data: bytes, start: int, stop: int):
+        import numpy as np
+
+        self.data = data
+        arr = np.frombuffer(data, dtype=np.uint8, count=stop)
+        words = np.ndarray(shape=(len(data) - 3,), dtype="<u4", buffer=data, strides=(1,))  # the word at each byte
+        lt = np.flatnonzero(arr[start:] == 60) + start  # every "<"; stop is a "</article", so lt + 6 is in range
+        after = words[lt + 1]
+        low = after & 0xFF
+        closing = low == 47  # "</"
+        key = np.where(closing, words[lt + 2], after)
+        keys, key_name = _key_tables()
+        slot = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        hit = np.flatnonzero(keys[slot] == key)
+        code = key_name[slot[hit]] * 2 + closing[hit]  # (name, is end tag)
+        order = np.argsort(code, kind="stable")
+        positions = lt[hit][order].tolist()
+        bounds = np.searchsorted(code[order], np.arange(2 * len(_CUT_NAMES) + 1)).tolist()
+        self._raw = {
+            (name, is_end): positions[bounds[2 * j + is_end]: bounds[2 * j + is_end + 1]]
+            for j, name in enumerate(_CUT_NAMES) for is_end in (0, 1)
+        }
+
+        # comments, CDATA sections and processing instructions, in order: the "<" inside them are not tags
+        self.hidden_starts: list[int] = []
+        self.hidden_ends: list[int] = []
+        end = start
+        for i in lt[(low == 33) | (low == 63)].tolist():  # "<!", "<?"
+            if i < end:
+                continue
+            if data[i + 1] == 63:
+                close, width = data.find(b"?>", i + 2), 2
+            elif data.startswith(b"<!--", i):
+                close, width = data.find(b"-->", i + 4), 3
+            elif data.startswith(b"<![CDATA[", i):
+                close, width = data.find(b"]]>", i + 9), 3
+            else:  # a markup declaration inside content: not well-formed
+                close = -1
+            if close < 0:
+                raise _NotPlain
+            end = close + width
+            self.hidden_starts.append(i)
+            self.hidden_ends.append(end)
+        self._exact: dict[tuple[bytes, int], list[int]] = {}
+        self._counts = {name: (self._raw[name, 0], self._raw[name, 1]) for name in _NOT_FIGURE_CONTAINER_TAGS}
+
+    def hides(self, pos: int) -> bool:
+        k = bisect_right(self.hidden_starts, pos) - 1
+        return k >= 0 and pos < self.hidden_ends[k]
+
+    def exact(self, name: bytes, is_end: int) -> list[int]:
+        """Offsets of the real ``<name`` start tags (self-closing ones left out) or ``</name`` end tags."""
+        found = self._exact.get((name, is_end))
+        if found is None:
+            data, found, at = self.data, [], 1 + is_end + len(name)
+            for i in self._raw[name, is_end]:
+                if not data.startswith(name, i + 1 + is_end) or (self.hidden_starts and self.hides(i)):
+                    continue
+                if is_end:
+                    if _END_TAG_REST.match(data, i + at):
+                        found.append(i)
+                elif data[i + at] in _DELIMITERS:
+                    head = _START_TAG_REST.match(data, i + at)
+                    if head is None:
+                        raise _NotPlain
+                    if name in (b"fig", b"front") or data[head.end() - 2] != 47:  # <container/> holds nothing
+                        found.append(i)
+            self._exact[name, is_end] = found
+        return found
+
+    def end_of(self, start: int, name: bytes) -> int:
+        """The offset just past the element whose start tag begins at ``start`` (no ``name`` nested in it)."""
+        data = self.data
+        head = _START_TAG_REST.match(data, start + 1 + len(name))
+        if head is None:
+            raise _NotPlain
+        if data[head.end() - 2] == 47:  # <name .../>
+            return head.end()
+        ends = self.exact(name, 1)
+        k = bisect_left(ends, start)
+        if k == len(ends):
+            raise _NotPlain
+        return _END_TAG_REST.match(data, ends[k] + 2 + len(name)).end()
+
+    def inside_container(self, pos: int) -> bool:
+        """Whether ``pos`` lies inside a non-figure container: more of its start than end tags come before it.
+
+        Counted first over the four-byte matches (which may include e.g. ``<inline-graphic/>``), then, where
+        that count says "inside", over the exact tags.
+        """
+        for name, (opens, closes) in self._counts.items():
+            if bisect_left(opens, pos) > bisect_left(closes, pos):
+                opens, closes = self.exact(name, 0), self.exact(name, 1)
+                if bisect_left(opens, pos) > bisect_left(closes, pos):
+                    return True
+        return False
+
+
+def _skeleton(data: bytes) -> tuple[bytes, Callable[[], bool]]:
+    """The skeleton document (see above), and a test whether the file says "license" outside its <front>.
+
+    Raises :class:`_NotPlain` when the file needs the whole-document parse.
+    """
+    prolog = _PROLOG.match(data)
+    if prolog is None:
+        raise _NotPlain
+    decl = prolog.group("decl")
+    encoding = _ENCODING.search(decl) if decl else None
+    if encoding is not None and not _ASCII_COMPATIBLE.fullmatch(encoding.group(1)):
+        raise _NotPlain  # the byte offsets below assume an ASCII-compatible encoding
+    body = prolog.end()
+    last = data.rfind(b"</article")
+    if last < body or _TAIL.match(data, last) is None:
+        raise _NotPlain  # truncated or trailing junk: the whole-document parse says what is wrong
+    tags = _Tags(data, body, last)
+    fronts = tags.exact(b"front", 0)
+    if not fronts:
+        raise _NotPlain
+    front = fronts[0]
+    if data.find(b"<sub-article", body, front) >= 0 or data.find(b"<response", body, front) >= 0:
+        raise _NotPlain  # this <front> belongs to a sub-article: the article itself has none
+    front_end = tags.end_of(front, b"front")
+    if data.find(b"<article-meta", front, front_end) < 0:
+        raise _NotPlain
+    figs = tags.exact(b"fig", 0)
+    if figs and figs[0] < front:
+        raise _NotPlain
+    parts = [data[:body], data[front:front_end]]
+    previous_end = front_end
+    for i in figs:
+        if i < front_end:
+            continue  # inside <front>, which comes whole
+        if i < previous_end:
+            raise _NotPlain  # a <fig> inside a <fig>
+        end = tags.end_of(i, b"fig")
+        if not tags.inside_container(i):
+            parts.append(data[i:end])
+        previous_end = end
+    parts.append(b"</article>")
+
+    def license_outside_front() -> bool:
+        return data.find(b"license", body, front) >= 0 or data.find(b"license", front_end) >= 0
+
+    return b"".join(parts), license_outside_front
+
+
+def _root(etree, data: bytes, base_url: str | None):
+    try:
+        root = etree.fromstring(data, _parser(), base_url=base_url)
+    except etree.XMLSyntaxError as exc:
+        raise JatsError(f"malformed or truncated XML: {exc}") from exc
+    if root is None or root.tag != "article":
+        tag = getattr(root, "tag", None)
+        raise JatsError(f"not a JATS article (root element <{tag}>, expected <article>)")
+    return root
 
 
 def _year(meta) -> int | None:
@@ -181,24 +443,38 @@ def _is_figure(fig) -> bool:
     return not any(a.tag in _NOT_FIGURE_CONTAINERS for a in fig.iterancestors())
 
 
-def parse_article(source: str | Path | bytes) -> Article:
-    """Parse one JATS article (a path or the XML bytes). Raises :class:`JatsError` for unreadable XML."""
+def parse_article(source: str | Path | bytes, strict: bool = False) -> Article:
+    """Parse one JATS article (a path or the XML bytes). Raises :class:`JatsError` for unreadable XML.
+
+    Reads the skeleton (front matter and figures, see above) when the file allows, else the whole document;
+    both give the same :class:`Article`. ``strict=True`` always parses the whole document, so any
+    well-formedness error anywhere in the file raises (at about three times the cost).
+    """
     from lxml import etree
 
+    data, base_url = (source, None) if isinstance(source, bytes) else (Path(source).read_bytes(), str(source))
+    if strict:
+        return _article(etree, _root(etree, data, base_url), None)
     try:
-        if isinstance(source, bytes):
-            root = etree.fromstring(source, _parser())
-        else:
-            root = etree.parse(str(source), _parser()).getroot()
-    except etree.XMLSyntaxError as exc:
-        raise JatsError(f"malformed or truncated XML: {exc}") from exc
-    if root is None or root.tag != "article":
-        tag = getattr(root, "tag", None)
-        raise JatsError(f"not a JATS article (root element <{tag}>, expected <article>)")
+        skeleton, license_outside_front = _skeleton(data)
+        article = _article(etree, _root(etree, skeleton, base_url), license_outside_front)
+    except (_NotPlain, JatsError):  # JatsError: the cut-out parts did not stand alone (a namespace declared on
+        article = None  # an element left out, ...); the whole document decides
+    return article or _article(etree, _root(etree, data, base_url), None)
 
+
+def _article(etree, root, license_outside: Callable[[], bool] | None) -> Article | None:
+    """The article of a parsed tree; ``license_outside`` is given for a skeleton (None: the whole document).
+
+    None when the skeleton cannot decide: its front matter names no known license and the file has a license
+    statement elsewhere.
+    """
+    text = _text_function(etree, root)
     front = root.find("front")
     meta = front.find("article-meta") if front is not None else None
     if meta is None:
+        if license_outside is not None:
+            return None
         meta = root
     ids: dict[str, str] = {}
     for el in meta.findall("article-id"):
@@ -210,18 +486,20 @@ def parse_article(source: str | Path | bytes) -> Article:
     journal_meta = front.find("journal-meta") if front is not None else None
     journal = ""
     if journal_meta is not None:
-        journal = clean_text(journal_meta.find(".//journal-title")) or next(
-            (clean_text(j) for j in journal_meta.findall("journal-id") if j.get("journal-id-type") == "nlm-ta"), ""
+        journal = text(journal_meta.find(".//journal-title")) or next(
+            (text(j) for j in journal_meta.findall("journal-id") if j.get("journal-id-type") == "nlm-ta"), ""
         )
-    license_, license_url = _license(meta if meta is not root else root)
+    license_, license_url = _license(meta, text)
     if license_ == "unknown" and meta is not root:
-        license_, license_url = _license(root)
+        if license_outside is not None and license_outside():
+            return None
+        license_, license_url = _license(root, text)
 
     article = Article(
         pmcid=pmcid,
         pmid=ids.get("pmid"),
         doi=ids.get("doi"),
-        title=clean_text(meta.find("title-group/article-title")),
+        title=text(meta.find("title-group/article-title")),
         journal=journal,
         year=_year(meta),
         license=license_,
@@ -234,8 +512,8 @@ def parse_article(source: str | Path | bytes) -> Article:
         article.figures.append(
             Figure(
                 fig_id=fig.get("id") or f"fig{index + 1}",
-                label=clean_text(fig.find("label")),
-                caption=caption_text(fig.find("caption")),
+                label=text(fig.find("label")),
+                caption=caption_text(fig.find("caption"), text),
                 href=graphic.get(XLINK_HREF) if graphic is not None else None,
             )
         )
