@@ -22,6 +22,8 @@ from typing import Any
 
 PLANES = ("axial", "coronal", "sagittal")
 PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
+#: Intensity range scaled to 0..1 when no window is given: these percentiles of the volume (MRI has arbitrary units)
+DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
 # kind -> the phrase a skip reason of that kind starts with (cf. clipzoo.biomed.dicom.SKIP_KINDS)
@@ -157,7 +159,8 @@ def load_volume(
     return Volume(data=data, spacing=voxel, affine=affine, meta=meta)
 
 
-def scale_intensity(data, window: tuple[float, float] | None = None, percentiles: tuple[float, float] = (0.5, 99.5)):
+def scale_intensity(data, window: tuple[float, float] | None = None,
+                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES):
     """Intensities -> [0, 1] with MONAI: a (centre, width) window (``ScaleIntensityRange``, e.g. HU for CT) or
     the volume's own percentiles (``ScaleIntensityRangePercentiles``, for MRI's arbitrary units)."""
     import numpy as np

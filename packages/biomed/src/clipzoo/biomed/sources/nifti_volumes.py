@@ -113,19 +113,40 @@ class NiftiSource(NamedByPolicy, Source):
         step = 1 if self.slices == "all" else int(self.slices)
         return list(range(0, n, step))
 
-    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
+    def _choice(self) -> dict[str, Any]:
+        """What was chosen (planes, slices, views, frame, spacing, intensity): in every sample and the manifest."""
+        from clipzoo.biomed.nifti import DEFAULT_PERCENTILES
+
+        intensity = {"window": list(self.window)} if self.window else {"percentiles": list(DEFAULT_PERCENTILES)}
+        return {"planes": self.planes, "slices": self.slices, "views": self.views, "frame": self.frame,
+                "spacing": list(self.spacing) if self.spacing else None, "intensity": intensity,
+                "display": "radiological; rows,columns"}
+
+    def _views(self, unit, report: IngestReport) -> Iterator[tuple[str, str, int | None, Any]]:
+        """``(kind, plane, slice index or None, grey uint8 image)`` for each chosen slice and projection of a
+        volume scaled to 0..1; constant slices are counted and dropped unless --keep-empty."""
         import numpy as np
+
+        from clipzoo.biomed.nifti import PLANE_AXIS, extract_slice, project
+
+        for plane in self.planes:
+            views = [("slice", i) for i in self._indices(unit.shape[PLANE_AXIS[plane]])]
+            for kind, index in views + [(view, None) for view in self.views]:
+                arr = extract_slice(unit, plane, index) if kind == "slice" else project(unit, plane, kind)
+                if kind == "slice" and not self.options.keep_empty and float(np.ptp(arr)) < 1e-6:
+                    report.count("empty_slices", plane)
+                    continue
+                yield kind, plane, index, np.rint(np.nan_to_num(arr, nan=0.0) * 255.0).astype(np.uint8)
+
+    def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
         from PIL import Image
 
-        from clipzoo.biomed.nifti import NiftiReadError, extract_slice, load_volume, project, scale_intensity
+        from clipzoo.biomed.nifti import PLANE_AXIS, NiftiReadError, load_volume, scale_intensity
 
         names = SourceNames(inputs, self.path_mode)
         modality = self.options.modality
         body_part = self.options.body_part
-        choice = {"planes": self.planes, "slices": self.slices, "views": self.views, "frame": self.frame,
-                  "spacing": list(self.spacing) if self.spacing else None,
-                  "intensity": {"window": list(self.window)} if self.window else {"percentiles": [0.5, 99.5]},
-                  "display": "radiological; rows,columns"}
+        choice = self._choice()
         report.notes["nifti"] = choice
         report.notes["source_paths"] = self.path_mode
         for path in expand_inputs(inputs, self.SUFFIXES, report):
@@ -143,24 +164,14 @@ class NiftiSource(NamedByPolicy, Source):
                 continue
             labels = self.labels.labels_for(path) if self.labels else None
             stem = names.stem(path)
-            items: list[tuple[str, str, int | None, Any]] = []
-            for plane in self.planes:
-                n = unit.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[plane]]
-                items += [("slice", plane, i, None) for i in self._indices(n)]
-                items += [(view, plane, None, None) for view in self.views]
-            for kind, plane, index, _ in items:
-                arr = extract_slice(unit, plane, index) if kind == "slice" else project(unit, plane, kind)
-                if kind == "slice" and not self.options.keep_empty and float(np.ptp(arr)) < 1e-6:
-                    report.count("empty_slices", plane)
-                    continue
-                grey = np.rint(np.nan_to_num(arr, nan=0.0) * 255.0).astype(np.uint8)
+            for kind, plane, index, grey in self._views(unit, report):
                 image = Image.fromarray(grey, "L")  # single-channel: CT/MR slices are grey
                 captions = self.templates.captions(modality or "generic", labels, max_variants=self.max_captions,
                                                    plane=plane, body_part=body_part)
                 meta = {"source": source, **volume.meta, "modality": modality, "body_part": body_part,
                         "labels": labels or [], "plane": plane, "kind": kind, "slice_index": index,
-                        "num_slices": int(unit.shape[{"sagittal": 0, "coronal": 1, "axial": 2}[plane]]),
-                        "width": image.size[0], "height": image.size[1], **{"choice": choice}}
+                        "num_slices": int(unit.shape[PLANE_AXIS[plane]]),
+                        "width": image.size[0], "height": image.size[1], "choice": choice}
                 name = f"{plane}-{index:04d}" if kind == "slice" else f"{plane}-{kind}"
                 report.count("images", f"{kind}:{plane}")
                 yield {"__key__": self.key(stem, name), self.image_field: image, **caption_fields(captions),
