@@ -256,3 +256,31 @@ def test_rle_compressed_copy_decodes_like_the_original(dicom_dir, tmp_path):
     frames, meta = read_dicom(tmp_path / "rle.dcm")
     assert meta["transfer_syntax"] == "1.2.840.10008.1.2.5"
     assert np.array_equal(frames, read_dicom(dicom_dir / "CT_small.dcm")[0])
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm",
+                                  "JPEG2000.dcm", "SC_rgb_rle_2frame.dcm"])
+def test_pixel_read_after_the_header_pass_reads_only_the_rest(name, tmp_path):
+    """read_dicom given read_header's result continues from the pixel data's offset (deflated: reads it all):
+    the same frames and metadata as a read from scratch, and the header gives its parsed dataset up."""
+    from pydicom.data import get_testdata_file
+
+    path = Path(get_testdata_file(name))
+    header = read_header(path)
+    deflated = name == "image_dfl.dcm"
+    assert (header.pixel_offset is None) == deflated and header.dataset is not None
+    assert "PixelData" not in header.dataset
+    frames, meta = read_dicom(path, header=header)
+    expected, expected_meta = read_dicom(path)
+    assert np.array_equal(frames, expected) and meta == expected_meta
+    assert header.dataset is None  # handed over: a series' headers do not keep every slice's pixels
+
+
+def test_a_file_replaced_after_its_header_pass_is_read_whole(dicom_dir, tmp_path):
+    path = tmp_path / "slice.dcm"
+    path.write_bytes((dicom_dir / "CT_small.dcm").read_bytes())
+    header = read_header(path)
+    # replaced by another image with a different header length: the old offset would point into the header
+    path.write_bytes((dicom_dir / "MR_small.dcm").read_bytes())
+    frames, _ = read_dicom(path, header=header)
+    assert np.array_equal(frames, read_dicom(dicom_dir / "MR_small.dcm")[0])
