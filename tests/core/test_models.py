@@ -442,3 +442,29 @@ def test_building_a_model_by_name_loads_only_towers_and_configs():
     assert [m for m in loaded if m.startswith(("clipzoo.core.sources", "clipzoo.core.ingest"))] == []
     assert [m for m in loaded if m.startswith(domains) and not m.endswith(".plugin")] == []
     assert report["sources"] == 0  # nothing registered a source on the way
+
+
+def test_models_only_lookup_runs_register_models_and_falls_back_to_register(tmp_path, monkeypatch):
+    """kinds=MODEL_KINDS runs a plugin's register_models hook; a plugin without one is registered whole."""
+    from importlib.metadata import EntryPoint
+
+    from clipzoo.core import plugins
+
+    (tmp_path / "zoo_hooked.py").write_text(
+        "def register_models(registry):\n    registry.add_tower('hooked', dict)\n\n"
+        "def register(registry):\n    register_models(registry)\n    registry.add_task('zoo/x', dict)\n")
+    (tmp_path / "zoo_whole.py").write_text("def register(registry):\n    registry.add_tower('whole', dict)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [EntryPoint("hooked", "zoo_hooked:register", plugins.ENTRY_POINT_GROUP),
+           EntryPoint("whole", "zoo_whole:register", plugins.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(plugins, "entry_points", lambda group: eps if group == plugins.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(plugins, "_REGISTRY", None)  # a fresh process-wide registry, restored afterwards
+
+    models = plugins.get_registry(kinds=plugins.MODEL_KINDS)
+    assert {"hooked", "whole", "mlp"} <= set(models.towers) and models.tasks == {} and models.sources == {}
+    assert models.model_config_names() and models.loaded_kinds == plugins.MODEL_KINDS
+    full = plugins.get_registry()
+    assert full is models and "zoo/x" in full.tasks and ("core", "synthetic") in full.sources
+    assert full.loaded_plugins == ["hooked", "whole"] and full.loaded_kinds == plugins.ALL_KINDS
+    with pytest.raises(ValueError, match="unknown registration kind.*nope"):
+        plugins.get_registry(kinds=["towers", "nope"])
