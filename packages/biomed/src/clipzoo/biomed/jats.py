@@ -78,9 +78,16 @@ _SPACE_AROUND_PUNCT = re.compile(r" (?=[,.;:!?)\]])|(?<=[(\[]) ")
 _MAYBE_SPACE_AROUND_PUNCT = re.compile(r"[ (\[][ ,.;:!?)\]]")
 
 
-def _normalise(text: str) -> str:
-    text = " ".join(text.split())
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fix_punctuation(text: str) -> str:
     return _SPACE_AROUND_PUNCT.sub("", text) if _MAYBE_SPACE_AROUND_PUNCT.search(text) else text
+
+
+def _flat_itertext(element) -> str:
+    return "" if element is None else _collapse("".join(element.itertext()))
 
 
 def clean_text(element) -> str:
@@ -88,46 +95,51 @@ def clean_text(element) -> str:
 
     An unresolved entity reference stays as its source text (``&name;``), as lxml's ``itertext`` gives it.
     """
-    if element is None:
-        return ""
-    return _normalise("".join(element.itertext()))
+    return _fix_punctuation(_flat_itertext(element))
 
 
-def _text_function(etree, root) -> Callable[[Any], str]:
-    """:func:`clean_text` for the elements of ``root``'s tree, as fast as that tree allows.
+def _flat_function(etree, root) -> Callable[[Any], str]:
+    """An element's text with whitespace collapsed (no punctuation fix yet), for the elements of ``root``'s tree.
 
     lxml's C text serialiser (``tostring(method="text")``) gives the same text as ``itertext`` in an eighth of the
     time, except for entity references: it would write an entity's value (or nothing) where ``itertext`` keeps
     ``&name;``. A tree holding any entity reference (an internal DTD subset, an entity the unloaded DTD defines)
-    keeps :func:`clean_text`, so the text never depends on which path read it and no entity is ever expanded.
+    keeps ``itertext``, so the text never depends on which path read it and no entity is ever expanded.
     """
     if next(root.iter(etree.Entity), None) is not None:
-        return clean_text
+        return _flat_itertext
     tostring = etree.tostring
 
-    def text(element) -> str:
+    def flat(element) -> str:
         if element is None:
             return ""
-        return _normalise(tostring(element, method="text", encoding="unicode", with_tail=False))
+        return _collapse(tostring(element, method="text", encoding="unicode", with_tail=False))
 
-    return text
+    return flat
 
 
-def caption_text(caption, text: Callable[[Any], str] = clean_text) -> str:
-    """Caption title and paragraphs as one text: ``"Title. Paragraph one. Paragraph two."``."""
+def caption_text(caption, flat: Callable[[Any], str] = _flat_itertext) -> str:
+    """Caption title and paragraphs as one text: ``"Title. Paragraph one. Paragraph two."``.
+
+    Each part gets :func:`clean_text`'s punctuation fix; the test for one runs once over the joined caption (it
+    finds every part's case, and at worst a junction's, which only costs the per-part pass).
+    """
     if caption is None:
         return ""
     parts: list[str] = []
-    title = text(caption.find("title"))
+    title = flat(caption.find("title"))
     if title:
         parts.append(title if title[-1] in ".!?:" else title + ".")
     for child in caption:
         tag = child.tag
         if tag == "p" or (isinstance(tag, str) and tag.endswith("list")):
-            paragraph = text(child)
+            paragraph = flat(child)
             if paragraph:
                 parts.append(paragraph)
-    return " ".join(parts)
+    joined = " ".join(parts)
+    if _MAYBE_SPACE_AROUND_PUNCT.search(joined):
+        joined = " ".join(_fix_punctuation(part) for part in parts)
+    return joined
 
 
 # -- licenses ------------------------------------------------------------------------------------------
@@ -469,7 +481,11 @@ def _article(etree, root, license_outside: Callable[[], bool] | None) -> Article
     None when the skeleton cannot decide: its front matter names no known license and the file has a license
     statement elsewhere.
     """
-    text = _text_function(etree, root)
+    flat = _flat_function(etree, root)
+
+    def text(element) -> str:
+        return _fix_punctuation(flat(element))
+
     front = root.find("front")
     meta = front.find("article-meta") if front is not None else None
     if meta is None:
@@ -513,7 +529,7 @@ def _article(etree, root, license_outside: Callable[[], bool] | None) -> Article
             Figure(
                 fig_id=fig.get("id") or f"fig{index + 1}",
                 label=text(fig.find("label")),
-                caption=caption_text(fig.find("caption"), text),
+                caption=caption_text(fig.find("caption"), flat),
                 href=graphic.get(XLINK_HREF) if graphic is not None else None,
             )
         )
