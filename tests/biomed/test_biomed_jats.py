@@ -162,6 +162,8 @@ def test_skeleton_cuts_follow_containers_comments_namespaces_and_licenses(pmc):
     in_table_foot = (data[:start] + b"<table-wrap><table-wrap-foot><fn><p>" + data[start:end]
                      + b"</p></fn></table-wrap-foot></table-wrap>" + data[end:])
     ghost = data.replace(b"<back>", b'<!-- <fig id="ghost"><label>G</label></fig> --><back>', 1)
+    hidden_closes = b"<!-- </table-wrap></table-wrap></table-wrap> -->" + in_table_foot[start:]
+    hidden_closes = in_table_foot[:start] + hidden_closes
     empty_container = data[:start] + b"<inline-formula/>" + data[start:]
     xlink = b' xmlns:xlink="http://www.w3.org/1999/xlink"'
     xlink_on_body = data.replace(xlink, b"", 1).replace(b"<body>", b"<body" + xlink + b">", 1)
@@ -170,6 +172,7 @@ def test_skeleton_cuts_follow_containers_comments_namespaces_and_licenses(pmc):
     cases = {  # variant -> figure ids it has
         "fig inside a table footnote": (in_table_foot, [ids[0], ids[2], ids[3]]),
         "fig in a comment": (ghost, ids),
+        "end tags in a comment before the table": (hidden_closes, [ids[0], ids[2], ids[3]]),
         "self-closing container before a fig": (empty_container, ids),
         "xlink declared on <body>": (xlink_on_body, ids),
         "license statement only in <back>": (license_in_back, ids),

@@ -208,7 +208,7 @@ _local = threading.local()
 
 
 def _parser():
-    """The hardened parser, one per thread (lxml parsers are not shared across threads), built once."""
+    """The hardened parser, built once per thread (a parser object carries the state of the parse it runs)."""
     parser = getattr(_local, "parser", None)
     if parser is None:
         from lxml import etree
@@ -366,11 +366,13 @@ class _Tags:
     def inside_container(self, pos: int) -> bool:
         """Whether ``pos`` lies inside a non-figure container: more of its start than end tags come before it.
 
-        Counted first over the four-byte matches (which may include e.g. ``<inline-graphic/>``), then, where
-        that count says "inside", over the exact tags.
+        Counted first over the four-byte matches, then, where that count says "inside", over the exact tags.
+        The first count can only err towards "inside" (an ``<inline-graphic/>`` counts as an open container) as
+        long as no tag hides in a comment, CDATA or PI (a hidden ``</table-wrap>`` could cancel a real one), so
+        with hidden markup the exact tags decide alone.
         """
         for name, (opens, closes) in self._counts.items():
-            if bisect_left(opens, pos) > bisect_left(closes, pos):
+            if self.hidden_starts or bisect_left(opens, pos) > bisect_left(closes, pos):
                 opens, closes = self.exact(name, 0), self.exact(name, 1)
                 if bisect_left(opens, pos) > bisect_left(closes, pos):
                     return True
