@@ -165,7 +165,10 @@ class DeepSpeedBackend:
     def __init__(self, model: torch.nn.Module, cfg: Config, dist: DistInfo):
         import deepspeed
 
+        from clipzoo.core.train.dist import ensure_rendezvous_env
+
         self.cfg, self.dist = cfg, dist
+        ensure_rendezvous_env(dist)  # DeepSpeed reads the rendezvous from os.environ only
         deepspeed.init_distributed(dist_backend="nccl" if dist.device.startswith("cuda") else "gloo")
         optimizer = make_optimizer(model, cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))

@@ -2,9 +2,11 @@
 
 Both launchers export RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; the deepspeed
 launcher also passes ``--local_rank`` on the command line (the CLI accepts and ignores it). A plain
-single process gets a one-rank "group" without any of them. DeepSpeed, asked to start its own
-communication without those variables, tries mpi4py; we therefore always set them for a single
-process before DeepSpeed starts.
+single process is rank 0 of a one-rank "group" without any of them (:func:`launch_env` reads them with
+those defaults and never writes). DeepSpeed, asked to start its own communication, reads the same
+variables from ``os.environ`` only (its ``init_distributed`` takes no rank or address) and without them
+tries mpi4py; :func:`ensure_rendezvous_env`, called right before it, is therefore the one place clipzoo
+writes ``os.environ``, and it adds only the variables that are missing.
 """
 
 from __future__ import annotations
@@ -36,20 +38,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_env() -> None:
-    """Give a single, un-launched process the rendezvous variables DeepSpeed and torch expect."""
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+RENDEZVOUS_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launch_env() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` as a launcher exported them; an un-launched process is rank 0 of 1."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def ensure_rendezvous_env(info: DistInfo) -> dict[str, str]:
+    """Export what a launcher would have for DeepSpeed's ``init_distributed`` (it reads only ``os.environ``).
+
+    Sets only the :data:`RENDEZVOUS_VARS` that are missing (this process's rank, world size and local rank,
+    127.0.0.1 and a free port), so a launcher's values are never changed; returns what it set.
+    """
+    wanted = {"RANK": str(info.rank), "WORLD_SIZE": str(info.world_size), "LOCAL_RANK": str(info.local_rank),
+              "MASTER_ADDR": "127.0.0.1"}
+    missing = {k: v for k, v in wanted.items() if k not in os.environ}
+    if "MASTER_PORT" not in os.environ:
+        missing["MASTER_PORT"] = str(_free_port())
+    os.environ.update(missing)
+    return missing
 
 
 def init(device: str = "auto", backend: str = "auto") -> DistInfo:
     import torch
     import torch.distributed as dist
 
-    ensure_env()
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    rank, world, local = launch_env()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
