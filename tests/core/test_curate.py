@@ -56,7 +56,8 @@ def _crop(im: Image.Image, frac: float) -> Image.Image:
 
 def _ingest(folder: Path, out: Path, license: str) -> Path:
     options = ImagesSource.default_options(license=license, max_side=4096)
-    run_ingest(ImagesSource(options), [folder], out, max_count=3, progress=False)
+    # one work unit for the folder (the engine's derived unit size would give each image its own unit and shard)
+    run_ingest(ImagesSource(options), [folder], out, max_count=3, unit_size=64, progress=False)
     return out
 
 
@@ -439,3 +440,30 @@ def test_pipeline_runs_a_curate_step_trains_on_its_output_and_prints_the_funnel(
     summary = json.loads((tmp_path / "runs/mini/train/model/train_summary.json").read_text())
     assert summary["data"][0]["name"] == "curated_train"
     assert summary["data"][0]["ingest"]["notes"]["decontaminated_against"][0]["kind"] == "shards"
+
+
+def _with_preprocess_note(src: Path, dst: Path, note: dict) -> Path:
+    """A copy of shard set ``src`` whose manifest records ``note`` as its source's preprocessing (astro sources
+    record their light-curve/spectrum settings and feature statistics this way)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    data = _manifest(dst)
+    data.setdefault("ingest", {}).setdefault("notes", {})["preprocess"] = note
+    (dst / "manifest.json").write_text(json.dumps(data))
+    return dst
+
+
+def test_curated_set_carries_its_inputs_preprocess_note_and_refuses_inputs_that_disagree(corpus, tmp_path):
+    note = {"metadata": {"features": ["parallax", "bp_rp"], "mean": [1.5, 0.8], "std": [0.5, 0.3]}}
+    a = _with_preprocess_note(corpus["a"], tmp_path / "a", note)
+    b = _with_preprocess_note(corpus["b"], tmp_path / "b", note)
+    run_curate([a, b], tmp_path / "out", steps=[{"dedup": {}}], progress=False)
+    # the trainer reads ingest.notes.preprocess to put the data's preprocessing on the model
+    assert _manifest(tmp_path / "out")["ingest"]["notes"]["preprocess"] == note
+
+    other = {"metadata": {**note["metadata"], "std": [0.5, 0.4]}}
+    c = _with_preprocess_note(corpus["b"], tmp_path / "c", other)
+    with pytest.raises(CurateError, match=r"preprocess.*metadata\.std"):
+        run_curate([a, c], tmp_path / "mixed", steps=[{"dedup": {}}], progress=False)
+    assert not (tmp_path / "mixed").exists()  # refused before anything was written

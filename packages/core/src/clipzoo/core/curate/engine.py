@@ -57,12 +57,39 @@ class WorkUnit:
     bytes: int | None = None
 
 
-def plan_units(inputs: list[Path]) -> tuple[list[WorkUnit], list[dict[str, Any]]]:
-    """Work units of the input shard sets (their manifests), in input order; refuses a folder without one."""
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    """The dotted name of the first setting where two preprocess notes differ ('' when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return ""
+    return "" if a == b else path or "(the whole note)"
+
+
+def _common_preprocess(notes: list[tuple[Path, Any]]) -> dict[str, Any] | None:
+    """The preprocessing the input sets' sources recorded (``ingest.notes.preprocess``), which the curated set
+    carries on so a model trained on it still gets its data's settings; refused when two inputs differ, because
+    one set cannot say it was preprocessed two ways."""
+    (first, note), rest = notes[0], notes[1:]
+    for folder, other in rest:
+        where = _first_difference(note, other)
+        if where:
+            raise CurateError(f"{folder}: its source preprocessed the data otherwise than {first} did "
+                              f"(preprocess {where} differs); curate sets ingested with the same settings "
+                              "(e.g. the same --model or --stats) together")
+    return note
+
+
+def plan_units(inputs: list[Path]) -> tuple[list[WorkUnit], list[dict[str, Any]], dict[str, Any] | None]:
+    """Work units of the input shard sets (their manifests), in input order, their descriptions and their common
+    preprocess note; refuses a folder without a manifest."""
     from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
 
     units: list[WorkUnit] = []
     described = []
+    notes: list[tuple[Path, Any]] = []
     order = 0
     for set_index, folder in enumerate(inputs):
         folder = Path(folder)
@@ -77,7 +104,8 @@ def plan_units(inputs: list[Path]) -> tuple[list[WorkUnit], list[dict[str, Any]]
             order += shard.samples
         described.append({"path": str(folder), "samples": manifest.num_samples, "shards": len(manifest.shards),
                           "source": {k: manifest.source.get(k) for k in ("domain", "name") if k in manifest.source}})
-    return units, described
+        notes.append((folder, ((manifest.ingest or {}).get("notes") or {}).get("preprocess")))
+    return units, described, _common_preprocess(notes)
 
 
 @dataclass(frozen=True)
@@ -210,14 +238,15 @@ def run_curate(inputs: Iterable[str | Path], out: str | Path, steps: list[Any], 
     if out.exists() and not out.is_dir():
         raise CurateError(f"--out {out}: exists and is not a folder")
     step_objs: list[Step] = build_steps(steps)
-    units, described = plan_units(inputs)
+    units, described, preprocess = plan_units(inputs)
     spec = SignatureSpec(phash=False, tracking_uri=tracking_uri)
     for step in step_objs:
         step.prepare(spec)
     for step in step_objs:  # benchmark data is read before anything is written, so a bad reference stops early
         if hasattr(step, "load_reference"):
             step.load_reference()
-    run = _Run(units, described, step_objs, steps, spec, out, workers, engine, ray_address, shard_size, progress, t0)
+    run = _Run(units, described, step_objs, steps, spec, out, workers, engine, ray_address, shard_size, progress, t0,
+               preprocess)
     return _locked(run, overwrite, resume)
 
 
@@ -237,6 +266,7 @@ class _Run:
     shard_size: int
     progress: bool
     t0: float
+    preprocess: dict[str, Any] | None = None  # the inputs' common ingest.notes.preprocess, carried on
 
     def execute(self, fn, tasks: list, on_done) -> None:
         """``fn`` over ``tasks`` on the data engine's executor (in process for one task or worker)."""
@@ -410,7 +440,8 @@ def _decide_and_write(run: _Run, per_unit: list, resume: bool) -> dict[str, Any]
                                                             "removed_by_step": curation["removed_by_step"]},
                                 # the trainer copies ingest (less skips) into train_summary.json: the model card
                                 # and registry tags can say what the training data was decontaminated against
-                                "notes": {"curated": True, "decontaminated_against": against}})
+                                "notes": {"curated": True, "decontaminated_against": against,
+                                          **({"preprocess": run.preprocess} if run.preprocess is not None else {})}})
     if manifest.num_samples != int(alive.sum()):
         raise RuntimeError(f"curate wrote {manifest.num_samples} samples but kept {int(alive.sum())}: shards changed "
                            "while curating?")
