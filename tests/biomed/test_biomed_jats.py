@@ -169,6 +169,9 @@ def test_skeleton_cuts_follow_containers_comments_namespaces_and_licenses(pmc):
     xlink_on_body = data.replace(xlink, b"", 1).replace(b"<body>", b"<body" + xlink + b">", 1)
     p_start, p_end = data.index(b"<permissions>"), data.index(b"</permissions>") + len(b"</permissions>")
     license_in_back = (data[:p_start] + data[p_end:]).replace(b"<back>", b"<back>" + data[p_start:p_end], 1)
+    no_permissions = data[:p_start] + data[p_end:]
+    license_in_authors = no_permissions.replace(b"</contrib-group>", data[p_start:p_end] + b"</contrib-group>", 1)
+    fig_in_abstract = (data[:start] + data[end:]).replace(b"<abstract>", b"<abstract>" + data[start:end], 1)
     cases = {  # variant -> figure ids it has
         "fig inside a table footnote": (in_table_foot, [ids[0], ids[2], ids[3]]),
         "fig in a comment": (ghost, ids),
@@ -176,13 +179,15 @@ def test_skeleton_cuts_follow_containers_comments_namespaces_and_licenses(pmc):
         "self-closing container before a fig": (empty_container, ids),
         "xlink declared on <body>": (xlink_on_body, ids),
         "license statement only in <back>": (license_in_back, ids),
+        "license statement inside <contrib-group>": (license_in_authors, ids),
+        "fig inside <abstract>": (fig_in_abstract, [ids[1], ids[0], ids[2], ids[3]]),
     }
     for name, (variant, expected) in cases.items():
         article = parse_article(variant)
         assert [f.fig_id for f in article.figures] == expected, name
         assert asdict(article) == asdict(parse_article(variant, strict=True)), name
     assert [f.href for f in parse_article(xlink_on_body).figures] == [i.replace("-", ".") for i in ids]
-    assert parse_article(license_in_back).license == "cc-by"
+    assert parse_article(license_in_back).license == parse_article(license_in_authors).license == "cc-by"
 
 
 def test_broken_body_markup_is_reported_only_by_the_strict_read(pmc):
