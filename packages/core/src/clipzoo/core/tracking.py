@@ -1,5 +1,9 @@
 """Where clipzoo's MLflow tracking and Model Registry live: the one place that resolves and sets the URI.
 
+:func:`tracking_uri` is the one function that decides the URI (an explicit ``--tracking-uri`` / ``run.tracking_uri``,
+else ``$MLFLOW_TRACKING_URI``, else the local store); the pipeline, the trainer, the harness and the registry pass
+their argument to it (through :func:`get_client` / :func:`setup_mlflow`) and never read the environment themselves.
+
 It sits below both the trainer and the registry (``clipzoo.core.registry.store`` re-exports it), so training
 does not import the registry package to log its metrics.
 
@@ -48,27 +52,45 @@ def _is_local_sqlite(uri: str) -> bool:
     return uri.startswith("sqlite:///")
 
 
-_READY: set[str] = set()
+class LocalStoreSetup:
+    """Creates the folder and schema of local sqlite stores, once per database file per process.
 
-
-def _prepare_local_store(uri: str) -> None:
-    """Create the folder and the schema of a local sqlite store, one process at a time.
-
-    MLflow creates (and migrates) the tables when a store is first opened; two processes doing
-    that at once on a fresh file collide ("duplicate column"), so the first opening holds a file lock.
+    MLflow creates (and migrates) the tables when a store is first opened, which takes seconds, and two
+    processes doing that at once on a fresh file collide ("duplicate column"); so the first opening holds a
+    file lock, and this object remembers which files it has set up. That memory is a cache, not behaviour:
+    setting up a ready store again is a no-op under the lock, and a file that has gone since (the store was
+    deleted while the process runs) is set up again. One instance, :data:`LOCAL_STORES`, is shared by the
+    trainer, the registry and the harness, because they open the same store many times in one process.
     """
-    if uri in _READY:
-        return
-    from filelock import FileLock
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
-    db_path = Path(uri[len("sqlite:///"):])
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(db_path) + ".lock", timeout=300):
+    def __init__(self) -> None:
+        self._ready: set[Path] = set()
+
+    def needed(self, db_path: Path) -> bool:
+        """Whether ``db_path`` still has to be set up in this process."""
+        return db_path not in self._ready or not db_path.is_file()
+
+    def prepare(self, uri: str) -> None:
+        """Set up the store of ``uri`` (a ``sqlite:///`` URI) unless this process already has."""
+        db_path = Path(uri[len("sqlite:///"):])
+        if not self.needed(db_path):
+            return
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock
+
+        with FileLock(str(db_path) + ".lock", timeout=300):
+            self._create(uri)
+        self._ready.add(db_path)
+
+    def _create(self, uri: str) -> None:
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
         TrackingStore(uri, local_artifact_root(uri).as_uri())
         RegistryStore(uri)
-    _READY.add(uri)
+
+
+LOCAL_STORES = LocalStoreSetup()
 
 
 def get_client(uri: str | None = None, *, home: str | Path | None = None):
@@ -77,7 +99,7 @@ def get_client(uri: str | None = None, *, home: str | Path | None = None):
 
     resolved = tracking_uri(uri, home=home)
     if _is_local_sqlite(resolved):
-        _prepare_local_store(resolved)
+        LOCAL_STORES.prepare(resolved)
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 
