@@ -1,7 +1,9 @@
 """JATS/NLM article XML -> article metadata and figure-caption records.
 
 The parser is safe for untrusted input: lxml with entity resolution, DTD loading and network access off
-(no XXE, no billion laughs, no fetching of the ``JATS-archivearticle1.dtd`` the DOCTYPE names).
+(no XXE, no billion laughs, no fetching of the ``JATS-archivearticle1.dtd`` the DOCTYPE names). For speed it
+parses only the article's skeleton (front matter and figures, see below) where the file allows; ``strict=True``
+parses, and so checks, every byte.
 
 A *figure* is a ``<fig>`` element (inside ``<fig-group>`` too) whose image is a direct ``<graphic>`` (or one in
 ``<alternatives>``). Not figures: ``<table-wrap>`` graphics, ``<inline-graphic>``, formula graphics
@@ -218,20 +220,18 @@ def _parser():
 
 
 # -- the skeleton: the parts of the article a figure record needs ---------------------------------------
-# A whole-tree parse of an eLife article spends most of its time on body text and references that no figure
-# record reads. The skeleton is the article with only what the record reads: the bytes before the root start
-# tag (XML declaration, DOCTYPE) and the root start tag itself (its
-# namespace declarations) verbatim, then the <front> element (less its author, abstract and funding groups when
-# they hold nothing the article reads), then every <fig> element after it that no non-figure container holds,
-# then "</article>": 13% of the corpus's bytes. It is parsed with the same hardened parser, so entities,
-# namespaces and errors inside those parts behave as in the whole document, and the same code reads the tree.
-# The cuts are found by :class:`_Tags`. Whenever the file is anything but plain (an internal DTD subset, an
-# encoding that is not ASCII-compatible, no <front>/<article-meta>, a <fig> inside a <fig>, unbalanced tags of
-# the cut elements, a skeleton that does not parse on its own, a license statement only outside <front>), the
-# whole document is parsed instead. A truncated file (no "</article>" at its end) always is, so it gets lxml's
-# error. What the skeleton gives up: a well-formedness error in text it leaves out (a broken tag in a body
-# paragraph of a file that ends properly) is not reported; ``parse_article(..., strict=True)`` checks the whole
-# file.
+# A whole-tree parse of an eLife article spends most of its time on body text and references that no figure record
+# reads. The skeleton is the article with only what the record reads: the bytes before the root start tag (XML
+# declaration, DOCTYPE) and the root start tag itself (its namespace declarations) verbatim, then the <front> element
+# (less its author, abstract and funding groups when they hold nothing the article reads), then every <fig> element
+# after it that no non-figure container holds, then "</article>": 13% of the corpus's bytes. It is parsed with the
+# same hardened parser, so entities, namespaces and errors inside those parts behave as in the whole document, and the
+# same code reads the tree. The cuts are found by :class:`_Tags`. Whenever the file is anything but plain (an internal
+# DTD subset, an encoding that is not ASCII-compatible, no <front>/<article-meta>, a <fig> inside a <fig>, unbalanced
+# tags of the cut elements, a skeleton that does not parse on its own, a license statement only outside <front>), the
+# whole document is parsed instead. A truncated file (no "</article>" at its end) always is, so it gets lxml's error.
+# What the skeleton gives up: a well-formedness error in text it leaves out (a broken tag in a body paragraph of a
+# file that ends properly) is not reported; ``parse_article(..., strict=True)`` checks the whole file.
 _PROLOG = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*(?:<\?xml(?P<decl>(?:[^?]|\?(?!>))*)\?>)?(?:\s+|<!--.*?-->|<\?.*?\?>)*"
     rb"(?:<!DOCTYPE\s[^\[\]<>]*>)?(?:\s+|<!--.*?-->|<\?.*?\?>)*"
