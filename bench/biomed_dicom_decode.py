@@ -1,19 +1,19 @@
 """clipzoo.biomed DICOM per-file read vs pydicom's own decode + modality LUT + VOI LUT, same files, same run.
 
-"Ours" is what ``clipzoo ingest biomed dicom`` does per file: the planning read that puts whole series into one
-work unit (``read_series_key``: the SeriesInstanceUID alone), the header pass for series grouping and ordering
+"Ours" is what ``clipzoo ingest biomed dicom`` does per file: the planning read that puts whole series into one work
+unit (``read_series_key``: the SeriesInstanceUID alone), the header pass for series grouping and ordering
 (``read_header``), the pixel read given that header (``read_dicom``: only the pixel data is read; modality LUT,
 VOI/window, MONOCHROME1 inversion, colour handling, uint8), the PIL image per frame and, for images larger than
-``--max-side``, the thumbnail. The baseline is what a pydicom user writes for the same display images:
-``dcmread`` + ``pixel_array`` (+ ``apply_modality_lut`` + ``apply_voi_lut`` for grey images), the values scaled
-to uint8 (min..max), the PIL image per frame and the same thumbnail. Where the two sides cannot do the same
-work: the baseline groups no series (a pydicom user grouping series would read each header first too; ours pays
-for it), it has no CT preset window (files without a window stay min..max), no MONOCHROME1 inversion, and no
-metadata extraction. Both sides run interleaved in the same loop, file by file, who goes first rotating, for
-``--rounds`` rounds; printed are the ratio of the corpus totals per round (median and quartiles over rounds),
-the median over files of the per-file median ratio (the header pass + pixel read + images, i.e. a work unit's
-cost per file; and once more with the driver's planning read added), and the same for the per-slice part alone
-(the pixel read and images given the header pass, which the series grouping needs once per file anyway).
+``--max-side``, the thumbnail. The baseline is what a pydicom user writes for the same display images: ``dcmread`` +
+``pixel_array`` (+ ``apply_modality_lut`` + ``apply_voi_lut`` for grey images, ``apply_color_lut`` for palette
+colour), the values scaled to uint8 (min..max), the PIL image per frame and the same thumbnail. Where the two sides
+cannot do the same work: the baseline groups no series (a pydicom user grouping series would read each header first
+too; ours pays for it), it has no CT preset window (files without a window stay min..max), no MONOCHROME1 inversion,
+and no metadata extraction. Both sides run interleaved in the same loop, file by file, who goes first rotating, for
+``--rounds`` rounds; printed are the ratio of the corpus totals per round (median and quartiles over rounds), the
+median over files of the per-file median ratio (the header pass + pixel read + images, i.e. a work unit's cost per
+file; and once more with the driver's planning read added), and the same for the per-slice part alone (the pixel
+read and images given the header pass, which the series grouping needs once per file anyway).
 
     .venv/bin/python bench/biomed_dicom_decode.py [--rounds 7] [--files DIR ...]
 
@@ -77,13 +77,16 @@ def ours(path: Path, max_side: int = 1024) -> tuple[float, float]:
 def baseline(path: Path, max_side: int = 1024) -> None:
     import numpy as np
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     ds = pydicom.dcmread(path)
     arr = ds.pixel_array
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if int(ds.get("SamplesPerPixel", 1)) == 1 and str(ds.PhotometricInterpretation).startswith("MONOCHROME"):
+    photometric = str(ds.PhotometricInterpretation)
+    if int(ds.get("SamplesPerPixel", 1)) == 1 and photometric.startswith("MONOCHROME"):
         arr = apply_voi_lut(apply_modality_lut(arr, ds), ds)
+    elif photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
     if arr.dtype != np.uint8:
         lo, hi = float(arr.min()), float(arr.max())
         arr = np.rint((arr - lo) * (255.0 / max(hi - lo, 1e-12))).astype(np.uint8)
