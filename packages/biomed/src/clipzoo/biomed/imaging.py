@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_MAX_SIDE = 1024
+NEAR_DUPLICATE_DISTANCE = 4  # max pHash Hamming distance (of 64 bits) of a near-duplicate image
 
 
 class ImageReadError(ValueError):
@@ -33,9 +34,6 @@ def _alpha_on_white(img):
 
 def to_rgb(img):
     """Convert an opened PIL image of any mode to 8-bit RGB (see the module docstring for the rules)."""
-    import numpy as np
-    from PIL import Image
-
     mode = img.mode
     if mode == "RGB":
         return img
@@ -144,7 +142,7 @@ class NearDuplicateIndex:
     A BK-tree over Hamming distance keeps look-ups sub-linear on large corpora.
     """
 
-    def __init__(self, max_distance: int = 4, hash_size: int = 8):
+    def __init__(self, max_distance: int = NEAR_DUPLICATE_DISTANCE, hash_size: int = 8):
         self.max_distance = max_distance
         self.hash_size = hash_size
         self._root: list | None = None  # node: [hash, key, {distance: child}]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
+from clipzoo.biomed.imaging import NEAR_DUPLICATE_DISTANCE
 from clipzoo.biomed.sources._common import (
     IMAGE_WORKER_IMPORTS,
     KeyMaker,
@@ -92,7 +93,7 @@ class JatsSource(Source):
         parser.add_argument("--near-duplicates", choices=("drop", "keep", "off"), default="drop",
                             help="perceptual-hash near-duplicate images across the run: drop (default), keep "
                                  "(flagged in metadata) or off (no hashing)")
-        parser.add_argument("--phash-distance", type=int, default=4,
+        parser.add_argument("--phash-distance", type=int, default=NEAR_DUPLICATE_DISTANCE,
                             help="max pHash Hamming distance of a near duplicate")
         parser.add_argument("--max-member-mb", type=float, default=256.0,
                             help="archive members larger than this are not read")
