@@ -345,20 +345,25 @@ class _Tags:
         """Offsets of the real ``<name`` start tags (self-closing ones left out) or ``</name`` end tags."""
         found = self._exact.get((name, is_end))
         if found is None:
-            data, found, at = self.data, [], 1 + is_end + len(name)
-            for i in self._raw[name, is_end]:
-                if not data.startswith(name, i + 1 + is_end) or (self.hidden_starts and self.hides(i)):
-                    continue
-                if is_end:
-                    if _END_TAG_REST.match(data, i + at):
-                        found.append(i)
-                elif data[i + at] in _DELIMITERS:
-                    head = _START_TAG_REST.match(data, i + at)
-                    if head is None:
-                        raise _NotPlain
-                    if name in (b"fig", b"front") or data[head.end() - 2] != 47:  # <container/> holds nothing
-                        found.append(i)
-            self._exact[name, is_end] = found
+            found = self._exact[name, is_end] = self.within(name, is_end, 0, len(self.data))
+        return found
+
+    def within(self, name: bytes, is_end: int, lo: int, hi: int) -> list[int]:
+        """:meth:`exact`'s tags at offsets in ``[lo, hi)``."""
+        raw = self._raw[name, is_end]
+        data, found, at = self.data, [], 1 + is_end + len(name)
+        for i in raw[bisect_left(raw, lo): bisect_left(raw, hi)]:
+            if not data.startswith(name, i + 1 + is_end) or (self.hidden_starts and self.hides(i)):
+                continue
+            if is_end:
+                if _END_TAG_REST.match(data, i + at):
+                    found.append(i)
+            elif data[i + at] in _DELIMITERS:
+                head = _START_TAG_REST.match(data, i + at)
+                if head is None:
+                    raise _NotPlain
+                if name in (b"fig", b"front") or data[head.end() - 2] != 47:  # <container/> holds nothing
+                    found.append(i)
         return found
 
     def end_of(self, start: int, name: bytes) -> int:
@@ -375,9 +380,10 @@ class _Tags:
             raise _NotPlain
         return _END_TAG_REST.match(data, ends[k] + 2 + len(name)).end()
 
-    def nested_end(self, start: int, name: bytes) -> int:
-        """Like :meth:`end_of` for an element that may hold others of its name (a <contrib-group> in one)."""
-        opens, closes = self.exact(name, 0), self.exact(name, 1)
+    def nested_end(self, start: int, name: bytes, hi: int) -> int:
+        """Like :meth:`end_of` for an element before ``hi`` that may hold others of its name (a <contrib-group>
+        in one)."""
+        opens, closes = self.within(name, 0, start, hi), self.within(name, 1, start, hi)
         i, j, depth = bisect_right(opens, start), bisect_left(closes, start), 1
         while j < len(closes):
             if i < len(opens) and opens[i] < closes[j]:
@@ -413,10 +419,10 @@ def _front_parts(data: bytes, tags: _Tags, front: int, front_end: int, figs: lis
     cuts = []
     for name in _FRONT_CUTS:
         end = meta
-        for i in tags.exact(name, 0):
-            if i < end or i > meta_end:
+        for i in tags.within(name, 0, meta, meta_end):
+            if i < end:
                 continue
-            end = tags.nested_end(i, name)
+            end = tags.nested_end(i, name, meta_end)
             if (end > meta_end or bisect_left(figs, i) != bisect_left(figs, end)
                     or data.find(b"license", i, end) >= 0 or data.find(b"pub-date", i, end) >= 0):
                 continue
