@@ -54,6 +54,9 @@ class CaptionsSource(Source):
     domain = "remote_sensing"
     name = "captions"
     help = "RS image-caption corpora (AMFMN *_precomp folders, COCO-captions JSON, RSICD dataset_rsicd.json)"
+    # --lang/--corpus give one value per input, and one image's captions in several corpora (languages) merge
+    # into one sample: the inputs are read together, as one work unit
+    joins_inputs = True
     worker_imports = ("PIL.Image", "PIL.PngImagePlugin", "PIL.JpegImagePlugin", "PIL.TiffImagePlugin",
                       "clipzoo.remote_sensing.captions")
 
@@ -79,24 +82,22 @@ class CaptionsSource(Source):
         parser.add_argument("--translate-batch-size", type=int, default=16)
         parser.add_argument("--translate-max-length", type=int, default=128, help="max tokens per translation")
 
-    def _opt(self, name: str, default: Any = None) -> Any:
-        return getattr(self.options, name, default)
 
     # -- reading -------------------------------------------------------------------------------
     def _read_input(self, path: Path, lang: str, report: IngestReport):
         """(format, [(split, CaptionedImage)]) of one input; CaptionFormatError for a bad file."""
         from clipzoo.remote_sensing.captions import CaptionFormatError, precomp_splits, read_caption_json, read_precomp
 
-        fmt = self._opt("format", "auto")
+        fmt = self.options.format
         if path.is_dir():
             if fmt not in ("auto", "precomp"):
                 raise CaptionFormatError(f"{path}: a folder is read as precomp, but --format {fmt} was given")
             splits = precomp_splits(path)
-            wanted = self._opt("split") or splits
+            wanted = self.options.split or splits
             splits = [s for s in splits if s in wanted]
             if not splits:
                 raise CaptionFormatError(f"{path}: no {{split}}_caps.txt + {{split}}_filename.txt pair"
-                                         + (f" for split(s) {', '.join(wanted)}" if self._opt("split") else ""))
+                                         + (f" for split(s) {', '.join(wanted)}" if self.options.split else ""))
             return "precomp", [rec for s in splits for rec in read_precomp(path, s, lang)]
         if fmt == "precomp":
             raise CaptionFormatError(f"{path}: --format precomp needs the precomp folder, not a file")
@@ -106,8 +107,8 @@ class CaptionsSource(Source):
     def _merged_records(self, inputs: list[Path], report: IngestReport) -> "OrderedDict[tuple, dict]":
         from clipzoo.remote_sensing.captions import CaptionFormatError
 
-        langs = _per_input(self._opt("lang", "en"), len(inputs), "--lang")
-        corpora = _per_input(self._opt("corpus"), len(inputs), "--corpus")
+        langs = _per_input(self.options.lang, len(inputs), "--lang")
+        corpora = _per_input(self.options.corpus, len(inputs), "--corpus")
         merged: OrderedDict[tuple, dict] = OrderedDict()
         for path, lang, corpus in zip(inputs, langs, corpora):
             path = Path(path)
@@ -139,19 +140,19 @@ class CaptionsSource(Source):
         from clipzoo.remote_sensing.captions import Caption
         from clipzoo.remote_sensing.translate import TranslationError, Translator
 
-        model = self._opt("translate_model")
+        model = self.options.translate_model
         if model is None:
             return None
-        target = self._opt("translate_lang")
+        target = self.options.translate_lang
         if not target:
             raise IngestError("--translate-model needs --translate-lang (the tag of the new captions, e.g. de)")
         try:
-            tr = Translator(model, target, target_code=self._opt("translate_code"),
-                            batch_size=self._opt("translate_batch_size", 16),
-                            max_length=self._opt("translate_max_length", 128))
+            tr = Translator(model, target, target_code=self.options.translate_code,
+                            batch_size=self.options.translate_batch_size,
+                            max_length=self.options.translate_max_length)
         except TranslationError as exc:
             raise IngestError(str(exc)) from None
-        src_lang = self._opt("translate_from", "en")
+        src_lang = self.options.translate_from
         todo = [(e, c.text) for e in merged.values() for c in list(e["captions"]) if c.lang == src_lang]
         out = tr.translate([t for _, t in todo])
         for (entry, _), text in zip(todo, out):
@@ -188,7 +189,7 @@ class CaptionsSource(Source):
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
         from clipzoo.remote_sensing.captions import DEFAULT_LICENSE, KNOWN_CORPORA, ImageIndex
 
-        images_dir, captions_only = self._opt("images"), self._opt("captions_only", False)
+        images_dir, captions_only = self.options.images, self.options.captions_only
         if images_dir is None and not captions_only:
             raise IngestError("give --images DIR (where the corpus images are) or --captions-only")
         index = None
@@ -219,7 +220,7 @@ class CaptionsSource(Source):
                 "split": split,
                 "image_name": name,
                 "image_id": entry["image_id"],
-                "license": self._opt("license") or DEFAULT_LICENSE,
+                "license": self.options.license or DEFAULT_LICENSE,
                 "langs": sorted({c.lang for c in entry["captions"]}),
                 "n_captions": len(entry["captions"]),
             }
@@ -294,23 +295,21 @@ class GeoTiffSource(Source):
                        help="share of blocks held out (default 0.25)")
         g.add_argument("--split-seed", type=int, default=0, help="seed of the block draw (default 0)")
 
-    def _opt(self, name: str, default: Any = None) -> Any:
-        return getattr(self.options, name, default)
 
     def _block_split(self, size: int):
         """The :class:`~clipzoo.remote_sensing.geotiff.BlockSplit` asked for (None without ``--split``)."""
         from clipzoo.remote_sensing.geotiff import BlockSplit
 
-        if not self._opt("split"):
+        if not self.options.split:
             return None
-        block, gap = self._opt("split_block", 4), self._opt("split_gap", 1)
+        block, gap = self.options.split_block, self.options.split_gap
         if block < 1:
             raise IngestError(f"--split-block {block}: a block is at least 1 chip")
         if gap < 1:
             raise IngestError(f"--split-gap {gap}: held-out chips need a gap of at least 1 chip from training windows")
         try:
-            return BlockSplit(block * size, gap * size, self._opt("split_test_fraction", 0.25),
-                              self._opt("split_seed", 0))
+            return BlockSplit(block * size, gap * size, self.options.split_test_fraction,
+                              self.options.split_seed)
         except ValueError as exc:
             raise IngestError(f"--split-test-fraction: {exc}") from None
 
@@ -326,9 +325,9 @@ class GeoTiffSource(Source):
         yield from expand_inputs(local, (".tif", ".tiff"), report)
 
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
-        size = self._opt("chip_size", 256)
-        stride = self._opt("stride") or size
-        max_nodata = self._opt("max_nodata", 0.5)
+        size = self.options.chip_size
+        stride = self.options.stride or size
+        max_nodata = self.options.max_nodata
         if size < 1 or stride < 1:
             raise IngestError("--chip-size and --stride must be positive")
         if not 0.0 <= max_nodata <= 1.0:
@@ -343,7 +342,7 @@ class GeoTiffSource(Source):
             seen_stems.add(stem)
             import rasterio
 
-            with rasterio.Env(GDAL_CACHEMAX=self._opt("gdal_cache_mb", 256)):
+            with rasterio.Env(GDAL_CACHEMAX=self.options.gdal_cache_mb):
                 yield from self._raster_samples(path, stem, size, stride, max_nodata, report, split)
 
     def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float,
@@ -354,7 +353,7 @@ class GeoTiffSource(Source):
 
         from clipzoo.remote_sensing import geotiff as gt
 
-        percentiles = tuple(self._opt("percentiles", [2.0, 98.0]))
+        percentiles = tuple(self.options.percentiles)
         try:
             src = gt.open_raster(path)
         except gt.RasterError as exc:
@@ -362,10 +361,10 @@ class GeoTiffSource(Source):
             return
         with src:
             try:
-                sensor = gt.SENSORS[self._opt("sensor")] if self._opt("sensor") else None
-                bands = gt.resolve_bands(self._opt("bands", "all"), src, sensor)
-                nodata = gt.nodata_values(src, self._opt("nodata", []))
-                stats = gt.band_statistics(src, bands, nodata, percentiles, self._opt("stats_pixels", 1_000_000))
+                sensor = gt.SENSORS[self.options.sensor] if self.options.sensor else None
+                bands = gt.resolve_bands(self.options.bands, src, sensor)
+                nodata = gt.nodata_values(src, self.options.nodata)
+                stats = gt.band_statistics(src, bands, nodata, percentiles, self.options.stats_pixels)
             except gt.RasterError as exc:
                 report.skip(path, str(exc))
                 return
@@ -381,13 +380,13 @@ class GeoTiffSource(Source):
             if stats[0].valid_pixels == 0:
                 report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
                 return
-            edge, offset = self._opt("edge", "drop"), self._opt("offset", 0)
+            edge, offset = self.options.edge, self.options.offset
             n_chips = gt.count_chips(src.width, src.height, size, stride, edge, offset)
             if n_chips == 0:
                 report.skip(path, f"raster {src.width}x{src.height} is smaller than --chip-size {size}; "
                             "use --edge pad or a smaller chip")
                 return
-            keep, side = None, self._opt("split")
+            keep, side = None, self.options.split
             split_meta = None
             if split is not None:
                 try:
@@ -405,7 +404,7 @@ class GeoTiffSource(Source):
                 kept = sum(keep(r, c) for r in rows for c in cols)
                 report.count("chips_outside_split", stem, n_chips - kept)  # other side, straddling or in the gap
                 n_chips = kept
-            normalize = self._opt("normalize", "percentile")
+            normalize = self.options.normalize
             band_meta = [{"index": b, "name": src.descriptions[b - 1] or (sensor.bands[b - 1] if sensor else None)}
                          for b in bands]
             raster = {**gt.describe_raster(src), "bands": band_meta, "nodata_values": nodata,
@@ -431,8 +430,8 @@ class GeoTiffSource(Source):
                     else:
                         image = chip.data.astype("float32", copy=True)
                         image[:, ~chip.valid] = 0.0
-                    meta = {"source": str(path), "license": self._opt("license"), "dtype": src.dtypes[0],
-                            "bands": band_meta, "sensor": self._opt("sensor"), "nodata_values": nodata,
+                    meta = {"source": str(path), "license": self.options.license, "dtype": src.dtypes[0],
+                            "bands": band_meta, "sensor": self.options.sensor, "nodata_values": nodata,
                             "nodata_fraction": frac, "normalization": norm_meta, **chip.meta,
                             "location_encoding": f"unit sphere + sin/cos x {list(gt.LOCATION_SCALES)}"}
                     if side is not None:
@@ -468,16 +467,16 @@ class SimulatedScenesSource(Source):
 
         if inputs:
             raise IngestError("the simulated source takes no inputs (it generates scenes from --seed)")
-        count, size = getattr(self.options, "count", 1200), getattr(self.options, "chip_size", 16)
+        count, size = self.options.count, self.options.chip_size
         if count < 1 or size < 4:
             raise IngestError("--count must be at least 1 and --chip-size at least 4")
-        bands = getattr(self.options, "bands", "rgbn")
+        bands = self.options.bands
         try:
             simulate.band_indexes(bands)
         except ValueError as exc:
             raise IngestError(f"--bands {bands}: {exc}") from None
         report.notes.update(classes=list(simulate.CLASSNAMES), bands=[simulate.BANDS[i] for i in
                                                                       simulate.band_indexes(bands)])
-        for sample in simulate.samples(count, getattr(self.options, "seed", 0), size, bands):
+        for sample in simulate.samples(count, self.options.seed, size, bands):
             report.count("class", sample["json"]["class"])
             yield sample
