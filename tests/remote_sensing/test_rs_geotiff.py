@@ -299,6 +299,25 @@ def test_one_band_layout_per_shard_set(geo, tmp_path):
     assert skip["reason"].startswith("1 band(s) selected but ") and "rgbn_suba.tif gave 4" in skip["reason"]
 
 
+def test_checks_across_rasters_hold_when_each_raster_is_its_own_work_unit(geo, tmp_path):
+    """The band-layout rule and distinct keys for rasters of one name span rasters: with one raster per work
+    unit (and two workers) they give what one unit reading everything gives."""
+    import shutil
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    twins = [shutil.copy(geo / "rgbn_suba.tif", tmp_path / d / "rgbn_suba.tif") for d in ("a", "b")]
+    inputs = [*twins, geo / LANDSAT]
+    opts = make_options(GeoTiffSource, chip_size=128)
+    one = run_ingest(GeoTiffSource(opts), inputs, tmp_path / "one", unit_size=64, progress=False)
+    each = run_ingest(GeoTiffSource(opts), inputs, tmp_path / "each", unit_size=1, workers=2, progress=False)
+    for summary in (one, each):
+        assert summary["samples_written"] == 4  # 2 chips of each twin; the 1-band Landsat file is refused
+        (skip,) = summary["skipped"]
+        assert skip["path"] == str(geo / LANDSAT) and skip["reason"].startswith("1 band(s) selected but ")
+    keys = [sorted(s["__key__"] for s in read_shards(tmp_path / d)) for d in ("one", "each")]
+    assert keys[0] == keys[1] and len(set(keys[1])) == 4
+
+
 def test_chipping_memory_does_not_grow_with_the_raster(tmp_path):
     """2048 x 2048 x 4 uint16 (32 MiB decoded): statistics + every chip stay a few MiB of numpy memory."""
     import tracemalloc

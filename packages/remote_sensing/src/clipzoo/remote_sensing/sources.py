@@ -252,6 +252,17 @@ class CaptionsSource(Source):
             report.notes["missing_images"] = {k: {"count": len(v), "names": v} for k, v in missing.items()}
 
 
+def _unique_stems(rasters: list[Path | str]) -> dict[str, str]:
+    """Each raster's key stem: its file name, plus a hash of its path for a later raster of the same name."""
+    stems: dict[str, str] = {}
+    for path in rasters:
+        stem = Path(str(path)).stem
+        if stem in stems.values():  # two rasters with one name in different folders
+            stem = f"{stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        stems[str(path)] = stem
+    return stems
+
+
 class GeoTiffSource(Source):
     domain = "remote_sensing"
     name = "geotiff"
@@ -324,6 +335,37 @@ class GeoTiffSource(Source):
                 local.append(item)
         yield from expand_inputs(local, (".tif", ".tiff"), report)
 
+    def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
+        """The rasters ``unit_size`` at a time, after the checks that span rasters, which one unit cannot make
+        alone: a shard set holds one band layout (a raster whose selection has another band count is skipped
+        here, naming the first raster's), and two rasters with one file name get distinct sample keys."""
+        rasters = self._one_band_layout(list(self._inputs(inputs, report)), report)
+        self._stems = _unique_stems(rasters)  # travels to every unit's copy of the source
+        return [rasters[i:i + unit_size] for i in range(0, len(rasters), unit_size)]
+
+    def _one_band_layout(self, rasters: list[Path | str], report: IngestReport) -> list[Path | str]:
+        from rasterio.errors import RasterioError
+
+        from clipzoo.remote_sensing import geotiff as gt
+
+        sensor = gt.SENSORS[self.options.sensor] if self.options.sensor else None
+        kept, first = [], None
+        for path in rasters:
+            try:
+                with gt.open_raster(path) as src:  # the header only
+                    n = len(gt.resolve_bands(self.options.bands, src, sensor))
+            except (gt.RasterError, RasterioError):
+                kept.append(path)  # reading it in its unit skips it with the reason
+                continue
+            if first is not None and n != first[1]:
+                report.input_seen(path)
+                report.skip(path, f"{n} band(s) selected but {first[0]} gave {first[1]}: one shard set holds one "
+                            "band layout (choose the same --bands for every raster, or ingest apart)")
+                continue
+            first = first or (str(path), n)
+            kept.append(path)
+        return kept
+
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
         size = self.options.chip_size
         stride = self.options.stride or size
@@ -333,13 +375,11 @@ class GeoTiffSource(Source):
         if not 0.0 <= max_nodata <= 1.0:
             raise IngestError("--max-nodata is a fraction between 0 and 1")
         split = self._block_split(size)
-        seen_stems: set[str] = set()
-        for path in self._inputs(inputs, report):
+        rasters = list(self._inputs(inputs, report))
+        stems = getattr(self, "_stems", None) or _unique_stems(rasters)  # planned by units() over all rasters
+        for path in rasters:
             report.input_seen(path)
-            stem = Path(str(path)).stem
-            if stem in seen_stems:  # two rasters with one name in different folders
-                stem = f"{stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-            seen_stems.add(stem)
+            stem = stems[str(path)]
             import rasterio
 
             with rasterio.Env(GDAL_CACHEMAX=self.options.gdal_cache_mb):
@@ -371,12 +411,6 @@ class GeoTiffSource(Source):
             except RasterioError as exc:
                 report.skip(path, f"read failed: {gt.error_text(exc)}")
                 return
-            first = getattr(self, "_layout", None)
-            if first is not None and len(bands) != first[1]:
-                report.skip(path, f"{len(bands)} band(s) selected but {first[0]} gave {first[1]}: one shard set "
-                            "holds one band layout (choose the same --bands for every raster, or ingest apart)")
-                return
-            self._layout = first or (str(path), len(bands))
             if stats[0].valid_pixels == 0:
                 report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
                 return
