@@ -398,10 +398,9 @@ class _Tags:
             raise _NotPlain
         return _END_TAG_REST.match(data, ends[k] + 2 + len(name)).end()
 
-    def nested_end(self, start: int, name: bytes, hi: int) -> int:
-        """Like :meth:`end_of` for an element before ``hi`` that may hold others of its name (a <contrib-group>
-        in one)."""
-        opens, closes = self.within(name, 0, start, hi), self.within(name, 1, start, hi)
+    def nested_end(self, start: int, name: bytes, opens: list[int], closes: list[int]) -> int:
+        """Like :meth:`end_of` for an element that may hold others of its name (a <contrib-group> in one), given
+        the exact start and end tags of that name around it."""
         i, j, depth = bisect_right(opens, start), bisect_left(closes, start), 1
         while j < len(closes):
             if i < len(opens) and opens[i] < closes[j]:
@@ -437,10 +436,11 @@ def _front_parts(data: bytes, tags: _Tags, front: int, front_end: int, figs: lis
     cuts = []
     for name in _FRONT_CUTS:
         end = meta
-        for i in tags.within(name, 0, meta, meta_end):
+        opens, closes = tags.within(name, 0, meta, meta_end), tags.within(name, 1, meta, meta_end)
+        for i in opens:
             if i < end:
                 continue
-            end = tags.nested_end(i, name, meta_end)
+            end = tags.nested_end(i, name, opens, closes)
             if (end > meta_end or bisect_left(figs, i) != bisect_left(figs, end)
                     or data.find(b"license", i, end) >= 0 or data.find(b"pub-date", i, end) >= 0):
                 continue
