@@ -4,7 +4,7 @@ peak RSS of one ingest process as the input grows (issue 10).
 Inputs are the real files in the shared data folder, replicated so there are enough work units and enough work
 that a run's fixed costs (pool start, planning, manifest) are a small part of it: DICOM (the shared slices,
 copied into R study folders with new study/series/instance UIDs so every copy is its own series; default 24
-folders, 96 files, ~20 MB), JATS (the eLife package with its figures, R copies with renamed article ids, figures
+folders, 96 files, 23 MB), JATS (the eLife package with its figures, R copies with renamed article ids, figures
 hard-linked; default 120 articles) and GeoTIFF (the RGBN raster, R copies; default 160 rasters, 7680 chips of
 32 px). The unit size is the engine's own default (derived from the input count, ``--unit-size`` overrides).
 

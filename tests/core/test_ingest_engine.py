@@ -171,7 +171,8 @@ def _domain_case(name: str, shared: Path, tmp: Path):
         from clipzoo.remote_sensing.sources import GeoTiffSource
 
         files = [shared / "remote_sensing/geotiff" / n for n in ("import-tiff-test2.tiff", "rgbn_suba.tif")]
-        source = GeoTiffSource(GeoTiffSource.default_options(chip_size=32, edge="pad", max_nodata=1.0))
+        # --bands 1: the two rasters have different band counts, and a shard set holds one band layout
+        source = GeoTiffSource(GeoTiffSource.default_options(chip_size=32, edge="pad", max_nodata=1.0, bands="1"))
         return source, files, [(files[1].name, 0), (files[1].name, 3)]
     if name == "astro-simulated":
         from clipzoo.astro.sources import SimulatedSource
@@ -234,7 +235,8 @@ def _raising_case(name: str, shared: Path, tmp: Path):
         from clipzoo.remote_sensing.sources import GeoTiffSource
 
         files = [shared / "remote_sensing/geotiff" / n for n in ("import-tiff-test2.tiff", "rgbn_suba.tif")]
-        return GeoTiffSource(GeoTiffSource.default_options(chip_size=32, edge="pad", max_nodata=1.0)), files, files[1]
+        options = GeoTiffSource.default_options(chip_size=32, edge="pad", max_nodata=1.0, bands="1")  # one layout
+        return GeoTiffSource(options), files, files[1]
     if name == "astro-lightcurves":
         from clipzoo.astro.sources import LightCurvesSource
 

@@ -635,8 +635,8 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
             other = owner.setdefault(key, record["unit"])
             if other != record["unit"]:
                 raise IngestError(f"sample key {key!r} comes from unit {other} ({', '.join(unit_names[other])})"
-                                  f" and unit {record['unit']} ({', '.join(unit_names[record['unit']])}): keys must be unique "
-                                  "across inputs; this is a bug in the source's key scheme")
+                                  f" and unit {record['unit']} ({', '.join(unit_names[record['unit']])}): keys must "
+                                  "be unique across inputs; this is a bug in the source's key scheme")
         report.merge(record["report"])
         manifest.shards.extend(ShardInfo(**s) for s in record["shards"])
     summary = report.to_dict(manifest.num_samples)
