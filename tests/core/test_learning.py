@@ -2,7 +2,7 @@
 must reach text->image R@1 >= 0.8 on 100 held-out synthetic pairs with distinct descriptions (chance: 0.01).
 
 Bounded by steps only, so a loaded machine makes it slower, never different; how long it takes and how
-many steps the target needs are measured by ``bench/learning_proof_time.py``."""
+many steps the target needs are measured by ``perf/learning_proof_time.py``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ STEPS = 560
 
 
 def proof_config(shards, out, steps: int = STEPS, checkpoint_every: int = 10_000) -> dict:
-    """The learning proof's run (also timed by bench/learning_proof_time.py)."""
+    """The learning proof's run (also timed by perf/learning_proof_time.py)."""
     return {
         "run": {"output_dir": str(out), "mlflow": False, "log_every": 50, "progress": False},
         "model": {"config": "clipzoo-tiny-32"},

@@ -7,7 +7,7 @@ DataLoader worker and its default prefetch, for one epoch; the two are interleav
 samples/s per round, the median of each and their ratio (remote / local; target >= 0.9), and the time to the
 first batch (median over rounds). An optional third arm reads S3 through the local cache (its second epoch).
 
-    .venv/bin/python bench/remote_loader.py [--rounds 7] [--samples 2000] [--image-size 64] [--workers 1]
+    .venv/bin/python perf/remote_loader.py [--rounds 7] [--samples 2000] [--image-size 64] [--workers 1]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ effective batch, one extra no-grad forward), bf16 autocast on the CPU, and one t
 Each variant trains the same synthetic shards for a fixed number of steps; samples/s counts
 the optimizer steps' samples over the loop's wall time (data loading included).
 
-    .venv/bin/python bench/train_throughput.py [--steps 80] [--model clipzoo-tiny-32]
+    .venv/bin/python perf/train_throughput.py [--steps 80] [--model clipzoo-tiny-32]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ reaching the target and the training time to it, and that time as a fraction of 
 baseline, measured in the same repeat). R@1 over 100 queries has a binomial standard error of about
 sqrt(p(1-p)/100), i.e. +-0.04 near 0.8. Training is seeded, so R@1 repeats exactly; only the times vary.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/learning_proof_time.py [--repeats 3] [--every 80]
+    OMP_NUM_THREADS=1 .venv/bin/python perf/learning_proof_time.py [--repeats 3] [--every 80]
 """
 
 from __future__ import annotations

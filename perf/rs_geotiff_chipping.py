@@ -12,7 +12,7 @@ way runs in its own fresh process, so peak memory is that way's own:
 Printed as windowed/full ratios measured in the same run. Rasters: the shared Landsat B2 file and a
 generated tiled 4-band uint16 GeoTIFF (``--size``, default 4096 px) to show the gap growing with size.
 
-    .venv/bin/python bench/rs_geotiff_chipping.py [--size 4096] [--chip 256] [--raster PATH ...]
+    .venv/bin/python perf/rs_geotiff_chipping.py [--size 4096] [--chip 256] [--raster PATH ...]
 """
 
 from __future__ import annotations

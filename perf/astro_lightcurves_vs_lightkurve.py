@@ -1,6 +1,6 @@
 """Light-curve reading and preprocessing: clipzoo.astro vs lightkurve on the same Kepler files, in one run.
 
-    .venv/bin/python bench/astro_lightcurves_vs_lightkurve.py [--repeats 20] [--files F...]
+    .venv/bin/python perf/astro_lightcurves_vs_lightkurve.py [--repeats 20] [--files F...]
 
 Steps timed on both sides, each repeated ``--repeats`` times (median wall time):
   read      one *_llc.fits -> quality-masked, NaN-free cadences (lightkurve: ``lk.read(f).remove_nans()``)

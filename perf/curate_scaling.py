@@ -6,7 +6,7 @@ of which 10% are planted near copies (1-6 bits flipped) of another sample, and r
 decision (pixel groups, pHash LSH, caption MinHash LSH, clusters). Rounds interleave the sizes; medians shown.
 The baseline is the 10k run of the same round; the target is near-linear (<= 12x for 10x the data).
 
-    .venv/bin/python bench/curate_scaling.py [--rounds 3] [--sizes 10000 100000]
+    .venv/bin/python perf/curate_scaling.py [--rounds 3] [--sizes 10000 100000]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ graphic reference names the figure's image; then parsing speed (articles/s) for 
 baseline is PyPI ``pubmed-parser`` (``pubmed_parser.parse_pubmed_caption``), the extractor BIOMEDICA-style
 pipelines commonly start from.
 
-    .venv/bin/python bench/biomed_jats_vs_pubmed_parser.py [--data DIR] [--rounds 21]
+    .venv/bin/python perf/biomed_jats_vs_pubmed_parser.py [--data DIR] [--rounds 21]
 
 ``--data`` defaults to ``$CLIPZOO_SHARED_DATA`` or ``../shared/data`` (the folder with PROVENANCE.md); the
 files are ``biomed/jats_corpus/elife-tools/*.xml`` (23 eLife articles, 262 figures), ``biomed/pmc_jats/*.nxml``

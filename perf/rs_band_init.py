@@ -7,7 +7,7 @@ same steps with the same seed on the 4-band scenes (seed 0) and scored zero-shot
 top-1 over six classes (chance 1/6; twins in RGB, so the RGB model itself is capped near 1/2), with a seeded
 bootstrap 95% interval over the 600 test scenes (core's harness), and the final training loss.
 
-    .venv/bin/python bench/rs_band_init.py [--steps 30 100 300] [--pretrain-steps 200]
+    .venv/bin/python perf/rs_band_init.py [--steps 30 100 300] [--pretrain-steps 200]
 """
 
 from __future__ import annotations

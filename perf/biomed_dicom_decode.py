@@ -15,7 +15,7 @@ median over files of the per-file median ratio (the header pass + pixel read + i
 file; and once more with the driver's planning read added), and the same for the per-slice part alone (the pixel
 read and images given the header pass, which the series grouping needs once per file anyway).
 
-    .venv/bin/python bench/biomed_dicom_decode.py [--rounds 7] [--files DIR ...]
+    .venv/bin/python perf/biomed_dicom_decode.py [--rounds 7] [--files DIR ...]
 
 Files: every file of pydicom's wheel corpus (``pydicom/data/test_files``) that pydicom decodes, plus the
 shared data's DICOM files (``$CLIPZOO_SHARED_DATA/biomed/medical_images/dicom``, a 1955x1841 JPEG-2000 chest

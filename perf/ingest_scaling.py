@@ -21,7 +21,7 @@ machine load (``os.getloadavg``) before and after each domain is printed with th
 child that runs one in-process ingest, i.e. one worker's work) at 1x, 10x and 50x the input, against the 1x
 run, plus the RSS of an interpreter that only imports the engine.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/ingest_scaling.py [--copies N] [--repeats 5] [--domains dicom,jats,geotiff]
+    OMP_NUM_THREADS=1 .venv/bin/python perf/ingest_scaling.py [--copies N] [--repeats 5] [--domains dicom,jats,geotiff]
 """
 
 from __future__ import annotations
