@@ -123,6 +123,10 @@ class Source(ABC):
     input_suffixes: ClassVar[tuple[str, ...] | None] = None
     #: True when samples join several inputs (a cross-match, quarters of one star): all inputs form one unit.
     joins_inputs: ClassVar[bool] = False
+    #: True when the source checks samples against each other across inputs (a duplicate article, a near-duplicate
+    #: figure): such checks hold within one work unit, so without ``--unit-size`` the engine keeps units of
+    #: ``UNIT_SIZE_MAX`` inputs for it instead of deriving smaller ones (parallelism then starts at two such units).
+    checks_across_inputs: ClassVar[bool] = False
     #: True when the source opens fsspec/GDAL URLs itself (e.g. rasterio); otherwise the engine copies a URL
     #: input to a local cache first (:func:`clipzoo.core.io.stage_input`) and the source reads the copy.
     reads_urls: ClassVar[bool] = False

@@ -325,6 +325,8 @@ def plan_units(source: Source, inputs: list, unit_size: int | None, report: Inge
     units (``unit_size=1``: a file, a DICOM series, everything when it joins inputs) packed in order into units
     of at most :func:`derived_unit_size` inputs (a bigger finest unit stays whole), the rule the default
     ``Source.units`` and the series-keeping DICOM source follow themselves, planned once."""
+    if unit_size is None and source.checks_across_inputs:
+        unit_size = UNIT_SIZE_MAX
     if unit_size is not None:
         return source.units(inputs, unit_size, report)
     finest = source.units(inputs, 1, report)

@@ -73,6 +73,9 @@ class JatsSource(Source):
     domain = "biomed"
     name = "jats"
     image_format = "jpg"  # writer default (--image-format overrides): figures are photos and charts
+    # an article seen twice is ingested once and near-duplicate figures are dropped, within one work unit (64
+    # inputs unless --unit-size says otherwise); across units `clipzoo curate` (dedup) finds them
+    checks_across_inputs = True
     # TIFF: many PMC figures; lxml: the article; imagehash + scipy.fftpack (imported by its phash): --near-duplicates
     worker_imports = (*IMAGE_WORKER_IMPORTS, "PIL.TiffImagePlugin", "lxml.etree", "clipzoo.biomed.jats", "imagehash",
                       "scipy.fftpack")
