@@ -343,7 +343,7 @@ def _bench_cell(entry: Any) -> str:
     if isinstance(entry, (tuple, list)):
         metric, value = entry
         return f"{metric:<16} {value:.4f}"
-    from clipzoo.core.bench.harness import format_value
+    from clipzoo.core.bench.table import format_value
 
     metric = entry["primary"]
     value, interval, chance = format_value(entry, metric)
@@ -412,7 +412,7 @@ def _cmd_run(args) -> int:
     print()
     print(format_results(results))
     if any(r.registered for r in results):
-        from clipzoo.core.bench.leaderboard import collect
+        from clipzoo.core.registry.leaderboard import collect
 
         board = collect(args.tracking_uri)
         print("\nleaderboard (every registered version x task, headline metric):")

@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+# the "too few items to measure" rule lives with the table cells; the harness documents and applies it
+from clipzoo.core.bench.table import MAX_INTERVAL_WIDTH, MIN_TEST_ITEMS, TOO_FEW, format_value, measurable  # noqa: F401
+
 logger = logging.getLogger(__name__)  # not `log`: run_benchmark takes log=
 
 DEFAULT_RESAMPLES = 1000
 INTERVAL_LEVEL = 0.95
-# a number resting on fewer test items, or with a wider 95% interval, is printed as "too few items to measure"
-MIN_TEST_ITEMS = 10
-MAX_INTERVAL_WIDTH = 0.5
-TOO_FEW = "too few items to measure"
 # harness settings that may be given as task options (--set bootstrap=2000); they never reach the task factory
 HARNESS_OPTIONS = ("bootstrap", "bootstrap_seed")
 
@@ -68,25 +67,6 @@ def _build_tasks(task_names: list[str], task_options: dict[str, dict[str, Any]] 
         harness = {k: given.pop(k) for k in HARNESS_OPTIONS if k in given}
         out[name] = (factory(**given), resolved_options(factory, given), harness)
     return out
-
-
-def measurable(entry: dict[str, Any], metric: str) -> bool:
-    """Whether a task result supports its ``metric``: enough test items and an interval no wider than the bound."""
-    interval = (entry.get("interval") or {}).get(metric)
-    if interval is None:
-        return metric in entry.get("info", ()) or not entry.get("interval")  # info values; point-only tasks
-    low, high = interval
-    return entry.get("n_items", 0) >= MIN_TEST_ITEMS and (high - low) <= MAX_INTERVAL_WIDTH
-
-
-def format_value(entry: dict[str, Any], metric: str) -> tuple[str, str, str]:
-    """``(value, interval, chance)`` cells of one metric; an unsupported value reads "too few items to measure"."""
-    value = entry["metrics"][metric]
-    interval = (entry.get("interval") or {}).get(metric)
-    chance = (entry.get("chance") or {}).get(metric)
-    ci = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-"
-    text = f"{value:.4f}" if measurable(entry, metric) else TOO_FEW
-    return text, ci, f"{chance:.4f}" if chance is not None else "-"
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -257,7 +237,8 @@ def run_benchmark(
     results["cache"] = {"hits": embedder.hits, "misses": embedder.misses, "dir": str(embedder.cache_dir)}
     results["skipped"] = embedder.skipped
     for dataset, items in embedder.skipped.items():
-        logger.warning("%s: %d unreadable file(s) left out, e.g. %s (%s)", dataset, len(items), items[0]["path"], items[0]["reason"])
+        logger.warning("%s: %d unreadable file(s) left out, e.g. %s (%s)", dataset, len(items), items[0]["path"],
+                       items[0]["reason"])
     results["mlflow_run_id"] = _log_to_mlflow(results, loaded, tracking_uri) if log else None
     if out is not None:
         from clipzoo.core.data.writer import atomic_write_text

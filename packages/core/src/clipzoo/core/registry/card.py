@@ -222,7 +222,7 @@ def render_model_card(
 
 def benchmark_rows(benchmarks: dict[str, dict[str, float]], details: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     """The card's benchmark table: one row per task and metric, with interval and chance where recorded."""
-    from clipzoo.core.bench.harness import format_value
+    from clipzoo.core.bench.table import format_value
 
     rows = []
     for task, metrics in benchmarks.items():

@@ -60,7 +60,7 @@ class Leaderboard:
         return f"n={', '.join(parts)}" if parts else ""
 
     def _cells(self, task: str, model_width: int | None = None) -> tuple[list[str], list[list[str]]]:
-        from clipzoo.core.bench.harness import format_value
+        from clipzoo.core.bench.table import format_value
 
         metrics = self.metrics(task)
         header = [*FIXED, *(m + (" *" if m == self.tasks[task] else "") for m in metrics)]
