@@ -8,9 +8,9 @@ cached per (weights, dataset), prints a table, logs an MLflow run (metrics ``<ta
 
 Every measured number comes with its chance level (from the task: ``1/classes``, ``k/N``...) and a
 seeded percentile-bootstrap 95% interval over the test items (``bootstrap`` resamples, 1000 by default;
-``bootstrap_seed``). A number whose interval is wider than :data:`MAX_INTERVAL_WIDTH`, or that rests on
-fewer than :data:`MIN_TEST_ITEMS` test items, is printed as "too few items to measure". Each task's
-result also records its resolved options and a fingerprint of them and of its test data, so the
+``bootstrap_seed``). A number whose interval is wider than ``MAX_INTERVAL_WIDTH``, or that rests on fewer than
+``MIN_TEST_ITEMS`` test items (both in :mod:`clipzoo.core.bench.table`), is printed as "too few items to measure".
+Each task's result also records its resolved options and a fingerprint of them and of its test data, so the
 promotion rule compares only like with like.
 """
 
@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# the "too few items to measure" rule lives with the table cells; the harness documents and applies it
-from clipzoo.core.bench.table import MAX_INTERVAL_WIDTH, MIN_TEST_ITEMS, TOO_FEW, format_value, measurable  # noqa: F401
+from clipzoo.core.bench.table import format_value
 
 logger = logging.getLogger(__name__)  # not `log`: run_benchmark takes log=
 
