@@ -1,4 +1,4 @@
-"""The biomed recipe (shipped in clipzoo.biomed) is consistent with what the biomed plugin registers (the full run is the demo, ~80 s)."""
+"""The biomed recipe (shipped in clipzoo.biomed) is consistent with what the biomed plugin registers (the full run is the demo, ~60 s)."""
 
 from __future__ import annotations
 
@@ -65,5 +65,6 @@ def test_train_section_is_a_valid_bounded_trainer_config(recipe, tmp_path):
     train = fill(recipe["train"])
     assert train["data"]["train"] == [str(tmp_path / recipe["curate"][0]["name"])]  # trains on the curated set
     cfg = load_config(base=train)
-    assert cfg.train.max_time_s <= 60
+    # bounded by steps, never by wall time: the same model (and benchmark numbers) on a slow or a loaded machine
+    assert cfg.train.max_time_s is None and cfg.train.max_steps == 150
 

@@ -18,7 +18,7 @@ registered with ``registry.add_pipeline``)::
     train:                        # a trainer config (clipzoo train); ${ingest.train} is that step's shard folder
       model: {config: clipzoo-tiny}
       data: {train: "${ingest.train}", batch_size: 32}
-      train: {max_steps: 600, max_time_s: 100}
+      train: {max_steps: 600}   # bounded by steps, never wall time
     register: {name: clipzoo-synthetic-tiny, aliases: [candidate], promote: champion}
     bench:
       tasks: [core/synthetic-retrieval]
