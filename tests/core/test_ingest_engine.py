@@ -485,3 +485,35 @@ def test_cli_engine_and_encoding_flags(shared_data, tmp_path, capsys):
     assert main([*argv, "--resume"]) == 0  # finished already: nothing to redo, the same shards
     assert [(s.name, s.sha256) for s in Manifest.load(out).shards] == [(s.name, s.sha256) for s in m.shards]
     assert "4 samples from 4 inputs; 0 skipped" in capsys.readouterr().out
+
+
+class _HoldsALock(ImagesSource):
+    """A source whose planning leaves an object that cannot be copied (a lock) on it."""
+
+    def units(self, inputs, unit_size, report):
+        import threading
+
+        self.guard = threading.Lock()
+        return super().units(inputs, unit_size, report)
+
+
+def test_a_source_that_cannot_be_copied_stops_the_run_instead_of_losing_its_planned_state(shared_data, tmp_path):
+    """Rebuilt from its options, a unit's source would lose what planning recorded (names, unique stems)."""
+    files = _images(shared_data, tmp_path / "in")
+    with pytest.raises(IngestError, match="images source cannot be copied for a work unit"):
+        run_ingest(_HoldsALock(_HoldsALock.default_options(max_side=48)), files, tmp_path / "out", progress=False,
+                   unit_size=1)
+
+
+def test_probing_a_failed_unit_restores_the_callers_logging_switch(shared_data, tmp_path):
+    import logging
+
+    files = _images(shared_data, tmp_path / "in")
+    logging.disable(logging.ERROR)
+    try:
+        summary = run_ingest(RaisingSource(_images_source(), files[1].name), files, tmp_path / "out",
+                             progress=False, unit_size=64)
+        assert [s["kind"] for s in summary["skipped"]] == ["error"]  # the probes ran, in this process
+        assert logging.root.manager.disable == logging.ERROR
+    finally:
+        logging.disable(logging.NOTSET)

@@ -135,17 +135,20 @@ def _attempt(task: UnitTask, inputs: list, report: IngestReport, storage: Storag
 
 
 def _fresh(source: Source) -> Source:
-    """A copy of the source in its configured state, so no unit sees another unit's state (e.g. used keys)."""
+    """A copy of the source in its configured and planned state (what :meth:`Source.units` recorded, e.g. the
+    inputs as named), so no unit sees another unit's state (e.g. used keys)."""
     try:
         return copy.deepcopy(source)
-    except Exception:  # deepcopy fails on some handles; a source rebuilt from its options is equivalent
-        return type(source)(source.options)
+    except Exception as exc:  # rebuilt from its options, it would lose the planned state: names, keys would change
+        raise IngestError(f"the {source.name} source cannot be copied for a work unit ({type(exc).__name__}: "
+                          f"{exc}); this is a bug in the source (it holds an object that cannot be copied)") from None
 
 
 def _probe(task: UnitTask, item) -> BaseException | None:
     """The exception reading ``item`` alone raises (encoding included), or None when it reads cleanly."""
     s = task.settings
-    logging.disable(logging.WARNING)  # the real read after the probes logs each skip once; the probes stay quiet
+    previous = logging.root.manager.disable  # a caller's own setting (with --workers 1 this is the driver)
+    logging.disable(max(previous, logging.WARNING))  # the real read after the probes logs each skip once
     try:
         for sample in _fresh(task.source).samples([item], IngestReport()):
             if "json" not in sample or not sample.get("__key__"):
@@ -156,7 +159,7 @@ def _probe(task: UnitTask, item) -> BaseException | None:
     except Exception as exc:
         return exc
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(previous)
     return None
 
 
