@@ -11,11 +11,11 @@ import argparse
 import hashlib
 import logging
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 from clipzoo.biomed.imaging import DEFAULT_MAX_SIDE
 from clipzoo.core.data.writer import safe_key
-from clipzoo.core.ingest import IngestError, IngestReport
+from clipzoo.core.ingest import IngestError, IngestReport, expand_inputs
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +89,73 @@ class SourceNames:
         return PurePosixPath(base).stem or base
 
 
+def unique_stems(files: list[Path], names: SourceNames, taken: set[tuple[str, str]] | None = None,
+                 group: Callable[[Path], str] | None = None) -> dict[str, str]:
+    """Each file's key stem (``names.stem``), distinct over ``files`` within its ``group`` (the key part before
+    the stem, e.g. an image's label; one group without): a later file whose stem is taken (two ``T1w.nii.gz`` of
+    two subjects) gets a short hash of its name as ``names`` gives it (below the named input, so the hash does not
+    change with where the folder lives), and ``-2``, ``-3``... should even that repeat (hashed mode, one relative
+    name under two named inputs). Files are taken in the order given; ``taken``: ``(group, stem)`` pairs already
+    given to other files."""
+    stems: dict[str, str] = {}
+    used: set[tuple[str, str]] = set(taken or ())
+    for path in files:
+        scope = group(path) if group else ""
+        stem = names.stem(path)
+        if (scope, stem) in used:
+            stem = f"{stem}-{hashlib.sha256(names.relative(path).encode('utf-8')).hexdigest()[:8]}"
+        candidate, n = stem, 1
+        while (scope, candidate) in used:
+            n += 1
+            candidate = f"{stem}-{n}"
+        used.add((scope, candidate))
+        stems[str(path)] = candidate
+    return stems
+
+
 class NamedByPolicy:
-    """Mixin for sources with ``--source-paths``: the engine's own skips name an input the same way samples do."""
+    """Mixin for sources with ``--source-paths``: inputs named as the user gave them, in samples and skips alike.
+
+    A source with file-level work units plans them with :meth:`plan_files`: it records the inputs as named
+    (``input_roots``) and a distinct key stem for every file (``key_stems``). Both travel to every unit's copy of
+    the source, so a unit holding one file of a folder names it relative to that folder (``sub-01/anat/T1w.nii``,
+    not ``T1w.nii``) and keys it as when the folder was read whole. ``samples`` called without planning (library
+    use, tests) plans over its own inputs through the same helpers.
+    """
 
     path_mode: str
+    #: The inputs as the user named them, set when the units are planned: a unit's inputs are files, but samples
+    #: and skips are named relative to the folder the user gave, as when that folder was read whole
+    input_roots: list[Path] | None = None
+    #: ``str(file) -> key stem``, distinct over every file of the run, set when the units are planned
+    key_stems: dict[str, str] | None = None
+
+    def names(self, inputs: list[Path]) -> SourceNames:
+        """How this run names files: relative to the inputs as named at planning, else to ``inputs``."""
+        return SourceNames(self.input_roots or [Path(i) for i in inputs], self.path_mode)
 
     def record_path(self, path: str | Path) -> str:
-        return SourceNames([Path(path)], self.path_mode)(path)
+        return self.names([Path(path)])(path)
+
+    def plan_files(self, inputs: list[Path | str], suffixes: tuple[str, ...], unit_size: int,
+                   report: IngestReport) -> list[list[Path | str]]:
+        """File-level work units: the files of ``suffixes`` below the inputs (folder contents sorted),
+        ``unit_size`` at a time, with the inputs' names and every file's distinct key stem recorded."""
+        self.input_roots = [Path(i) for i in inputs]
+        files = list(expand_inputs(inputs, suffixes, report))
+        self.key_stems = unique_stems(files, self.names(inputs))
+        return [files[i:i + unit_size] for i in range(0, len(files), unit_size)]
+
+    def stems_for(self, files: list[Path], names: SourceNames,
+                  group: Callable[[Path], str] | None = None) -> dict[str, str]:
+        """The planned key stems, plus distinct stems for those of ``files`` not in the plan (all of them when
+        ``samples`` is called without planning; a URL input read from its staged copy); ``group`` as planned."""
+        planned = self.key_stems or {}
+        missing = [p for p in files if str(p) not in planned]
+        if not missing:
+            return planned
+        taken = {(group(Path(p)) if group else "", stem) for p, stem in planned.items()}
+        return {**planned, **unique_stems(missing, names, taken, group)}
 
 
 def add_privacy_arguments(parser: argparse.ArgumentParser, free_text_help: str | None) -> None:

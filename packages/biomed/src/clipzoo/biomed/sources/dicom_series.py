@@ -87,9 +87,6 @@ class DicomSource(NamedByPolicy, Source):
         self.keep_burned_in = self.options.keep_burned_in
         self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)  # refuse a bad mode before anything is read
-        # The inputs as the user named them, set by units(): a unit's inputs are files, but samples and skips are
-        # named relative to the folder the user gave, as when that folder was read whole
-        self.input_roots: list[Path] | None = None
 
     def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
         if not self.options.all_files:
@@ -162,7 +159,7 @@ class DicomSource(NamedByPolicy, Source):
         from clipzoo.biomed.quiet import quiet_library_logs
 
         quiet_library_logs()
-        names = SourceNames(self.input_roots or inputs, self.path_mode)
+        names = self.names(inputs)
         series = group_series(self._headers(inputs, report, names))
         report.notes["series"] = len(series)
         report.notes["source_paths"] = self.path_mode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from clipzoo.biomed.sources._common import (
     IMAGE_SUFFIXES,
@@ -21,6 +21,7 @@ from clipzoo.biomed.sources._common import (
     image_field_for,
     label_table,
     skip_unexpected,
+    unique_stems,
 )
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
 
@@ -36,6 +37,10 @@ class ImagesSource(NamedByPolicy, Source):
     name = "images"
     image_format = "png"  # writer default (--image-format overrides): lossless
     worker_imports = (*IMAGE_WORKER_IMPORTS, "PIL.TiffImagePlugin")  # TIFF: not among PIL's preinit plugins
+    #: ``str(file) -> labels`` and the class list over every file of the run, set when the units are planned:
+    #: a folder label needs the folder the user named, and the class list (the ``cls`` indices) all the labels
+    file_labels: dict[str, list[str]] | None = None
+    planned_classes: list[str] | None = None
     help = "2-D fundus/pathology/microscopy images, labels from a CSV or folder names, template captions"
 
     @classmethod
@@ -68,31 +73,65 @@ class ImagesSource(NamedByPolicy, Source):
         self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)
 
-    def _labelled_files(self, inputs: list[Path], report: IngestReport) -> list[tuple[Path, list[str]]]:
+    def _labels_of(self, path: Path, root: Path) -> list[str]:
+        """An image's labels: from the CSV, or the folder holding it below ``root`` (the input it came from)."""
         from clipzoo.biomed.labels import folder_label
 
-        out = []
-        for item in inputs:
-            root = Path(item)
-            for path in expand_inputs([root], IMAGE_SUFFIXES, report):
-                if self.label_from == "csv":
-                    labels = self.labels.labels_for(path) or []
-                elif self.label_from == "folder" and root.is_dir():
-                    label = folder_label(path, root)
-                    labels = [label] if label else []
-                else:
-                    labels = []
-                out.append((path, labels))
-        return out
+        if self.label_from == "csv":
+            return self.labels.labels_for(path) or []
+        if self.label_from == "folder" and root.is_dir():
+            label = folder_label(path, root)
+            return [label] if label else []
+        return []
+
+    def _labelled_files(self, inputs: list[Path], report: IngestReport) -> list[tuple[Path, list[str]]]:
+        """Each image below ``inputs`` with its labels, a folder label taken below ITS input."""
+        return [(path, self._labels_of(path, Path(item)))
+                for item in inputs for path in expand_inputs([item], IMAGE_SUFFIXES, report)]
+
+    @staticmethod
+    def _key_label(labels: dict[str, list[str]]) -> Callable[[Path], str]:
+        """The key part before the stem, by file: its first label. Two class folders may hold one file name
+        (``normal/0001.png``, ``glaucoma/0001.png``): their keys differ already, so their stems need not."""
+        return lambda path: (labels.get(str(path)) or ["unlabeled"])[0]
+
+    def _classes(self, files: list[tuple[Path, list[str]]]) -> list[str]:
+        return csv_list(self.options.classes) or sorted({label for _, labels in files for label in labels})
+
+    def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
+        """One image per finest unit, so ``--workers N`` reads a folder in parallel. Names, key stems, each
+        image's labels and the class list are planned over all images, so every unit writes the same
+        ``classes`` note and ``cls`` indices, whatever the unit size or the worker count."""
+        self.input_roots = [Path(i) for i in inputs]
+        files = self._labelled_files(self.input_roots, report)
+        self.file_labels = {str(p): labels for p, labels in files}
+        self.key_stems = unique_stems([p for p, _ in files], self.names(self.input_roots),
+                                      group=self._key_label(self.file_labels))
+        self.planned_classes = self._classes(files)
+        paths: list[Path | str] = [p for p, _ in files]
+        return [paths[i:i + unit_size] for i in range(0, len(paths), unit_size)]
+
+    def _files(self, inputs: list[Path], report: IngestReport) -> tuple[list[tuple[Path, list[str]]], list[str]]:
+        """This unit's images with their planned labels, and the planned class list; without planning (or for
+        an image the plan does not hold, e.g. a staged URL), labels and classes from ``inputs`` as today."""
+        planned = self.file_labels
+        if planned is None:
+            files = self._labelled_files(inputs, report)
+            return files, self._classes(files)
+        files = [(path, planned[str(path)] if str(path) in planned else self._labels_of(path, Path(path)))
+                 for path in expand_inputs(inputs, IMAGE_SUFFIXES, report)]
+        return files, self.planned_classes if self.planned_classes is not None else self._classes(files)
 
     def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
         from clipzoo.biomed.imaging import ImageReadError, load_rgb
 
-        files = self._labelled_files(inputs, report)
-        classes = csv_list(self.options.classes) or sorted({l for _, ls in files for l in ls})
+        files, classes = self._files(inputs, report)
         report.notes["classes"] = classes
+        names = self.names(inputs)
+        labels_by_file = {**(self.file_labels or {}), **{str(p): labels for p, labels in files}}
+        key_label = self._key_label(labels_by_file)
+        stems = self.stems_for([p for p, _ in files], names, group=key_label)
         modality = self.options.modality
-        names = SourceNames(inputs, self.path_mode)
         for path, labels in files:
             report.input_seen(path)
             source = names(path)
@@ -110,7 +149,7 @@ class ImagesSource(NamedByPolicy, Source):
             captions = self.templates.captions(modality, labels, max_variants=self.max_captions,
                                                stain=self.options.stain)
             meta = {"source": source, "modality": modality, "labels": labels, **loaded.metadata()}
-            sample = {"__key__": self.key(*(labels[:1] or ["unlabeled"]), names.stem(path)),
+            sample = {"__key__": self.key(key_label(path), stems[str(path)]),
                       self.image_field: loaded.image, **caption_fields(captions), "json": meta}
             if len(labels) == 1 and labels[0] in classes:
                 sample["cls"] = classes.index(labels[0])

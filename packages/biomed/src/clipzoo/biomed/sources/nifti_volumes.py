@@ -105,6 +105,12 @@ class NiftiSource(NamedByPolicy, Source):
         self.path_mode = self.options.source_paths
         SourceNames([], self.path_mode)
 
+    def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
+        """One volume per finest unit, so ``--workers N`` reads a folder's volumes in parallel; names and key
+        stems are planned over all volumes (:meth:`NamedByPolicy.plan_files`), so the shards do not depend on
+        the unit size or the worker count."""
+        return self.plan_files(inputs, self.SUFFIXES, unit_size, report)
+
     def _indices(self, n: int) -> list[int]:
         if self.slices == "none":
             return []
@@ -143,13 +149,15 @@ class NiftiSource(NamedByPolicy, Source):
 
         from clipzoo.biomed.nifti import PLANE_AXIS, NiftiReadError, load_volume, scale_intensity
 
-        names = SourceNames(inputs, self.path_mode)
+        names = self.names(inputs)
         modality = self.options.modality
         body_part = self.options.body_part
         choice = self._choice()
         report.notes["nifti"] = choice
         report.notes["source_paths"] = self.path_mode
-        for path in expand_inputs(inputs, self.SUFFIXES, report):
+        files = list(expand_inputs(inputs, self.SUFFIXES, report))
+        stems = self.stems_for(files, names)
+        for path in files:
             report.input_seen(path)
             source = names(path)
             try:
@@ -163,7 +171,7 @@ class NiftiSource(NamedByPolicy, Source):
                 skip_unexpected(report, source, exc)
                 continue
             labels = self.labels.labels_for(path) if self.labels else None
-            stem = names.stem(path)
+            stem = stems[str(path)]
             for kind, plane, index, grey in self._views(unit, report):
                 image = Image.fromarray(grey, "L")  # single-channel: CT/MR slices are grey
                 captions = self.templates.captions(modality or "generic", labels, max_variants=self.max_captions,
