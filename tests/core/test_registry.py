@@ -395,3 +395,31 @@ def test_ui_opens_the_same_store(registered, home, tmp_path):
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow  # two fresh MLflow stores, one of them in a second process
+def test_a_store_rebuilt_at_the_same_uri_never_serves_the_old_cached_model(home, tmp_path):
+    """The download cache is keyed by store URI, name and version; a store deleted and rebuilt at the same URI has
+    another model under the same version number, which must be downloaded, not taken from the cache. (The first
+    store is used by another process, as a rebuilt store would have been: MLflow keeps a store's engine per URI.)"""
+    import shutil
+
+    from clipzoo.core.registry import load_model, register_model
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    first, second = make_package(tmp_path / "a", seed=11), make_package(tmp_path / "b", seed=12)
+    script = ("import sys; from clipzoo.core.registry import load_model, register_model; "
+              "register_model(sys.argv[1], 'rebuilt', tracking_uri=sys.argv[2], experiment='rebuilt'); "
+              "print(load_model('models:/rebuilt/1', tracking_uri=sys.argv[2]).weights_sha256)")
+    done = subprocess.run([sys.executable, "-c", script, str(first), uri], capture_output=True, text=True,
+                          env={**os.environ, "CLIPZOO_HOME": str(home)}, timeout=300)
+    assert done.stdout.split()[-1] == hashlib.sha256((first / "model.safetensors").read_bytes()).hexdigest()
+    shutil.rmtree(store)
+    store.mkdir()
+    assert register_model(second, "rebuilt", tracking_uri=uri, experiment="rebuilt") == 1
+    loaded = load_model("models:/rebuilt/1", tracking_uri=uri)
+    want = hashlib.sha256((second / "model.safetensors").read_bytes()).hexdigest()
+    assert loaded.weights_sha256 == want
+    assert hashlib.sha256((loaded.package_dir / "model.safetensors").read_bytes()).hexdigest() == want

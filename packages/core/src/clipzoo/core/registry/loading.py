@@ -10,6 +10,7 @@ what ``clipzoo.core.load`` runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -106,16 +107,41 @@ def _package_in(model_dir: Path) -> Path | None:
     spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
     artifacts = (spec.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
     rel = (artifacts.get(PACKAGE_ARTIFACT) or {}).get("path")
-    package = model_dir / rel if rel else None
-    return package if package is not None and model_package.is_package(package) else None
+    package = (model_dir / rel).resolve() if rel else None
+    if package is None or not package.is_relative_to(model_dir.resolve()):  # an absolute or '..' path: not ours
+        return None
+    return package if model_package.is_package(package) else None
+
+
+_IDENTITY = "clipzoo-version.json"  # beside the downloaded model: which registered version the folder holds
+
+
+def _identity(version, source: str) -> dict[str, Any]:
+    """What tells two registered versions apart when store URI, name and version number agree (a store deleted and
+    rebuilt at the same URI): the run that logged the model, its artifact URI and the weights hash tag."""
+    return {"run_id": version.run_id, "source": source, "weights_sha256": version.tags.get("weights_sha256")}
+
+
+def _cached(target: Path, identity: dict[str, Any]) -> Path | None:
+    try:
+        same = json.loads((target / _IDENTITY).read_text(encoding="utf-8")) == identity
+    except (OSError, ValueError):
+        return None
+    return _package_in(target) if same else None
 
 
 def download_package(version, client, tracking: str) -> Path:
-    """The model package folder of a registered version, downloaded once (atomically) into the cache."""
+    """The model package folder of a registered version, downloaded once (atomically) into the cache.
+
+    A cached folder is used only while it holds the same registered version (:func:`_identity`); otherwise it is
+    downloaded again.
+    """
     import mlflow.artifacts
 
     target = _cache_root(tracking) / version.name / str(version.version)
-    found = _package_in(target)
+    source = client.get_model_version_download_uri(version.name, str(version.version))
+    identity = _identity(version, source)
+    found = _cached(target, identity)
     if found is not None:
         return found
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,18 +149,18 @@ def download_package(version, client, tracking: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        source = client.get_model_version_download_uri(version.name, str(version.version))
         model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=tracking))
         if _package_in(model_dir) is None:
             raise RegistryError(
                 f"version {version.version} of {version.name!r} holds no clipzoo model package ({source}); "
                 "was it registered with 'clipzoo registry register'?"
             )
-        shutil.rmtree(target, ignore_errors=True)  # a partial folder left by a crashed process
+        (model_dir / _IDENTITY).write_text(json.dumps(identity), encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)  # a partial folder left by a crashed process, or another version
         try:
             os.replace(model_dir, target)
         except OSError:  # another process finished the same download first
-            if _package_in(target) is None:
+            if _cached(target, identity) is None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
