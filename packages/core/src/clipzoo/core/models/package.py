@@ -54,13 +54,26 @@ class ModelPackage:
         return sha256_file(self.weights)
 
     def usable_preprocess(self) -> dict[str, Any]:
-        """``preprocess`` with the tokenizers saved in the folder named by absolute path (usable from anywhere)."""
+        """``preprocess`` with the tokenizers saved in the folder named by absolute path (usable from anywhere).
+
+        A tokenizer the package names as its own (``tokenizer``, ``tokenizer_<modality>``) must be inside it: a
+        missing one, or a name leading out of the folder, is an error rather than a path that the tokenizer loader
+        would resolve against the current directory.
+        """
         preprocess = copy.deepcopy(self.preprocess)
-        for spec in preprocess.values():
+        root = self.path.resolve()
+        for modality, spec in preprocess.items():
             tok = spec.get("tokenizer") if isinstance(spec, dict) else None
-            if tok and tok.get("type") == "hf" and not Path(tok["path"]).is_absolute():
-                if (self.path / tok["path"]).exists():
-                    tok["path"] = str((self.path / tok["path"]).resolve())
+            if not tok or tok.get("type") != "hf" or Path(tok["path"]).is_absolute():
+                continue
+            inside, parts = (self.path / tok["path"]).resolve(), Path(tok["path"]).parts
+            if (parts and parts[0].startswith(TOKENIZER_DIR)) or ".." in parts:
+                if not inside.is_relative_to(root) or not inside.exists():
+                    raise FileNotFoundError(f"model package {self.path}: the {modality} tokenizer "
+                                            f"{tok['path']!r} is not in the package; save the model again "
+                                            "(clipzoo export or save_pretrained) or restore the folder")
+            if inside.exists():
+                tok["path"] = str(inside)
         return preprocess
 
 
