@@ -123,7 +123,7 @@ def test_series_grouped_and_ordered_along_normal(ingest, dicom_dir, tmp_path):
     assert plane_name([1, 0, 0, 0, 1, 0]) == "axial" and plane_name([1, 0, 0, 0, 0, -1]) == "coronal"
 
     summary, samples, _ = ingest(DicomSource, [folder])
-    assert summary["samples_written"] == 4 and summary["notes"]["series"] == 2
+    assert summary["samples_written"] == 4 and summary["counters"]["dicom"] == {"series": 2}
     ct_samples = sorted((s["json"]["series_index"], Path(s["json"]["source"]).name) for s in samples.values()
                         if s["json"]["modality"] == "CT")
     assert ct_samples == [(0, "b.dcm"), (1, "c.dcm"), (2, "a.dcm")]

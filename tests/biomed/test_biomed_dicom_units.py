@@ -72,7 +72,7 @@ def test_a_series_given_as_separate_files_lands_whole_in_one_unit(export, tmp_pa
         assert content == reference, name  # keys, metadata, captions and image bytes alike
     assert len(_metas(reference)) == SLICES + 2
     assert summary["units"] == 3  # the CT series whole, MR alone, the file without a series alone
-    assert summary["notes"]["series"] == 3  # one per unit here: counted across units, not kept as one unit says
+    assert summary["counters"]["dicom"] == {"series": 3}  # one per unit here: a count adds up across units
     slices = sorted((meta["series_index"], meta["series_length"], meta["source"]) for meta in _metas(reference)
                     if meta["modality"] == "CT" and "series_id" in meta)
     assert slices == [(i, SLICES, f"im{SLICES - i:02d}.dcm") for i in range(SLICES)]

@@ -517,3 +517,18 @@ def test_probing_a_failed_unit_restores_the_callers_logging_switch(shared_data, 
         assert logging.root.manager.disable == logging.ERROR
     finally:
         logging.disable(logging.NOTSET)
+
+
+def test_units_reports_merge_counts_by_adding_and_notes_by_agreeing():
+    """Counters add up across units; a note is a setting or a description, so a number in it is never summed
+    (a chip size of 224 in 3 units is 224), and units that disagree give the list of their values."""
+    from clipzoo.core.ingest import IngestReport
+
+    merged = IngestReport()
+    for series, setting in ((3, "a"), (2, "a"), (4, "b")):
+        unit = IngestReport()
+        unit.count("dicom", "series", series)
+        unit.notes.update({"chip_size": 224, "mode": setting})
+        merged.merge(unit.state())
+    assert merged.counters["dicom"] == {"series": 9}
+    assert merged.notes == {"chip_size": 224, "mode": ["a", "b"]}

@@ -70,19 +70,16 @@ class IngestReport:
     def merge(self, state: dict[str, Any]) -> None:
         """Add another report's :meth:`state` (units are merged in unit order, so the result is deterministic).
 
-        Counters add up. Numbers add up (a count such as DICOM series: two units of 3 series each are 6, not 3);
-        a note that every unit gives the same value keeps it; otherwise the note becomes the list of the units'
-        distinct values in unit order.
+        Counters add up (counts belong there: two units of 3 DICOM series each are 6). A note that every unit gives
+        the same value keeps it; otherwise the note becomes the list of the units' distinct values in unit order.
+        Notes never add up, numbers included: a setting such as a chip size is the same in every unit.
         """
         self.inputs_seen += state["inputs_seen"]
         self.skipped.extend(state["skipped"])
         for name, values in state["counters"].items():
             self.counters[name].update(values)
         for key, value in state.get("notes", {}).items():
-            if key in self.notes and isinstance(value, (int, float)) and isinstance(self.notes[key], (int, float)) \
-                    and not isinstance(value, bool) and not isinstance(self.notes[key], bool):
-                self.notes[key] += value
-            elif key not in self.notes or self.notes[key] == value:
+            if key not in self.notes or self.notes[key] == value:
                 self.notes[key] = value
             else:
                 merged = self.notes[key] if isinstance(self.notes[key], list) and key in self._listed else \

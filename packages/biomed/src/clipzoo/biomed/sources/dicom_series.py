@@ -161,7 +161,7 @@ class DicomSource(NamedByPolicy, Source):
         quiet_library_logs()
         names = self.names(inputs)
         series = group_series(self._headers(inputs, report, names))
-        report.notes["series"] = len(series)
+        report.count("dicom", "series", len(series))
         report.notes["source_paths"] = self.path_mode
         total = sum(len(v) if self.options.slices == "all" else 1 for v in series.values())
         bar = tqdm(total=total, desc="dicom slices", unit="file", disable=total < 50, leave=False)
