@@ -218,3 +218,28 @@ def test_sigkill_while_streaming_from_s3_then_resume_gives_the_uninterrupted_wei
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"{k} differs after SIGKILL + resume from S3")
+
+
+def test_training_from_a_folder_url_reads_the_preprocessing_its_manifest_records(http_server, local_set: Path,
+                                                                                 tmp_path: Path):
+    """The trainer merges the data's ``preprocess`` note into the model (or refuses a contradiction) for a folder
+    URL as for a local folder; it used to skip every URL, so a model trained from a bucket lost the note."""
+    import json
+
+    from clipzoo.core.train import load_config, train
+    from clipzoo.core.train.config import ConfigError
+
+    url = _mirror(http_server, local_set)
+    manifest = http_server.root / "set" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data.setdefault("ingest", {}).setdefault("notes", {})["preprocess"] = {"image": {"size": [32, 32]}}
+    manifest.write_text(json.dumps(data))
+    cfg = load_config(base={
+        "model": {"config": "clipzoo-tiny"},
+        "data": {"train": url, "batch_size": 8, "workers": 0, "cache_dir": str(tmp_path / "cache")},
+        "train": {"max_steps": 1, "checkpoint_every": 100},
+        "run": {"output_dir": str(tmp_path / "run"), "mlflow": False, "progress": False},
+    })
+    with pytest.raises(ConfigError, match=r"preprocess image\.size=\[32, 32\] contradicts \[64, 64\] of the model"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -233,6 +233,11 @@ def _is_folder_url(url: str) -> bool:
     return not re.search(r"[{}*?]", url) and not url.rstrip("/").endswith(".tar")
 
 
+def names_a_folder(spec: str) -> bool:
+    """Whether a shard-set spec names a folder (a local one, or a URL that is not a pattern or a .tar file)."""
+    return _is_folder_url(spec) if is_remote(spec) else Path(spec).is_dir()
+
+
 def resolve_shard_set(
     spec: str | Path | Iterable[str | Path], *, allow_unmanifested: bool = False, storage: Storage | None = None
 ) -> list[ShardRef]:
@@ -252,7 +257,7 @@ def resolve_shard_set(
         if not urls:
             raise FileNotFoundError(f"{spec}: the pattern matches no file")
         return [ShardRef(u) for u in urls]
-    folder = is_remote(spec) and _is_folder_url(spec) or (not is_remote(spec) and Path(spec).is_dir())
+    folder = names_a_folder(spec)
     if folder:
         data = read_manifest(spec, storage)
         if data is not None:

@@ -160,15 +160,16 @@ def _data_preprocess(cfg: Config, model) -> None:
 
     A source may record what it applied as a ``preprocess`` note in its manifest (``ingest.notes.preprocess``:
     ``{modality: {setting: value}}``, e.g. astro's light-curve length, spectral grid and metadata feature
-    statistics); every local training folder's note is merged into the model's preprocess for the modalities the
+    statistics); every training folder's note (local or a folder URL) is merged into the model's preprocess for the modalities the
     model has. A value that contradicts the model config (or another training folder) is refused: the data would
     not be what the model expects, and benchmarks on new raw data would preprocess it differently.
     """
-    from clipzoo.core.data.writer import MANIFEST_NAME, Manifest
+    from clipzoo.core.data.loader import storage_from_config
+    from clipzoo.core.data.shardset import ShardSetError, names_a_folder, read_manifest
 
     origin: dict[str, str] = {}  # dotted setting -> the folder that set it (absent: the model config)
 
-    def merge(into: dict[str, Any], note: dict[str, Any], path: str, folder: Path) -> None:
+    def merge(into: dict[str, Any], note: dict[str, Any], path: str, folder: str) -> None:
         for key, value in note.items():
             dotted = f"{path}.{key}"
             if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -182,11 +183,18 @@ def _data_preprocess(cfg: Config, model) -> None:
                 origin.setdefault(dotted, str(folder))
 
     specs = cfg.data.train if isinstance(cfg.data.train, (list, tuple)) else [cfg.data.train]
+    storage = storage_from_config(cfg.data)
     for spec in specs:
-        folder = Path(str(spec))
-        if not (folder.is_dir() and (folder / MANIFEST_NAME).is_file()):
-            continue  # a URL or pattern: no local manifest to read
-        note = ((Manifest.load(folder).ingest or {}).get("notes") or {}).get("preprocess")
+        folder = str(spec)
+        if not names_a_folder(folder):
+            continue  # a brace pattern or a list of .tar files: no manifest says what was applied
+        try:
+            manifest = read_manifest(folder, storage)  # a local folder or a folder URL (s3://, gs://, https://)
+        except ShardSetError as exc:
+            raise ConfigError(f"data.train={folder}: {exc}") from None
+        if manifest is None:
+            continue  # a foreign shard set (allow_unmanifested): nothing recorded
+        note = ((manifest.get("ingest") or {}).get("notes") or {}).get("preprocess")
         if note is None:
             continue
         if not isinstance(note, dict):  # the units' notes disagreed and were kept as a list
