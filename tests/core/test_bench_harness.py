@@ -350,3 +350,24 @@ def test_registered_count_is_task_detail_not_a_leaderboard_column(store):
         assert "n=24 items, 24 image_text_pairs" in board.to_markdown()
     finally:  # the module's other tests see only bench-tiny
         mlflow_store.get_client().delete_registered_model("rs-like")
+
+
+def test_a_metric_resting_on_few_items_of_a_large_task_reads_too_few():
+    """The "too few items" rule counts the items a metric rests on, not the task's items: a pair recall scored on
+    5 of 40 items (the others have no pair: denominator 0) is not printed as a measured value, even when its
+    bootstrap interval happens to be narrow; a metric scored on all 40 is."""
+    from clipzoo.core.bench.metrics import ItemScores
+    from clipzoo.core.bench.table import TOO_FEW, format_value
+
+    scores = ItemScores(40)
+    den = np.zeros(40)
+    den[:5] = 1
+    scores.add_ratio("pair_r1", den.copy(), den, 0.2, "1 of 5 candidates")
+    scores.add_ratio("top1", np.ones(40), np.ones(40), 0.25, "1 of 4 classes")
+    scores.add_average("mean", ["pair_r1", "top1"])
+    assert {m: scores.support(m) for m in scores.measured} == {"pair_r1": 5, "top1": 40, "mean": 5}
+    entry = {"metrics": scores.values(), "n_items": 40, "support": {m: scores.support(m) for m in scores.measured},
+             "interval": {"pair_r1": [1.0, 1.0], "top1": [1.0, 1.0], "mean": [1.0, 1.0]}, "chance": scores.chance}
+    assert format_value(entry, "pair_r1")[0] == TOO_FEW and format_value(entry, "mean")[0] == TOO_FEW
+    assert format_value(entry, "top1")[0] == "1.0000"
+    assert format_value({**entry, "support": None}, "pair_r1")[0] == "1.0000"  # results from before supports

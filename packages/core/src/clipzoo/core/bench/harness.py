@@ -116,6 +116,7 @@ def score_task(task: Any, embedder: Any, *, resamples: int = DEFAULT_RESAMPLES, 
         scores = task.score(embedder)
         entry["metrics"] = {k: float(v) for k, v in scores.values().items()}
         entry["n_items"] = int(scores.n_items)
+        entry["support"] = {m: scores.support(m) for m in scores.measured}
         entry["chance"] = {m: scores.chance[m] for m in scores.measured}
         entry["chance_rule"] = {m: scores.chance_rule[m] for m in scores.measured}
         entry["interval"] = {m: list(v) for m, v in
@@ -176,7 +177,7 @@ def _log_to_mlflow(results: dict[str, Any], loaded, tracking_uri: str | None) ->
 
 def bench_details(entry: dict[str, Any]) -> dict[str, Any]:
     """What a registry version keeps of a task result besides the values (see ``registry.client.attach_benchmark``)."""
-    keys = ("fingerprint", "options", "settings", "n_items", "counts", "interval", "chance", "bootstrap")
+    keys = ("fingerprint", "options", "settings", "n_items", "support", "counts", "interval", "chance", "bootstrap")
     return {k: entry[k] for k in keys if k in entry}
 
 

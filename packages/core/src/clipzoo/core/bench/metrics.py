@@ -102,6 +102,17 @@ class ItemScores:
         self.chance_rule[name] = rule
         self.order.append(name)
 
+    def support(self, name: str) -> int:
+        """How many test items metric ``name`` rests on: items with a denominator (ratios), a scored label
+        (balanced), the least of its parts (averages). A pair metric scored on 5 of 40 items rests on 5."""
+        if name in self.ratios:
+            return int(np.count_nonzero(self.ratios[name][1] > 0))
+        if name in self.balanced:
+            return int(np.count_nonzero(self.balanced[name][1] >= 0))
+        if name in self.averages:
+            return min(self.support(part) for part in self.averages[name])
+        return self.n_items
+
     @property
     def measured(self) -> list[str]:
         """The metrics with a chance level and an interval (everything but ``info``)."""

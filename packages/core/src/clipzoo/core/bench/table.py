@@ -33,12 +33,14 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str 
 
 
 def measurable(entry: dict[str, Any], metric: str) -> bool:
-    """Whether a task result supports its ``metric``: enough test items and an interval no wider than the bound."""
+    """Whether a task result supports its ``metric``: enough test items under that metric (its ``support``; the
+    task's item count for results written before supports were recorded) and an interval no wider than the bound."""
     interval = (entry.get("interval") or {}).get(metric)
     if interval is None:
         return metric in entry.get("info", ()) or not entry.get("interval")  # info values; point-only tasks
     low, high = interval
-    return entry.get("n_items", 0) >= MIN_TEST_ITEMS and (high - low) <= MAX_INTERVAL_WIDTH
+    items = (entry.get("support") or {}).get(metric, entry.get("n_items", 0))
+    return items >= MIN_TEST_ITEMS and (high - low) <= MAX_INTERVAL_WIDTH
 
 
 def format_value(entry: dict[str, Any], metric: str) -> tuple[str, str, str]:
