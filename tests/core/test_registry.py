@@ -98,7 +98,7 @@ def test_register_records_package_tags_and_card(registered, home):
     assert "| pmc-oa | 70 | cc-by (50), cc0 (20) |" in card
     assert "| roco | 30 | cc-by-nc (30) |" in card
     assert "Total: 100 samples." in card
-    assert "Not a medical device" in card  # biomed intended use from registry/settings.yaml
+    assert "Not a medical device" in card  # biomed intended use from registry/model_cards/settings.yaml
     assert "batch_size: 8" in card and '"context_length": 16' in card
     # the run holds the full card and the package's config/summary for browsing in the UI
     client = store.get_client()
