@@ -83,3 +83,17 @@ def test_rerun_resumes_an_interrupted_curate_step(tmp_path: Path, caplog, monkey
     assert again["in"] == again["out"] == 40 and (out / writer.MANIFEST_NAME).is_file()
     assert "2 of 2 units already written, 0 to write" in caplog.text
     assert written[0].stat().st_mtime_ns == 10**18
+
+
+def test_an_ingest_step_killed_before_it_planned_is_written_anew(tmp_path: Path, caplog):
+    """An ingest step's output holding leftovers but no plan record (killed while it held the lock, before planning)
+    is replaced on the next run, as a curate step's is; it used to be 'resumed', which refuses such a folder."""
+    from clipzoo.core.data.writer import Manifest
+    from clipzoo.core.pipeline import _run_ingest_step
+
+    out = tmp_path / "shards" / "train"
+    out.mkdir(parents=True)
+    (out / "shard-u00000-000000.tar.partial").write_bytes(b"half a shard")
+    step = {"name": "train", "source": "core synthetic", "args": ["--count", "12", "--image-size", "16"]}
+    _run_ingest_step(step, out)
+    assert Manifest.load(out).num_samples == 12 and not list(out.glob("*.partial"))

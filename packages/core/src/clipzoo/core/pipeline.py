@@ -118,12 +118,22 @@ class PipelineResult:
     seconds: float = 0.0
 
 
+def _leftover(out: Path, record: Path) -> tuple[bool, bool]:
+    """``(resume, overwrite)`` for a step whose output ``out`` has no manifest yet: an earlier run of the step
+    that left its unit records (``record``) is finished; one killed before it planned (anything else left, it holds
+    no finished unit) is replaced; a missing or empty folder is written anew."""
+    if not out.exists() or not any(out.iterdir()):
+        return False, False
+    return (True, False) if record.exists() else (False, True)
+
+
 def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
     """One ingest step, exactly as ``clipzoo ingest DOMAIN SOURCE INPUT... --out DIR ARGS`` (same parser), run in
     this process through :func:`clipzoo.core.ingest.run_ingest`."""
     from clipzoo.core.cli import ingest_argument_parser, run_ingest_args
     from clipzoo.core.data.writer import MANIFEST_NAME
     from clipzoo.core.ingest import IngestError
+    from clipzoo.core.ingest_engine import PLAN_NAME, UNITS_DIR
     from clipzoo.core.plugins import get_registry
 
     domain, source = step["source"].split()
@@ -131,8 +141,8 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
     log.info("$ clipzoo ingest %s %s %s", domain, source, " ".join(argv))
     try:
         args = ingest_argument_parser(get_registry().source(domain, source)).parse_args(argv)
-        if out.exists() and not (out / MANIFEST_NAME).is_file():
-            args.resume = True  # an ingest step killed earlier: finish it (the plan check refuses other inputs)
+        if not (out / MANIFEST_NAME).is_file():  # an ingest step killed earlier: finish it (the plan check
+            args.resume, args.overwrite = _leftover(out, out / UNITS_DIR / PLAN_NAME)  # refuses other inputs)
         summary = run_ingest_args(args)
     except IngestError as exc:
         raise PipelineError(f"ingest step {step['name']!r}: {exc}") from None
@@ -143,9 +153,9 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
 def _run_curate_step(step: dict[str, Any], out: Path) -> dict[str, Any]:
     """One curate step, resumed like an ingest step; returns its report (the funnel and the report path).
 
-    A finished output (manifest and report) is kept; one that holds done unit records but no manifest is a curate
-    killed part way, finished with ``resume`` (the units whose record still matches are not written again); any
-    other leftover (killed before its first unit) is replaced.
+    A finished output (manifest and report) is kept; otherwise what a killed run left is finished or replaced as for
+    an ingest step (:func:`_leftover`): with its unit records, ``resume`` (units whose record still matches are not
+    written again); without, replaced.
     """
     from clipzoo.core.curate import CurateError, run_curate
     from clipzoo.core.curate.engine import UNITS_DIR
@@ -156,10 +166,10 @@ def _run_curate_step(step: dict[str, Any], out: Path) -> dict[str, Any]:
         log.info("curate %s: kept the curated set in %s", step["name"], out)
         report = load_report(out)
     else:
-        resume = (out / UNITS_DIR).is_dir() and not (out / MANIFEST_NAME).is_file()
+        resume, overwrite = _leftover(out, out / UNITS_DIR)
         try:
             report = run_curate(step.get("inputs") or [], out, step.get("steps") or [],
-                                workers=int(step.get("workers", 1)), overwrite=not resume, resume=resume,
+                                workers=int(step.get("workers", 1)), overwrite=overwrite, resume=resume,
                                 progress=False)
         except CurateError as exc:
             raise PipelineError(f"curate step {step['name']!r}: {exc}") from None
