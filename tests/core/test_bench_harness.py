@@ -371,3 +371,14 @@ def test_a_metric_resting_on_few_items_of_a_large_task_reads_too_few():
     assert format_value(entry, "pair_r1")[0] == TOO_FEW and format_value(entry, "mean")[0] == TOO_FEW
     assert format_value(entry, "top1")[0] == "1.0000"
     assert format_value({**entry, "support": None}, "pair_r1")[0] == "1.0000"  # results from before supports
+
+
+def test_a_metrics_support_travels_through_the_registry_tags():
+    """The leaderboard and the card read results back from version tags: the support must survive that trip, or
+    a registered pair recall on 5 of 40 items would read as measured again."""
+    from clipzoo.core.bench.table import TOO_FEW, format_value
+    from clipzoo.core.registry.client import bench_tags, read_bench_tags
+
+    detail = {"n_items": 40, "support": {"pair_r1": 5}, "interval": {"pair_r1": [1.0, 1.0]}, "chance": {"pair_r1": 0.2}}
+    back = read_bench_tags(bench_tags({"t": {"pair_r1": 1.0}}, {"t": "pair_r1"}, {"t": detail}))["t"]
+    assert back["support"] == {"pair_r1": 5} and format_value(back, "pair_r1")[0] == TOO_FEW

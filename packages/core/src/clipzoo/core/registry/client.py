@@ -49,12 +49,20 @@ def _json_tag(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+CUT_MARK = " ...[cut at MLflow's tag limit; the full value is in the version's run artifacts]"
+
+
+def _clipped(text: str) -> str:
+    """``text`` within MLflow's tag limit, saying so where it was cut (a cut JSON or list must not pass as whole)."""
+    return text if len(text) <= MAX_TAG else text[: MAX_TAG - len(CUT_MARK)] + CUT_MARK
+
+
 def _stats_tag(detail: dict[str, Any], primary: str | None) -> str:
     """``bench_stats`` JSON; if it would pass MLflow's tag limit, only the headline metric's interval and chance."""
-    stats = {k: detail[k] for k in ("n_items", "counts", "bootstrap", "interval", "chance") if k in detail}
+    stats = {k: detail[k] for k in ("n_items", "support", "counts", "bootstrap", "interval", "chance") if k in detail}
     text = _json_tag(stats)
     if len(text) > MAX_TAG:
-        for k in ("interval", "chance"):
+        for k in ("interval", "chance", "support"):
             stats[k] = {m: v for m, v in (stats.get(k) or {}).items() if m == primary}
         text = _json_tag(stats)
     return text
@@ -66,8 +74,8 @@ def bench_tags(results: dict[str, dict[str, float]], primary: dict[str, str],
 
     ``details[task]`` (what :func:`clipzoo.core.bench.harness.bench_details` keeps): ``fingerprint``,
     ``options`` and ``settings`` (the resolved options), ``n_items``, ``counts`` (facts about the scored data such
-    as ``image_location_pairs``: kept with the task's details, not as metric tags), ``bootstrap``, ``interval``,
-    ``chance``.
+    as ``image_location_pairs``: kept with the task's details, not as metric tags), ``support`` (the items each
+    metric rests on), ``bootstrap``, ``interval``, ``chance``.
     """
     tags = {}
     for task, metrics in results.items():
@@ -80,7 +88,7 @@ def bench_tags(results: dict[str, dict[str, float]], primary: dict[str, str],
             if detail.get("fingerprint"):
                 tags[f"{FINGERPRINT_TAG}{task}"] = str(detail["fingerprint"])
             if "options" in detail:
-                tags[f"{OPTIONS_TAG}{task}"] = _json_tag(detail["options"])[:MAX_TAG]
+                tags[f"{OPTIONS_TAG}{task}"] = _clipped(_json_tag(detail["options"]))
             tags[f"{STATS_TAG}{task}"] = _stats_tag(detail, primary.get(task))
     return tags
 
@@ -116,7 +124,8 @@ def read_bench_tags(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
             out[task]["options"] = _loads(value)
         else:
             stats = _loads(value) or {}
-            out[task].update({k: stats[k] for k in ("n_items", "counts", "interval", "chance", "bootstrap") if k in stats})
+            out[task].update({k: stats[k] for k in ("n_items", "support", "counts", "interval", "chance", "bootstrap")
+                              if k in stats})
     return out
 
 
@@ -190,7 +199,7 @@ def _version_tags(info) -> dict[str, str]:
     licenses = info.licenses
     total = [d.num_samples for d in info.datasets]
     train_run = info.summary.get("mlflow_run_id")
-    preprocess = {f"preprocess/{m}": json.dumps(spec, sort_keys=True, separators=(",", ":"))[:5000]
+    preprocess = {f"preprocess/{m}": _clipped(_json_tag(spec))
                   for m, spec in info.preprocess.items()}  # size, channels/bands, mean/std, tokenizer per modality
     return {
         **({"train_run_id": str(train_run)} if train_run else {}),
@@ -203,7 +212,7 @@ def _version_tags(info) -> dict[str, str]:
         "embed_dim": str(info.config.get("embed_dim", "")),
         "licenses": ",".join(licenses) if licenses else "unknown",
         "train_samples": str(sum(total)) if total and None not in total else "unknown",
-        "decontaminated_against": info.decontamination[:5000],
+        "decontaminated_against": _clipped(info.decontamination),
     }
 
 
