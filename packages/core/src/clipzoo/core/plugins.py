@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "clipzoo.plugins"
 MODELS_HOOK = "register_models"  # the models-only registration beside a plugin's register()
+FULL_HOOK = "register"  # the entry point itself: registers everything the plugin has
 #: every kind of registration (the names of the registry's fields, model_configs for model_config_dirs)
 ALL_KINDS = frozenset({"sources", "tasks", "towers", "model_configs", "pipelines", "metadata_entries"})
 #: what building a model looks up; register_models adds exactly these
@@ -56,6 +57,8 @@ class PluginRegistry:
     pipelines: dict[str, Path] = field(default_factory=dict)
     metadata_entries: dict[str, list[Path]] = field(default_factory=dict)
     loaded_plugins: list[str] = field(default_factory=list)
+    #: per entry point, the hook that has run on this registry: MODELS_HOOK (models only) or FULL_HOOK (everything)
+    plugin_hooks: dict[str, str] = field(default_factory=dict)
     #: the kinds whose registrations have run (MODEL_KINDS after a models-only load, ALL_KINDS after a full one)
     loaded_kinds: frozenset[str] = frozenset()
 
@@ -141,25 +144,36 @@ def _register_core(registry: PluginRegistry, *, models_only: bool) -> None:
     (builtin.register_models if models_only else builtin.register)(registry)
 
 
-def _plugin_hook(ep, *, models_only: bool) -> Callable[[PluginRegistry], None]:
-    """The function to run for entry point ``ep``: its ``register``, or for a models-only load the module's
-    ``register_models`` when it has one (a plugin without one is registered whole)."""
+def _plugin_hook(ep, *, models_only: bool) -> tuple[str, Callable[[PluginRegistry], None]]:
+    """The hook to run for entry point ``ep`` and its name: its ``register`` (:data:`FULL_HOOK`), or for a
+    models-only load the module's ``register_models`` when it has one (a plugin without one is registered whole)."""
     if models_only:
         hook = getattr(import_module(ep.module), MODELS_HOOK, None)
         if hook is not None:
-            return hook
+            return MODELS_HOOK, hook
         log.debug("clipzoo plugin %r has no %s(); registering all of it", ep.name, MODELS_HOOK)
-    return ep.load()
+    return FULL_HOOK, ep.load()
 
 
 def _load(registry: PluginRegistry, *, models_only: bool) -> None:
+    """Run each plugin's hook for this load, skipping what an earlier load already covered.
+
+    A plugin's full ``register`` runs at most once per registry: running it again would re-add tasks or towers
+    built fresh on each call (a ``functools.partial``, a lambda), which the registry rejects as registered twice.
+    A models-only load after any earlier load, and a full load after a full ``register``, run nothing for it.
+    """
     _register_core(registry, models_only=models_only)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        done = registry.plugin_hooks.get(ep.name)
+        if done == FULL_HOOK or (models_only and done is not None):
+            continue
         try:
-            _plugin_hook(ep, models_only=models_only)(registry)
+            hook_name, hook = _plugin_hook(ep, models_only=models_only)
+            hook(registry)
         except Exception as exc:  # a broken plugin must not take the whole CLI down
             log.warning("clipzoo plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
             continue
+        registry.plugin_hooks[ep.name] = hook_name
         if ep.name not in registry.loaded_plugins:
             registry.loaded_plugins.append(ep.name)
 
@@ -169,7 +183,8 @@ def get_registry(kinds: Iterable[str] | None = None) -> PluginRegistry:
 
     ``kinds`` names what the caller looks up (see :data:`ALL_KINDS`; default all). When that is only towers
     and model configs, only the ``register_models`` hooks run; asking for more later runs the full
-    ``register`` functions on the same registry (registering the same tower or folder again is a no-op).
+    ``register`` functions on the same registry, except for a plugin whose ``register`` already ran (one without
+    ``register_models``): no plugin's ``register`` runs twice.
     """
     global _REGISTRY
     wanted = ALL_KINDS if kinds is None else frozenset(kinds)
