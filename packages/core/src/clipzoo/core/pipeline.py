@@ -142,7 +142,8 @@ def _run_ingest_step(step: dict[str, Any], out: Path) -> None:
     try:
         args = ingest_argument_parser(get_registry().source(domain, source)).parse_args(argv)
         if not (out / MANIFEST_NAME).is_file():  # an ingest step killed earlier: finish it (the plan check
-            args.resume, args.overwrite = _leftover(out, out / UNITS_DIR / PLAN_NAME)  # refuses other inputs)
+            resume, overwrite = _leftover(out, out / UNITS_DIR / PLAN_NAME)  # refuses other inputs) or replace it
+            args.resume, args.overwrite = resume, overwrite or (args.overwrite and not resume)
         summary = run_ingest_args(args)
     except IngestError as exc:
         raise PipelineError(f"ingest step {step['name']!r}: {exc}") from None
