@@ -56,11 +56,15 @@ class PluginRegistry:
     model_config_dirs: list[Path] = field(default_factory=list)
     pipelines: dict[str, Path] = field(default_factory=dict)
     metadata_entries: dict[str, list[Path]] = field(default_factory=dict)
-    loaded_plugins: list[str] = field(default_factory=list)
     #: per entry point, the hook that has run on this registry: MODELS_HOOK (models only) or FULL_HOOK (everything)
     plugin_hooks: dict[str, str] = field(default_factory=dict)
     #: the kinds whose registrations have run (MODEL_KINDS after a models-only load, ALL_KINDS after a full one)
     loaded_kinds: frozenset[str] = frozenset()
+
+    @property
+    def loaded_plugins(self) -> list[str]:
+        """The entry points loaded so far, in load order."""
+        return list(self.plugin_hooks)
 
     # -- registration -------------------------------------------------------------------------
     def add_source(self, source_cls: type) -> None:
@@ -174,8 +178,6 @@ def _load(registry: PluginRegistry, *, models_only: bool) -> None:
             log.warning("clipzoo plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
             continue
         registry.plugin_hooks[ep.name] = hook_name
-        if ep.name not in registry.loaded_plugins:
-            registry.loaded_plugins.append(ep.name)
 
 
 def get_registry(kinds: Iterable[str] | None = None) -> PluginRegistry:
