@@ -99,3 +99,40 @@ def test_training_refuses_data_preprocessed_otherwise_than_the_config(tmp_path):
     with pytest.raises(ConfigError, match=r"preprocess spectrum\.grid\.stop=9800\.0 contradicts 9000\.0 of the model"):
         _train(shards, tmp_path / "run", model_config=config)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def _model_options(model):
+    return argparse.Namespace(model=model, lc_length=None, fold=None, grid_start=None, grid_stop=None,
+                              grid_size=None, stats=None)
+
+
+def test_model_is_read_once_per_options_and_a_config_name_loads_only_model_configs(tmp_path, monkeypatch):
+    """The crossmatch source asks ``--model`` for its light-curve settings, grid and statistics: one read serves
+    all three (a file replaced in between cannot mix two models), and a config name is looked up in a models-only
+    registry, not the full plugin load."""
+    from clipzoo.astro.sources import options as opts
+    from clipzoo.core import plugins
+
+    config = tmp_path / "model.json"
+    config.write_text(json.dumps({"preprocess": {"lightcurve": {"length": 64, "fold": "lombscargle"},
+                                                 "spectrum": {"grid": {"start": 4000, "stop": 9000, "size": 128}}}}))
+    options = _model_options(str(config))
+    first = opts.lightcurve_settings(options)
+    config.write_text(json.dumps({"preprocess": {"lightcurve": {"length": 999}}}))  # replaced mid-run
+    grid = opts.spectral_grid(options)
+    assert (first.length, first.fold) == (64, "lombscargle")
+    assert (grid.start, grid.stop, grid.size) == (4000.0, 9000.0, 128)
+    assert opts.lightcurve_settings(_model_options(str(config))).length == 999  # a new run reads the new file
+
+    kinds_asked = []
+    real = plugins.get_registry
+
+    def recording(kinds=None):
+        kinds_asked.append(None if kinds is None else frozenset(kinds))
+        return real(kinds=kinds)
+
+    monkeypatch.setattr(plugins, "get_registry", recording)
+    named = _model_options("astrom3-tiny")
+    for _ in range(3):
+        opts.model_preprocess(named)
+    assert kinds_asked == [plugins.MODEL_KINDS]

@@ -61,11 +61,27 @@ def model_argument(parser: argparse.ArgumentParser) -> None:
                              "shards fit that model; explicit options still win")
 
 
+_RESOLVED = "_clipzoo_model_preprocess"  # (--model value, its preprocess) kept on the options
+
+
 def model_preprocess(options: argparse.Namespace) -> dict[str, Any]:
-    """The ``preprocess`` section of ``--model`` (a saved model folder, a JSON file or a config name; no torch)."""
+    """The ``preprocess`` section of ``--model`` (a saved model folder, a JSON file or a config name; no torch).
+
+    Resolved once per options object: a source asks for it from several settings (light curves, grid, statistics),
+    and each would otherwise read the model again, so a file replaced in between could mix two models' settings.
+    """
     name = options.model
     if not name:
         return {}
+    cached = getattr(options, _RESOLVED, None)
+    if cached is not None and cached[0] == name:
+        return cached[1]
+    preprocess = _read_model_preprocess(name)
+    setattr(options, _RESOLVED, (name, preprocess))
+    return preprocess
+
+
+def _read_model_preprocess(name: str) -> dict[str, Any]:
     path = Path(name)
     if path.is_dir():  # a saved model package: core's package module reads and checks its config.json
         from clipzoo.core.models.package import CONFIG_NAME, read_document
@@ -78,12 +94,13 @@ def model_preprocess(options: argparse.Namespace) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise IngestError(f"--model {name}: {exc}") from None
     if not path.is_file():
-        from clipzoo.core.plugins import get_registry
+        from clipzoo.core.plugins import MODEL_KINDS, get_registry
 
-        found = get_registry().model_config_path(name)
+        registry = get_registry(kinds=MODEL_KINDS)  # model configs only: no other plugin part is loaded
+        found = registry.model_config_path(name)
         if found is None:
             raise IngestError(f"--model {name}: no such model config; known: "
-                              f"{', '.join(get_registry().model_config_names())}")
+                              f"{', '.join(registry.model_config_names())}")
         path = found
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
