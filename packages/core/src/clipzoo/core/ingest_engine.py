@@ -17,8 +17,9 @@ samples, keys and bytes do not depend on the worker count, the engine, or on kil
 
 One bad input never stops a run: when reading a unit raises an unexpected exception, the unit's output is
 discarded, each of its inputs is read on its own to find the one(s) that raise, those are skipped with
-``kind="error"`` and the exception's type and message (traceback at DEBUG), and the unit is read again
-without them, so sources that join inputs inside a unit (a DICOM series) keep doing so.
+``kind="error"`` and the exception's type and message (traceback at DEBUG; in both, the inputs' paths are
+named as the source's ``record_path`` names them), and the unit is read again without them, so sources that
+join inputs inside a unit (a DICOM series) keep doing so.
 
 Locking: a local ``--out`` is locked with ``filelock`` (``.ingest.lock``; the holder's pid, host and start
 time are in ``.ingest.lock.json``), released by the OS if the process dies. Object storage has no such
@@ -41,6 +42,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import re
 import socket
 import sys
 import tempfile
@@ -163,9 +165,51 @@ def _probe(task: UnitTask, item) -> BaseException | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+def _describe(exc: BaseException, redact: Callable[[str], str]) -> str:
+    """A skip's reason for an input that raised: the exception's type and the first line of its message, with
+    the inputs' paths as its source names them (``redact``, from :func:`_path_redactor`)."""
+    text = redact(str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+#: A path in a message starts and ends next to a character that cannot continue a file name (a quote, space,
+#: comma, ``/`` after a folder...); ``.`` counts as such (a sentence's full stop), at worst cutting ``x.dcm`` out of
+#: ``x.dcm.bak``
+_NAME_CHAR = r"[\w\-^~]"
+
+
+def _path_redactor(task: UnitTask, inputs: list) -> Callable[[str], str]:
+    """A function that takes the unit's input paths out of a text (an exception's message or traceback).
+
+    OSError, PIL and pydicom messages quote the path they were given, usually absolute, and clinical exports are
+    often named after the patient (``/exports/SURNAME^GIVEN_19610704/IM0001.dcm``): the skip's path follows the
+    source's :meth:`~clipzoo.core.ingest.Source.record_path` (below the named input, or hashed), and its reason
+    must not carry the raw path back. Each input, as given, made absolute or with links resolved, becomes its
+    ``record_path``; any folder above it, alone or at the start of another path, becomes ``<input folder>``
+    (which of them lie above the named input only the source knows, and ``hashed`` hides the ones below too).
+    Hand-written (no library knows a source's path policy): one regular expression over the known paths,
+    longest first so that a file wins over its folder.
+    """
+    names: dict[str, str] = {}
+    folders: set[str] = set()
+    for given, local in zip(task.inputs, inputs):
+        name = task.source.record_path(local)
+        forms = {str(given), str(local)}
+        if isinstance(local, Path):
+            spellings = (local, local.absolute(), Path(os.path.realpath(local)))  # realpath: never raises (loops)
+            forms |= {str(p) for p in spellings}
+            folders.update(str(parent) for p in spellings for parent in p.parents if len(parent.parts) >= 2)
+        names.update(dict.fromkeys(forms, name))
+    replace = {**dict.fromkeys(folders - names.keys(), "<input folder>"), **names}
+    if not replace:
+        return lambda text: text
+    alternatives = "|".join(re.escape(k) for k in sorted(replace, key=len, reverse=True))
+    pattern = re.compile(f"(?<!{_NAME_CHAR})(?:{alternatives})(?!{_NAME_CHAR})")
+    return lambda text: pattern.sub(lambda m: replace[m.group(0)], text)
+
+
+def _traceback(exc: BaseException, redact: Callable[[str], str]) -> str:
+    return redact("".join(traceback.format_exception(exc)))
 
 
 def _local_input(source: Source, item: str):
@@ -194,14 +238,15 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
     except (IngestError, DuplicateKeyError):
         raise
     except Exception as first:
-        log.debug("unit %d failed; looking for the input that raises", task.unit, exc_info=True)
+        redact = _path_redactor(task, inputs)  # messages and tracebacks name inputs as skips do, in logs too
+        log.debug("unit %d failed; looking for the input that raises:\n%s", task.unit, _traceback(first, redact))
         report = IngestReport()
         bad = {str(item): exc for item in inputs if (exc := _probe(task, item)) is not None}
         if not bad:  # no input fails alone: the failure needs them together, so none of them can be kept
             bad = {str(item): first for item in inputs}
         for path, exc in bad.items():
-            log.debug("%s raised:\n%s", path, "".join(traceback.format_exception(exc)))
-            report.skip(task.source.record_path(path), _describe(exc), kind="error")
+            log.debug("%s raised:\n%s", task.source.record_path(path), _traceback(exc, redact))
+            report.skip(task.source.record_path(path), _describe(exc, redact), kind="error")
         good = [item for item in inputs if str(item) not in bad]
         writer = None
         if good:
@@ -214,10 +259,10 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
             except (IngestError, DuplicateKeyError):
                 raise
             except Exception as again:
-                log.debug("unit %d failed again without its bad inputs", task.unit, exc_info=True)
+                log.debug("unit %d failed again without its bad inputs:\n%s", task.unit, _traceback(again, redact))
                 for item in good:
                     report.skip(task.source.record_path(item),
-                                f"read together with the other inputs of its unit: {_describe(again)}",
+                                f"read together with the other inputs of its unit: {_describe(again, redact)}",
                                 kind="error")
     record = {
         "unit": task.unit,

@@ -1,0 +1,72 @@
+"""The engine's own skips of inputs that raise keep to the source's path policy, in their reasons and logs too.
+
+OSError, PIL and pydicom messages quote the input's absolute path, and clinical exports are often named after
+the patient (``SURNAME^GIVEN_19610704/IM0001.dcm``). The skip's ``path`` follows the source's ``record_path``
+(below the named input, or hashed); its reason and the log lines about it must not carry the raw path back.
+The inputs are real DICOM files (pydicom's test corpus) in a patient-named export folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from engine_helpers import RaisingSource
+
+from clipzoo.core.ingest import run_ingest
+
+PATIENT = "DOE^JANE_19610704"
+
+
+class AbsolutePathRaisingSource(RaisingSource):
+    """``RaisingSource`` naming inputs as the wrapped source does, whose failing read raises as ``os.rename``
+    across devices would: an OSError quoting the input's absolute path and the absolute path of its folder."""
+
+    def record_path(self, path: str | Path) -> str:
+        return self.inner.record_path(path)
+
+    def samples(self, inputs, report):
+        for item in inputs:
+            if self.bad in str(item):
+                path = Path(item).absolute()
+                raise OSError(errno.EXDEV, "Invalid cross-device link", str(path), None, str(path.parent.parent))
+            yield from self.inner.samples([item], report)
+
+
+def _export(shared_data: Path, root: Path) -> Path:
+    """``root/exports/DOE^JANE_19610704/study/series1/IM000{1,2}.dcm``; returns the named input (``study``)."""
+    dicom_dir = shared_data / "biomed" / "medical_images" / "dicom"
+    series = root / "exports" / PATIENT / "study" / "series1"
+    series.mkdir(parents=True)
+    for i, name in enumerate(("CT_small.dcm", "MR_small.dcm"), start=1):
+        (series / f"IM000{i}.dcm").write_bytes((dicom_dir / name).read_bytes())
+    return series.parent
+
+
+@pytest.mark.parametrize("mode", ["relative", "hashed"])
+def test_a_raising_input_is_skipped_without_its_absolute_path(mode, shared_data, tmp_path, caplog):
+    from clipzoo.biomed.sources import DicomSource
+
+    named = _export(shared_data, tmp_path)
+    source = DicomSource(DicomSource.default_options(max_side=32, source_paths=mode))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.DEBUG, logger="clipzoo"):
+        summary = run_ingest(AbsolutePathRaisingSource(source, "IM0001"), [named], out, progress=False,
+                             unit_size=64)
+    errors = [s for s in summary["skipped"] if s["kind"] == "error"]
+    bad = named / "series1" / "IM0001.dcm"
+    recorded = source.record_path(bad)
+    assert recorded == ("series1/IM0001.dcm" if mode == "relative" else recorded)
+    assert recorded.startswith("sha256:") == (mode == "hashed")
+    assert errors == [{"path": recorded, "kind": "error",
+                       "reason": f"OSError: [Errno {errno.EXDEV}] Invalid cross-device link: '{recorded}' -> "
+                                 f"'<input folder>'"}]
+    assert summary["samples_written"] == 1  # the other file of the unit is read again without the bad one
+    written = [(out / "manifest.json").read_text(), *(p.read_text() for p in (out / "_units").glob("*.json"))]
+    leaks = [str(tmp_path / "exports"), PATIENT, "DOE", "19610704"] + (["IM0001"] if mode == "hashed" else [])
+    assert caplog.records and any("raised" in r.getMessage() for r in caplog.records)  # the DEBUG lines were seen
+    for text, where in [*((t, "manifest/unit records") for t in written), (caplog.text, "log")]:
+        assert not [leak for leak in leaks if leak in text], where
