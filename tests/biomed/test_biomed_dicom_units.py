@@ -103,3 +103,35 @@ def test_units_pack_whole_series_up_to_the_unit_size(export, tmp_path):
     assert units == [[mr], list(ct), [lone]]
     assert [s["reason"] for s in report.skipped] == ["no such file or folder"]
     assert source.units([mr, lone, *ct], 2, IngestReport()) == [[mr, lone], list(ct)]
+
+
+@pytest.mark.parametrize("mode", ["relative", "hashed"])
+def test_a_file_without_a_series_keys_the_same_wherever_its_folder_lives(mode, export, tmp_path):
+    """Its key hashes the name the source gives it (below the named folder), not its absolute path: moving the
+    export folder changes nothing in the shards, and the key is no hash of a guessable absolute path."""
+    contents = []
+    for i, where in enumerate((tmp_path / "site-a" / "export", tmp_path / "moved" / "DOE^JANE" / "export")):
+        (where / "series").mkdir(parents=True)
+        (where / "series" / "lone.dcm").write_bytes(export["lone"].read_bytes())
+        (where / "mr.dcm").write_bytes(export["mr"].read_bytes())
+        _, members, _ = _run(tmp_path, f"out{i}", [where], unit_size=1, source_paths=mode)
+        contents.append(members)
+    assert contents[0] == contents[1]  # keys, metadata and image bytes alike
+    metas = _metas(contents[0])
+    assert len(metas) == 2 and sum("series_id" not in m for m in metas) == 1
+
+
+def test_files_without_a_series_of_one_name_under_two_inputs_keep_distinct_keys(export, tmp_path):
+    """Two files named alike relative to their named inputs (``a/lone.dcm``, ``b/lone.dcm``, each named as a
+    file) are still two series of their own, with the same keys for any unit size and worker count."""
+    files = []
+    for part in ("a", "b"):
+        (tmp_path / part).mkdir()
+        files.append(tmp_path / part / "lone.dcm")
+        files[-1].write_bytes(export["lone"].read_bytes())
+    _, reference, _ = _run(tmp_path, "one-unit", files, unit_size=64)
+    _, content, _ = _run(tmp_path, "by-one-2w", files, unit_size=1, workers=2)
+    assert content == reference
+    metas = _metas(reference)
+    assert [(m["series_index"], m["series_length"], m["source"]) for m in metas] == [(0, 1, "lone.dcm")] * 2
+    assert len({name.split(".")[0] for name in reference}) == 2

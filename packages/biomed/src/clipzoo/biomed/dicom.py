@@ -347,6 +347,9 @@ def _quietly(fn):
 def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
     """What grouping needs, without reading the pixel data. Raises :class:`DicomReadError` only.
 
+    A file without a SeriesInstanceUID is a series of its own, keyed by :func:`standalone_key` of ``path`` as
+    given (distinct among the files a caller reads); an ingest source re-keys it by the name it gives the file.
+
     The header's dataset and the pixel data's offset travel in the result, so :func:`read_dicom` given this
     header reads only the pixel data (see :func:`_with_pixels`).
     """
@@ -377,15 +380,21 @@ def read_header(path: str | Path, free_text: bool = False) -> DicomHeader:
     )
 
 
-def standalone_key(path: str | Path) -> str:
-    """The series key of a file without a SeriesInstanceUID: a series of its own, named by a hash of its path."""
-    return f"file-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+def standalone_key(name: str | Path) -> str:
+    """The series key of a file without a SeriesInstanceUID: a series of its own, named by a hash of ``name``.
+
+    An ingest source passes the name its path policy gives the file (a key stem below the named input, already a
+    hash with ``--source-paths hashed``), so the key stays when the export folder moves and is no hash of an
+    absolute path one could guess and confirm. :func:`read_header` alone knows only the path it was given.
+    """
+    return f"file-{hashlib.sha256(str(name).encode()).hexdigest()[:16]}"
 
 
-def read_series_key(path: str | Path) -> str:
-    """The series key :func:`read_header` would give ``path``, read as cheaply as pydicom allows: only the
+def read_series_key(path: str | Path) -> str | None:
+    """The series key :func:`read_header` gives ``path`` when it has a SeriesInstanceUID, else None (a file that
+    stands alone: its caller keys it with :func:`standalone_key`), read as cheaply as pydicom allows: only the
     SeriesInstanceUID is kept (``specific_tags``), nothing from the pixel data on is read, and no other value is
-    converted. For planning work units (whole series together); a file that cannot be read stands alone (its
+    converted. For planning work units (whole series together); a file that cannot be read stands alone too (its
     reader reports why). Only the one-way hash comes back, never the UID."""
     from pydicom.tag import Tag
 
@@ -396,7 +405,7 @@ def read_series_key(path: str | Path) -> str:
                            specific_tags=[Tag(0x0020000E)]).get("SeriesInstanceUID")
     except Exception:  # not DICOM, truncated, unreadable (any error type): its unit reads it and says why
         uid = None
-    return series_id(str(uid)) if uid else standalone_key(path)
+    return series_id(str(uid)) if uid else None
 
 
 def group_series(headers: list[DicomHeader]) -> dict[str, list[DicomHeader]]:

@@ -23,6 +23,7 @@ from clipzoo.biomed.sources._common import (
     image_field_for,
     label_table,
     skip_unexpected,
+    unique_stems,
 )
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
 
@@ -111,6 +112,9 @@ class DicomSource(NamedByPolicy, Source):
         come in the order of their first file (inputs as given, folder contents sorted) and are packed into
         units of at most ``unit_size`` files, except that a larger series is a unit of its own; a file without a
         SeriesInstanceUID, or one that cannot be read (its unit says why), stands alone.
+
+        A file standing alone is keyed by the name the run gives it, not by its path (see :meth:`_lone_keys`);
+        the names, distinct over the run, are planned here and travel to every unit.
         """
         from tqdm import tqdm
 
@@ -118,9 +122,16 @@ class DicomSource(NamedByPolicy, Source):
 
         self.input_roots = [Path(i) for i in inputs]
         files = list(self._files(list(inputs), report))
+        keys = [read_series_key(path) for path in tqdm(files, desc="dicom series", unit="file",
+                                                         disable=len(files) < 500, leave=False)]
+        # stems only for the files standing alone (usually none): a series file is keyed by its series, and a
+        # stem for every file would be copied into every unit
+        alone = [path for path, key in zip(files, keys) if key is None]
+        self.key_stems = unique_stems(alone, self.names(inputs))
+        lone = self._lone_keys(alone, self.names(inputs))
         series: dict[str, list[Path | str]] = {}
-        for path in tqdm(files, desc="dicom series", unit="file", disable=len(files) < 500, leave=False):
-            series.setdefault(read_series_key(path), []).append(path)
+        for path, key in zip(files, keys):
+            series.setdefault(key or lone[str(path)], []).append(path)
         units: list[list[Path | str]] = []
         for members in series.values():
             if not units or len(units[-1]) + len(members) > unit_size:
@@ -128,10 +139,20 @@ class DicomSource(NamedByPolicy, Source):
             units[-1].extend(members)
         return units
 
+    def _lone_keys(self, files: list[Path | str], names: SourceNames) -> dict[str, str]:
+        """``str(file) -> series key`` for files without a SeriesInstanceUID: a hash of the file's key stem (its
+        name below the named input, or its hash with ``--source-paths hashed``; distinct over the run, as planned
+        by :meth:`units`), so the key stays when the export folder moves and hashes no guessable absolute path."""
+        from clipzoo.biomed.dicom import standalone_key
+
+        stems = self.stems_for(files, names)
+        return {str(f): standalone_key(stems[str(f)]) for f in files}
+
     def _headers(self, inputs: list[Path], report: IngestReport, names: SourceNames):
         from clipzoo.biomed.dicom import DicomReadError, read_header
 
         headers = []
+        lone = []
         for path in self._files(inputs, report):
             report.input_seen(path)
             try:
@@ -149,6 +170,11 @@ class DicomSource(NamedByPolicy, Source):
                 report.count("skip_reasons", "burned-in")
                 continue
             headers.append(header)
+            if not header.meta.get("series_id"):
+                lone.append(header)
+        keys = self._lone_keys([h.path for h in lone], names)
+        for header in lone:
+            header.series_key = keys[str(header.path)]
         return headers
 
     def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
