@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from engine_helpers import RaisingSource
 
-from clipzoo.core.ingest import run_ingest
+from clipzoo.core.ingest import IngestReport, run_ingest
 
 PATIENT = "DOE^JANE_19610704"
 
@@ -70,3 +70,27 @@ def test_a_raising_input_is_skipped_without_its_absolute_path(mode, shared_data,
     assert caplog.records and any("raised" in r.getMessage() for r in caplog.records)  # the DEBUG lines were seen
     for text, where in [*((t, "manifest/unit records") for t in written), (caplog.text, "log")]:
         assert not [leak for leak in leaks if leak in text], where
+
+
+def test_a_dicom_file_gone_before_its_pixels_are_read_is_skipped_without_its_absolute_path(shared_data, tmp_path):
+    """The DICOM source's own skips too: a file deleted between the header pass and its pixel read (the reader's
+    FileNotFoundError quotes the absolute path) is named as the source names it, in path and reason alike."""
+    from clipzoo.biomed.sources import DicomSource
+
+    named = _export(shared_data, tmp_path)
+    for mode in ("relative", "hashed"):
+        source = DicomSource(DicomSource.default_options(max_side=32, source_paths=mode))
+        report = IngestReport()
+        samples = source.samples([named], report)
+        first = next(samples)  # every header of the call is read before its first sample
+        gone = named / "series1" / ("IM0002.dcm" if first["json"]["modality"] == "CT" else "IM0001.dcm")
+        content = gone.read_bytes()
+        gone.unlink()
+        assert list(samples) == []
+        gone.write_bytes(content)
+        recorded = source.names([named])(gone)  # as samples() names a file of its named folder
+        assert [s["path"] for s in report.skipped] == [recorded]
+        reason = report.skipped[0]["reason"]
+        assert reason == f"malformed header: FileNotFoundError: [Errno {errno.ENOENT}] No such file or directory: " \
+                         f"'{recorded}'"
+        assert (recorded == "series1/" + gone.name) == (mode == "relative")

@@ -28,6 +28,13 @@ from clipzoo.biomed.sources._common import (
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
 
 
+def _redacted(exc: Exception, path: Path, names: SourceNames) -> str:
+    """A reader error's message with ``path`` (an OSError's message quotes it absolute) named as ``names`` does."""
+    from clipzoo.core.ingest_engine import path_redactor
+
+    return path_redactor([path], names)(str(exc))
+
+
 class DicomSource(NamedByPolicy, Source):
     """DICOM files or folders -> one sample per slice/frame, display-ready (grey stays single-channel).
 
@@ -157,8 +164,8 @@ class DicomSource(NamedByPolicy, Source):
             report.input_seen(path)
             try:
                 header = read_header(path, free_text=self.free_text)
-            except DicomReadError as exc:
-                report.skip(names(path), str(exc))
+            except DicomReadError as exc:  # its message may quote the path (OSError): named as the skip is
+                report.skip(names(path), _redacted(exc, path, names))
                 report.count("skip_reasons", exc.kind)
                 continue
             except Exception as exc:
@@ -204,7 +211,7 @@ class DicomSource(NamedByPolicy, Source):
                     frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window,
                                               free_text=self.free_text, header=header)
                 except DicomReadError as exc:
-                    report.skip(source, str(exc))
+                    report.skip(source, _redacted(exc, header.path, names))
                     report.count("skip_reasons", exc.kind)
                     continue
                 except Exception as exc:
