@@ -377,6 +377,89 @@ def test_same_article_twice_is_ingested_once(ingest, elife, tmp_path):
     assert [s["kind"] for s in summary["skipped"]] == ["duplicate"]
 
 
+def _members(out: Path) -> dict[str, bytes]:
+    """Every member of the shards the manifest lists, by name: the samples' exact bytes, wherever they landed."""
+    import hashlib
+    import json
+
+    found = {}
+    for shard in json.loads((out / "manifest.json").read_text())["shards"]:
+        data = (out / shard["name"]).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"])
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            found.update((m.name, tar.extractfile(m).read()) for m in tar)
+    return found
+
+
+def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_data, tmp_path, monkeypatch):
+    """The corpus's elife00013.xml repeats the DOI of elife-kitchen-sink.xml (other figures, so other keys). One
+    unit ingests the article once; with a unit per file the later unit's copy used to end the run at the merge
+    ("a bug in the source's key scheme"). It is now dropped there, leaving the samples and bytes of one unit, and a
+    crash while the merge rewrites the shard resumes to the same set."""
+    from clipzoo.core import ingest_engine
+    from clipzoo.core.ingest import run_ingest
+
+    corpus = shared_data / "biomed" / "jats_corpus" / "elife-tools"
+    inputs = [corpus / "elife-kitchen-sink.xml", corpus / "elife00013.xml", corpus / "elife00005.xml"]
+
+    def run(out, **kw):
+        source = JatsSource(JatsSource.default_options(missing_images="caption-only", near_duplicates="off"))
+        return run_ingest(source, inputs, tmp_path / out, progress=False, **kw)
+
+    one = run("one")
+    assert one["units"] == 1
+    reference = _members(tmp_path / "one")
+    [skip] = [s for s in one["skipped"] if s["kind"] == "duplicate"]
+    assert skip["path"].endswith("elife00013.xml") and "doi-10.7554/eLife.00013" in skip["reason"]
+
+    real = ingest_engine._drop_repeats
+
+    def killed_before_the_record(storage, record, *rest):  # the shard is rewritten, its done record is not
+        class Storage:
+            def __getattr__(self, name):
+                return getattr(storage, name)
+
+            def write_text(self, name, text):
+                raise KeyboardInterrupt("killed")
+
+        real(Storage(), record, *rest)
+
+    monkeypatch.setattr(ingest_engine, "_drop_repeats", killed_before_the_record)
+    with pytest.raises(KeyboardInterrupt):
+        run("units", unit_size=1)
+    assert not (tmp_path / "units" / "manifest.json").exists()
+    monkeypatch.setattr(ingest_engine, "_drop_repeats", real)
+    split = run("units", unit_size=1, resume=True)
+    assert split["units"] == 3 and split["samples_written"] == one["samples_written"]
+    assert _members(tmp_path / "units") == reference
+    [again] = [s for s in split["skipped"] if s["kind"] == "duplicate"]
+    assert again["path"] == skip["path"]
+    assert again["reason"].startswith("article doi-10.7554/eLife.00013 already ingested in work unit 0 (")
+
+
+def test_repeated_article_across_units_on_object_storage(shared_data, tmp_path):
+    """The merge's shard rewrite goes through fsspec as the units' uploads do (memory:// stands in for s3://)."""
+    import fsspec
+
+    from clipzoo.core.ingest import run_ingest
+
+    corpus = shared_data / "biomed" / "jats_corpus" / "elife-tools"
+    inputs = [corpus / "elife-kitchen-sink.xml", corpus / "elife00013.xml"]
+    source = JatsSource(JatsSource.default_options(missing_images="caption-only", near_duplicates="off"))
+    run_ingest(source, inputs, tmp_path / "local", progress=False)
+    url = "memory://jats-repeats/set"
+    try:
+        run_ingest(source, inputs, url, unit_size=1, progress=False)
+        fs = fsspec.filesystem("memory")
+        (tmp_path / "copy").mkdir()
+        for name in fs.ls(url, detail=False):
+            if not fs.isdir(name):
+                fs.get_file(name, str(tmp_path / "copy" / name.rsplit("/", 1)[-1]))
+        assert _members(tmp_path / "copy") == _members(tmp_path / "local")
+    finally:
+        fsspec.filesystem("memory").rm("memory://jats-repeats", recursive=True)
+
+
 def test_archive_streamed_package_by_package_damage_keeps_earlier_articles(ingest, elife, tmp_path):
     xml = (elife / "elife-19405.xml").read_text(encoding="utf-8")
     archive = tmp_path / "bulk.tar"

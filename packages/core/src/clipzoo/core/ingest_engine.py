@@ -52,7 +52,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from clipzoo.core.data.writer import MANIFEST_NAME, DuplicateKeyError, Manifest, ShardInfo, ShardWriter, encode_sample
+from clipzoo.core.data.writer import (MANIFEST_NAME, DuplicateKeyError, Manifest, ShardInfo, ShardWriter,
+                                     copy_shard_without, encode_sample)
 from clipzoo.core.ingest import IngestError, IngestReport, Source, as_input
 from clipzoo.core.io import Storage
 
@@ -269,6 +270,7 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
         "inputs": [input_fingerprint(i) for i in task.inputs],
         "shards": [asdict(i) for i in (writer.manifest.shards if writer else [])],
         "keys": writer.keys if writer else [],
+        "groups": writer.groups if writer else {},
         "report": report.state(),
     }
     storage.write_text(unit_record_name(task.unit), json.dumps(record))
@@ -662,7 +664,7 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
     finally:
         bar.close()
     summary, manifest = _merge(source, plan_report, [done[u] for u in range(len(units))], settings,
-                               [[source.record_path(i) for i in unit] for unit in units])
+                               [[source.record_path(i) for i in unit] for unit in units], storage)
     manifest.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     storage.write_text(MANIFEST_NAME, manifest.to_json())  # the commit record, last
     by_kind = summary["counters"].get("skipped_by_kind", {})
@@ -674,19 +676,35 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
     return summary
 
 
-def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, Any]],
-           settings: EngineSettings, unit_names: list[list[str]]) -> tuple[dict[str, Any], Manifest]:
-    """One manifest from the done records, in unit order; duplicate keys across units are an error."""
+def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, Any]], settings: EngineSettings,
+           unit_names: list[list[str]], storage: Storage) -> tuple[dict[str, Any], Manifest]:
+    """One manifest from the done records, in unit order.
+
+    A sample group (a sample's ``__group__``, such as the article a figure belongs to) that an earlier unit wrote
+    is dropped from the later unit (:func:`_drop_repeats`): a source drops a repeated group within a unit (an
+    article seen twice is ingested once), and so the set holds the same samples however the inputs fall into
+    units. Any other key that two units wrote is a bug in the source's key scheme, and an error.
+    """
     report = plan_report
     manifest = Manifest(source=source.describe())
+    first_unit: dict[str, int] = {}  # group -> the unit whose copy is kept
+    repeats: dict[int, dict[str, list[str]]] = {}  # unit -> {group another unit wrote first: its keys here}
+    for record in records:
+        for group, keys in record.get("groups", {}).items():
+            if first_unit.setdefault(group, record["unit"]) != record["unit"]:
+                repeats.setdefault(record["unit"], {})[group] = keys
     owner: dict[str, int] = {}
     for record in records:
+        dropped = {k for keys in repeats.get(record["unit"], {}).values() for k in keys}
         for key in record["keys"]:
             other = owner.setdefault(key, record["unit"])
-            if other != record["unit"]:
+            if other != record["unit"] and key not in dropped:
                 raise IngestError(f"sample key {key!r} comes from unit {other} ({', '.join(unit_names[other])})"
                                   f" and unit {record['unit']} ({', '.join(unit_names[record['unit']])}): keys must "
                                   "be unique across inputs; this is a bug in the source's key scheme")
+    for record in records:
+        if record["unit"] in repeats:
+            _drop_repeats(storage, record, repeats[record["unit"]], first_unit, unit_names)
         report.merge(record["report"])
         manifest.shards.extend(ShardInfo(**s) for s in record["shards"])
     summary = report.to_dict(manifest.num_samples)
@@ -695,3 +713,53 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
     summary["unit_size"] = settings.unit_size or max((len(u) for u in unit_names), default=0)
     manifest.ingest = summary
     return summary, manifest
+
+
+def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, list[str]],
+                  first_unit: dict[str, int], unit_names: list[list[str]]) -> None:
+    """Rewrite a unit's shards without the samples of groups an earlier unit wrote, then its done record.
+
+    Each affected shard is copied without those samples (:func:`copy_shard_without`) to a ``.partial`` file and
+    moved over the old one; a shard left empty is removed. Each dropped group is one skip of kind
+    ``duplicate``, at the input its samples' ``json`` names as ``source`` (else its first key). The record is
+    rewritten last: a crash in between leaves a shard whose size no longer matches the record, so ``--resume``
+    reads the unit again and the merge drops the repeats again.
+    """
+    drop = {k for keys in repeated.values() for k in keys}
+    keys, at, shards = record["keys"], 0, []
+    dropped_json: dict[str, bytes] = {}
+    for shard in record["shards"]:
+        inside = {k for k in keys[at:at + shard["samples"]] if k in drop}
+        at += shard["samples"]
+        if not inside:
+            shards.append(shard)
+            continue
+        fd, tmp = tempfile.mkstemp(suffix=".partial", dir=storage.root if storage.local else None)
+        try:
+            with storage.open(shard["name"]) as src, os.fdopen(fd, "wb") as dst:
+                count, size, sha, jsons = copy_shard_without(src, dst, inside)
+            if count:
+                storage.put(tmp, shard["name"])
+                shards.append(asdict(ShardInfo(shard["name"], count, size, sha)))
+            else:
+                storage.remove(shard["name"])
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        dropped_json.update(jsons)
+    skips = IngestReport()
+    for group, lost in repeated.items():
+        try:
+            where = json.loads(dropped_json[lost[0]]).get("source") or lost[0]
+        except (KeyError, ValueError, AttributeError):
+            where = lost[0]
+        names = unit_names[first_unit[group]]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        skips.skip(str(where), f"{group} already ingested in work unit {first_unit[group]} "
+                               f"({', '.join(names[:3])}{more}); {len(lost)} sample(s) dropped", kind="duplicate")
+    state = IngestReport()
+    state.merge(record["report"])
+    state.merge(skips.state())
+    record.update(shards=shards, keys=[k for k in keys if k not in drop], report=state.state(),
+                  groups={g: k for g, k in record["groups"].items() if g not in repeated})
+    storage.write_text(unit_record_name(record["unit"]), json.dumps(record))

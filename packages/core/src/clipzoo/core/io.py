@@ -89,6 +89,10 @@ class Storage:
         with self.fs.open(self.path(name), "rb") as fh:
             return fh.read().decode("utf-8")
 
+    def open(self, name: str):
+        """``name`` opened for reading, as a binary file object."""
+        return open(self.path(name), "rb") if self.local else self.fs.open(self.path(name), "rb")
+
     # -- changes ----------------------------------------------------------------------------------
     def makedirs(self, sub: str = "") -> None:
         folder = self.path(sub) if sub else self.root

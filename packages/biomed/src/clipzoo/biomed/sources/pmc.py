@@ -73,8 +73,9 @@ class JatsSource(Source):
     domain = "biomed"
     name = "jats"
     image_format = "jpg"  # writer default (--image-format overrides): figures are photos and charts
-    # an article seen twice is ingested once and near-duplicate figures are dropped, within one work unit (64
-    # inputs unless --unit-size says otherwise); across units `clipzoo curate` (dedup) finds them
+    # an article seen twice is ingested once: within a work unit here, across units by the engine's merge (each
+    # sample names its article as __group__); near-duplicate figures are dropped within one unit (64 inputs unless
+    # --unit-size says otherwise), and across units `clipzoo curate` (dedup) finds them
     checks_across_inputs = True
     # TIFF: many PMC figures; lxml: the article; imagehash + scipy.fftpack (imported by its phash): --near-duplicates
     worker_imports = (*IMAGE_WORKER_IMPORTS, "PIL.TiffImagePlugin", "lxml.etree", "clipzoo.biomed.jats", "imagehash",
@@ -295,7 +296,7 @@ class JatsSource(Source):
                 report.skip(where, "figure has no caption text", kind="figure")
                 continue
             member = resolve_graphic(fig.href, package.names) if fig.href else None
-            sample: dict[str, Any] = {"__key__": key, "txt": fig.caption}
+            sample: dict[str, Any] = {"__key__": key, "__group__": f"article {ident}", "txt": fig.caption}
             if member is None:
                 reason = "<fig> has no <graphic>"
                 if fig.href:

@@ -11,6 +11,10 @@ community's tools read (img2dataset, open_clip_train, DataComp; layout ``"commun
 - every other field keeps its name, and its last dot part is the encoding: ``npy`` (``np.save``), ``json``,
   ``txt``, ``cls`` (integer), or bytes/str written as they are (``lightcurve.npy``, ``captions.json`` ...).
 
+A sample may name the ``__group__`` it belongs to (the article of a figure: ``"article PMC123"``); it is not
+written, but the ingest engine keeps one copy of a group: a group that an earlier work unit wrote is dropped from
+later units, as the source drops a repeat within a unit (:mod:`clipzoo.core.ingest_engine`).
+
 Shard sets written before this layout (``"clipzoo-v0"``, no ``layout`` in the manifest) used ``KEY.image.png``.
 
 Tar headers are fixed (mtime 0, uid/gid 0, no user names, mode 0644) and the encoders are deterministic, so the
@@ -40,7 +44,7 @@ from typing import Any, Callable
 from clipzoo.core.io import atomic_write_text  # re-exported: checkpoint/registry code imports it from here
 
 __all__ = ["MANIFEST_NAME", "LAYOUT", "Manifest", "ShardInfo", "ShardWriter", "DuplicateKeyError", "safe_key",
-           "atomic_write_text", "encode_sample"]
+           "atomic_write_text", "encode_sample", "copy_shard_without"]
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +229,33 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+def copy_shard_without(src, dst, keys: set[str]) -> tuple[int, int, str, dict[str, bytes]]:
+    """Copy the shard read from ``src`` to ``dst`` (binary file objects) without the samples named in ``keys``.
+
+    Members keep their order and their fixed headers, so what is kept has the bytes a writer given only those
+    samples would write. Returns (samples kept, bytes written, sha256 of them, the dropped samples' ``json``
+    member bytes by key). Used by the ingest engine to drop a sample that an earlier work unit already wrote.
+    """
+    hashing = _HashingFile(dst)
+    kept: list[str] = []
+    dropped: dict[str, bytes] = {}
+    with tarfile.open(fileobj=src, mode="r|") as reader, \
+            tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT) as writer:
+        for member in reader:
+            if not member.isfile():
+                raise ValueError(f"shard member {member.name!r} is not a regular file")
+            key, _, ext = member.name.partition(".")
+            data = reader.extractfile(member).read()
+            if key in keys:
+                if ext == "json":
+                    dropped[key] = data
+                continue
+            if not kept or kept[-1] != key:
+                kept.append(key)
+            writer.addfile(_tarinfo(member.name, len(data)), io.BytesIO(data))
+    return len(kept), hashing.size, hashing.sha.hexdigest(), dropped
+
+
 class ShardWriter:
     """Write samples into ``out_dir/{prefix}-{index:06d}.tar`` shards (``{prefix}-u{unit:05d}-{index:06d}.tar``
     when writing one work unit of an ingest run).
@@ -268,6 +299,7 @@ class ShardWriter:
         self.on_shard = on_shard
         self.manifest = Manifest(source=dict(source or {}))
         self.keys: list[str] = []
+        self.groups: dict[str, list[str]] = {}  # a sample's __group__ -> the keys of its samples, in order
         self._index = 0
         self._tar: tarfile.TarFile | None = None
         self._raw = None
@@ -328,6 +360,8 @@ class ShardWriter:
         members = encode_sample(sample, image_format=self.image_format, jpeg_quality=self.jpeg_quality)
         self._seen.add(key)
         self.keys.append(key)
+        if sample.get("__group__"):
+            self.groups.setdefault(str(sample["__group__"]), []).append(key)
         if self._tar is None:
             self._open()
         for name, data in members:
