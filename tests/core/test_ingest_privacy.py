@@ -2,14 +2,14 @@
 
 OSError, PIL and pydicom messages quote the input's absolute path, and clinical exports are often named after
 the patient (``SURNAME^GIVEN_19610704/IM0001.dcm``). The skip's ``path`` follows the source's ``record_path``
-(below the named input, or hashed); its reason and the log lines about it must not carry the raw path back.
-The inputs are real DICOM files (pydicom's test corpus) in a patient-named export folder.
+(below the named input, or hashed); its reason and the log lines about it must not carry the raw path back,
+and neither must the DICOM source's own skips of files its reader fails on. The inputs are real DICOM files
+(pydicom's test corpus) in a patient-named export folder.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 from pathlib import Path
 
