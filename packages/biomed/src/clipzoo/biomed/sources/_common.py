@@ -138,12 +138,15 @@ class NamedByPolicy:
         return self.names([Path(path)])(path)
 
     def plan_files(self, inputs: list[Path | str], suffixes: tuple[str, ...], unit_size: int,
-                   report: IngestReport) -> list[list[Path | str]]:
-        """File-level work units: the files of ``suffixes`` below the inputs (folder contents sorted),
-        ``unit_size`` at a time, with the inputs' names and every file's distinct key stem recorded."""
+                   report: IngestReport, files: list[Path] | None = None,
+                   group: Callable[[Path], str] | None = None) -> list[list[Path | str]]:
+        """File-level work units: ``files`` (default: the files of ``suffixes`` below the inputs, folder contents
+        sorted) ``unit_size`` at a time, with the inputs' names and every file's distinct key stem (within its
+        ``group``, see :func:`unique_stems`) recorded."""
         self.input_roots = [Path(i) for i in inputs]
-        files = list(expand_inputs(inputs, suffixes, report))
-        self.key_stems = unique_stems(files, self.names(inputs))
+        if files is None:
+            files = list(expand_inputs(inputs, suffixes, report))
+        self.key_stems = unique_stems(files, self.names(inputs), group=group)
         return [files[i:i + unit_size] for i in range(0, len(files), unit_size)]
 
     def stems_for(self, files: list[Path], names: SourceNames,

@@ -21,7 +21,6 @@ from clipzoo.biomed.sources._common import (
     image_field_for,
     label_table,
     skip_unexpected,
-    unique_stems,
 )
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
 
@@ -102,14 +101,11 @@ class ImagesSource(NamedByPolicy, Source):
         """One image per finest unit, so ``--workers N`` reads a folder in parallel. Names, key stems, each
         image's labels and the class list are planned over all images, so every unit writes the same
         ``classes`` note and ``cls`` indices, whatever the unit size or the worker count."""
-        self.input_roots = [Path(i) for i in inputs]
-        files = self._labelled_files(self.input_roots, report)
+        files = self._labelled_files([Path(i) for i in inputs], report)
         self.file_labels = {str(p): labels for p, labels in files}
-        self.key_stems = unique_stems([p for p, _ in files], self.names(self.input_roots),
-                                      group=self._key_label(self.file_labels))
         self.planned_classes = self._classes(files)
-        paths: list[Path | str] = [p for p, _ in files]
-        return [paths[i:i + unit_size] for i in range(0, len(paths), unit_size)]
+        return self.plan_files(inputs, IMAGE_SUFFIXES, unit_size, report, files=[p for p, _ in files],
+                               group=self._key_label(self.file_labels))
 
     def _files(self, inputs: list[Path], report: IngestReport) -> tuple[list[tuple[Path, list[str]]], list[str]]:
         """This unit's images with their planned labels, and the planned class list; without planning (or for
