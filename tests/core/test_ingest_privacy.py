@@ -94,3 +94,38 @@ def test_a_dicom_file_gone_before_its_pixels_are_read_is_skipped_without_its_abs
         assert reason == f"malformed header: FileNotFoundError: [Errno {errno.ENOENT}] No such file or directory: " \
                          f"'{recorded}'"
         assert (recorded == "series1/" + gone.name) == (mode == "relative")
+
+
+@pytest.mark.parametrize("source_name, mode", [("DicomSource", "relative"), ("DicomSource", "hashed"),
+                                               ("NiftiSource", "hashed"), ("ImagesSource", "relative")])
+def test_a_missing_input_is_skipped_under_its_recorded_name(source_name, mode, shared_data, tmp_path):
+    """A named file that is gone (deleted before its unit runs, a typo) is skipped under the name the path policy
+    gives it, not the path as typed: that path carries the patient-named export folder."""
+    from clipzoo.biomed import sources
+
+    named = _export(shared_data, tmp_path)
+    gone = tmp_path / "exports" / PATIENT / "IM0009.dcm"
+    cls = getattr(sources, source_name)
+    source = cls(cls.default_options(source_paths=mode))
+    summary = run_ingest(source, [named, gone], tmp_path / "out", progress=False)
+    [skip] = [s for s in summary["skipped"] if s["reason"] == "no such file or folder"]
+    assert skip["path"] == ("IM0009.dcm" if mode == "relative" else source.record_path(gone))
+    assert "DOE" not in (tmp_path / "out" / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("mode", ["relative", "hashed"])
+def test_a_truncated_nifti_is_skipped_without_the_path_nibabel_quotes(mode, shared_data, tmp_path):
+    """nibabel's error for a truncated volume ends "... from /abs/path/file.nii": the skip's reason names the file
+    as the skip's path does."""
+    from clipzoo.biomed.sources import NiftiSource
+
+    study = tmp_path / "exports" / PATIENT / "study"
+    study.mkdir(parents=True)
+    real = shared_data / "biomed" / "medical_images" / "nifti" / "anatomical.nii"
+    (study / "T1w.nii").write_bytes(real.read_bytes()[:500])
+    source = NiftiSource(NiftiSource.default_options(source_paths=mode))
+    summary = run_ingest(source, [study], tmp_path / "out", progress=False)
+    [skip] = summary["skipped"]
+    assert skip["reason"].startswith("unreadable NIfTI: OSError: Expected ")
+    assert skip["reason"].endswith(f"from {skip['path']}")
+    assert "DOE" not in (tmp_path / "out" / "manifest.json").read_text()

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import traceback
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +200,55 @@ def as_input(item: str | Path) -> str | Path:
     return Path(text)
 
 
-def expand_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...], report: IngestReport) -> Iterator[Path]:
+#: A path in a message starts and ends next to a character that cannot continue a file name (a quote, space,
+#: comma, ``/`` after a folder...); ``.`` counts as such (a sentence's full stop), at worst cutting ``x.dcm`` out of
+#: ``x.dcm.bak``
+_NAME_CHAR = r"[\w\-^~]"
+
+
+def path_redactor(items: list, record_path: Callable[[Any], str]) -> Callable[[str], str]:
+    """A function that takes the paths of ``items`` (inputs as a source reads them) out of a text: an exception's
+    message or traceback.
+
+    OSError, PIL and pydicom messages quote the path they were given, usually absolute, and clinical exports are
+    often named after the patient (``/exports/SURNAME^GIVEN_19610704/IM0001.dcm``): a skip's path follows the
+    source's path policy (``record_path``: below the named input, or hashed), and its reason must not carry the
+    raw path back. Each item, as given, made absolute or with links resolved, becomes its ``record_path``; any
+    folder above it, alone or at the start of another path, becomes ``<input folder>`` (which of them lie above
+    the named input only the source knows, and ``hashed`` hides the ones below too). Hand-written (no library
+    knows a source's path policy): one regular expression over the known paths, longest first so that a file
+    wins over its folder.
+    """
+    names: dict[str, str] = {}
+    folders: set[str] = set()
+    for item in items:
+        forms = {str(item)}
+        if isinstance(item, Path):
+            spellings = (item, item.absolute(), Path(os.path.realpath(item)))  # realpath: never raises (loops)
+            forms |= {str(p) for p in spellings}
+            folders.update(str(parent) for p in spellings for parent in p.parents if len(parent.parts) >= 2)
+        names.update(dict.fromkeys(forms, record_path(item)))
+    replace = {**dict.fromkeys(folders - names.keys(), "<input folder>"), **names}
+    if not replace:
+        return lambda text: text
+    alternatives = "|".join(re.escape(k) for k in sorted(replace, key=len, reverse=True))
+    pattern = re.compile(f"(?<!{_NAME_CHAR})(?:{alternatives})(?!{_NAME_CHAR})")
+    return lambda text: pattern.sub(lambda m: replace[m.group(0)], text)
+
+
+def redacted_traceback(exc: BaseException, redact: Callable[[str], str]) -> str:
+    """``exc``'s traceback as text, passed through ``redact`` (from :func:`path_redactor`), for a DEBUG log line."""
+    return redact("".join(traceback.format_exception(exc)))
+
+
+def expand_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...], report: IngestReport,
+                  name: Callable[[Path], str] = str) -> Iterator[Path]:
     """Files named directly plus files below named folders whose name ends with one of ``suffixes``.
 
     Suffix matching is case-insensitive and sees compound suffixes (``.nii.gz``, ``.tar.gz``). A path
-    that does not exist is skipped with that reason. Folder contents come in sorted order so runs are
-    reproducible.
+    that does not exist is skipped with that reason, named by ``name`` (a source's ``record_path``, so a missing
+    file under a patient-named folder is reported as its samples would be named). Folder contents come in sorted
+    order so runs are reproducible.
     """
     wanted = tuple(s.lower() for s in suffixes)
     for item in inputs:
@@ -213,12 +259,12 @@ def expand_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...], repor
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(wanted))
             if not found:
-                report.skip(path, f"folder holds no files ending in {', '.join(suffixes)}")
+                report.skip(name(path), f"folder holds no files ending in {', '.join(suffixes)}")
             yield from found
         elif path.is_file():
             yield path
         else:
-            report.skip(path, "no such file or folder")
+            report.skip(name(path), "no such file or folder")
 
 
 def run_ingest(

@@ -42,19 +42,17 @@ import logging
 import multiprocessing
 import os
 import pickle
-import re
 import socket
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from clipzoo.core.data.writer import (MANIFEST_NAME, DuplicateKeyError, Manifest, ShardInfo, ShardWriter,
                                      copy_shard_without, encode_sample)
-from clipzoo.core.ingest import IngestError, IngestReport, Source, as_input
+from clipzoo.core.ingest import IngestError, IngestReport, Source, as_input, path_redactor, redacted_traceback
 from clipzoo.core.io import Storage
 
 log = logging.getLogger("clipzoo.core.ingest")
@@ -173,45 +171,6 @@ def _describe(exc: BaseException, redact: Callable[[str], str]) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-#: A path in a message starts and ends next to a character that cannot continue a file name (a quote, space,
-#: comma, ``/`` after a folder...); ``.`` counts as such (a sentence's full stop), at worst cutting ``x.dcm`` out of
-#: ``x.dcm.bak``
-_NAME_CHAR = r"[\w\-^~]"
-
-
-def path_redactor(items: list, record_path: Callable[[Any], str]) -> Callable[[str], str]:
-    """A function that takes the paths of ``items`` (inputs as a source reads them) out of a text: an exception's
-    message or traceback.
-
-    OSError, PIL and pydicom messages quote the path they were given, usually absolute, and clinical exports are
-    often named after the patient (``/exports/SURNAME^GIVEN_19610704/IM0001.dcm``): a skip's path follows the
-    source's path policy (``record_path``: below the named input, or hashed), and its reason must not carry the
-    raw path back. Each item, as given, made absolute or with links resolved, becomes its ``record_path``; any
-    folder above it, alone or at the start of another path, becomes ``<input folder>`` (which of them lie above
-    the named input only the source knows, and ``hashed`` hides the ones below too). Hand-written (no library
-    knows a source's path policy): one regular expression over the known paths, longest first so that a file
-    wins over its folder.
-    """
-    names: dict[str, str] = {}
-    folders: set[str] = set()
-    for item in items:
-        forms = {str(item)}
-        if isinstance(item, Path):
-            spellings = (item, item.absolute(), Path(os.path.realpath(item)))  # realpath: never raises (loops)
-            forms |= {str(p) for p in spellings}
-            folders.update(str(parent) for p in spellings for parent in p.parents if len(parent.parts) >= 2)
-        names.update(dict.fromkeys(forms, record_path(item)))
-    replace = {**dict.fromkeys(folders - names.keys(), "<input folder>"), **names}
-    if not replace:
-        return lambda text: text
-    alternatives = "|".join(re.escape(k) for k in sorted(replace, key=len, reverse=True))
-    pattern = re.compile(f"(?<!{_NAME_CHAR})(?:{alternatives})(?!{_NAME_CHAR})")
-    return lambda text: pattern.sub(lambda m: replace[m.group(0)], text)
-
-
-def _traceback(exc: BaseException, redact: Callable[[str], str]) -> str:
-    return redact("".join(traceback.format_exception(exc)))
-
 
 def _local_input(source: Source, item: str):
     """An input as the source reads it: fsspec URLs copied to the local input cache unless the source reads
@@ -240,13 +199,13 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
         raise
     except Exception as first:
         redact = path_redactor(inputs, task.source.record_path)  # as skips name inputs, in logs too
-        log.debug("unit %d failed; looking for the input that raises:\n%s", task.unit, _traceback(first, redact))
+        log.debug("unit %d failed; looking for the input that raises:\n%s", task.unit, redacted_traceback(first, redact))
         report = IngestReport()
         bad = {str(item): exc for item in inputs if (exc := _probe(task, item)) is not None}
         if not bad:  # no input fails alone: the failure needs them together, so none of them can be kept
             bad = {str(item): first for item in inputs}
         for path, exc in bad.items():
-            log.debug("%s raised:\n%s", task.source.record_path(path), _traceback(exc, redact))
+            log.debug("%s raised:\n%s", task.source.record_path(path), redacted_traceback(exc, redact))
             report.skip(task.source.record_path(path), _describe(exc, redact), kind="error")
         good = [item for item in inputs if str(item) not in bad]
         writer = None
@@ -260,7 +219,7 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
             except (IngestError, DuplicateKeyError):
                 raise
             except Exception as again:
-                log.debug("unit %d failed again without its bad inputs:\n%s", task.unit, _traceback(again, redact))
+                log.debug("unit %d failed again without its bad inputs:\n%s", task.unit, redacted_traceback(again, redact))
                 for item in good:
                     report.skip(task.source.record_path(item),
                                 f"read together with the other inputs of its unit: {_describe(again, redact)}",

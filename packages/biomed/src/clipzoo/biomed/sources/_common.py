@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from clipzoo.biomed.imaging import DEFAULT_MAX_SIDE
 from clipzoo.core.data.writer import safe_key
-from clipzoo.core.ingest import IngestError, IngestReport, expand_inputs
+from clipzoo.core.ingest import IngestError, IngestReport, expand_inputs, path_redactor, redacted_traceback
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class NamedByPolicy:
         ``group``, see :func:`unique_stems`) recorded."""
         self.input_roots = [Path(i) for i in inputs]
         if files is None:
-            files = list(expand_inputs(inputs, suffixes, report))
+            files = list(expand_inputs(inputs, suffixes, report, self.record_path))
         self.key_stems = unique_stems(files, self.names(inputs), group=group)
         return [files[i:i + unit_size] for i in range(0, len(files), unit_size)]
 
@@ -170,11 +170,19 @@ def add_privacy_arguments(parser: argparse.ArgumentParser, free_text_help: str |
         parser.add_argument("--free-text", action="store_true", help=free_text_help)
 
 
-def skip_unexpected(report: IngestReport, where: str, exc: Exception) -> None:
-    """A reader bug or a library error nobody foresaw: one skip line, the traceback only at DEBUG (--verbose)."""
-    log.debug("unexpected error reading %s", where, exc_info=True)
-    first = (str(exc).strip().splitlines() or [""])[0]
-    report.skip(where, f"unexpected error ({type(exc).__name__}: {first})")
+def redacted_message(exc: Exception, path: Path | str, names: SourceNames) -> str:
+    """A reader error's message with ``path`` named as ``names`` names it: an OSError (and many library errors)
+    quote the path they were given, usually absolute, which would carry a patient-named folder into a skip."""
+    return path_redactor([Path(path)], names)(str(exc))
+
+
+def skip_unexpected(report: IngestReport, path: Path | str, names: SourceNames, exc: Exception) -> None:
+    """A reader bug or a library error nobody foresaw: one skip line, the traceback only at DEBUG (--verbose); in
+    both, ``path`` is named as ``names`` names it."""
+    redact = path_redactor([Path(path)], names)
+    log.debug("unexpected error reading %s:\n%s", names(path), redacted_traceback(exc, redact))
+    first = (redact(str(exc)).strip().splitlines() or [""])[0]
+    report.skip(names(path), f"unexpected error ({type(exc).__name__}: {first})")
 
 
 def csv_list(text: str | None) -> list[str]:

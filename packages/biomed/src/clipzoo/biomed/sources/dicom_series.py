@@ -22,17 +22,11 @@ from clipzoo.biomed.sources._common import (
     caption_templates,
     image_field_for,
     label_table,
+    redacted_message,
     skip_unexpected,
     unique_stems,
 )
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
-
-
-def _redacted(exc: Exception, path: Path, names: SourceNames) -> str:
-    """A reader error's message with ``path`` (an OSError's message quotes it absolute) named as ``names`` does."""
-    from clipzoo.core.ingest_engine import path_redactor
-
-    return path_redactor([path], names)(str(exc))
 
 
 class DicomSource(NamedByPolicy, Source):
@@ -98,7 +92,7 @@ class DicomSource(NamedByPolicy, Source):
 
     def _files(self, inputs: list[Path], report: IngestReport) -> Iterator[Path]:
         if not self.options.all_files:
-            yield from expand_inputs(inputs, self.SUFFIXES, report)
+            yield from expand_inputs(inputs, self.SUFFIXES, report, self.record_path)
             return
         for item in inputs:
             path = Path(item)
@@ -107,7 +101,7 @@ class DicomSource(NamedByPolicy, Source):
             elif path.is_file():
                 yield path
             else:
-                report.skip(path, "no such file or folder")
+                report.skip(self.record_path(path), "no such file or folder")
 
     def units(self, inputs: list[Path | str], unit_size: int, report: IngestReport) -> list[list[Path | str]]:
         """Whole series per unit: files of one SeriesInstanceUID always share a unit, wherever they were named.
@@ -165,11 +159,11 @@ class DicomSource(NamedByPolicy, Source):
             try:
                 header = read_header(path, free_text=self.free_text)
             except DicomReadError as exc:  # its message may quote the path (OSError): named as the skip is
-                report.skip(names(path), _redacted(exc, path, names))
+                report.skip(names(path), redacted_message(exc, path, names))
                 report.count("skip_reasons", exc.kind)
                 continue
             except Exception as exc:
-                skip_unexpected(report, names(path), exc)
+                skip_unexpected(report, path, names, exc)
                 continue
             if header.meta.get("burned_in_annotation") == "YES" and not self.keep_burned_in:
                 report.skip(names(path), "burned-in annotation: BurnedInAnnotation is YES (text in the pixels may "
@@ -211,11 +205,11 @@ class DicomSource(NamedByPolicy, Source):
                     frames, meta = read_dicom(header.path, window=self.window, ct_window=self.ct_window,
                                               free_text=self.free_text, header=header)
                 except DicomReadError as exc:
-                    report.skip(source, _redacted(exc, header.path, names))
+                    report.skip(source, redacted_message(exc, header.path, names))
                     report.count("skip_reasons", exc.kind)
                     continue
                 except Exception as exc:
-                    skip_unexpected(report, source, exc)
+                    skip_unexpected(report, header.path, names, exc)
                     continue
                 report.count("modality", meta.get("modality", "unknown"))
                 labels = self.labels.labels_for(header.path) if self.labels else None

@@ -20,6 +20,7 @@ from clipzoo.biomed.sources._common import (
     csv_list,
     image_field_for,
     label_table,
+    redacted_message,
     skip_unexpected,
 )
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
@@ -86,7 +87,7 @@ class ImagesSource(NamedByPolicy, Source):
     def _labelled_files(self, inputs: list[Path], report: IngestReport) -> list[tuple[Path, list[str]]]:
         """Each image below ``inputs`` with its labels, a folder label taken below ITS input."""
         return [(path, self._labels_of(path, Path(item)))
-                for item in inputs for path in expand_inputs([item], IMAGE_SUFFIXES, report)]
+                for item in inputs for path in expand_inputs([item], IMAGE_SUFFIXES, report, self.record_path)]
 
     @staticmethod
     def _key_label(labels: dict[str, list[str]]) -> Callable[[Path], str]:
@@ -115,7 +116,7 @@ class ImagesSource(NamedByPolicy, Source):
             files = self._labelled_files(inputs, report)
             return files, self._classes(files)
         files = [(path, planned[str(path)] if str(path) in planned else self._labels_of(path, Path(path)))
-                 for path in expand_inputs(inputs, IMAGE_SUFFIXES, report)]
+                 for path in expand_inputs(inputs, IMAGE_SUFFIXES, report, self.record_path)]
         return files, self.planned_classes if self.planned_classes is not None else self._classes(files)
 
     def samples(self, inputs: list[Path], report: IngestReport) -> Iterator[dict[str, Any]]:
@@ -137,10 +138,10 @@ class ImagesSource(NamedByPolicy, Source):
             try:
                 loaded = load_rgb(path, max_side=self.options.max_side, keep_grey=True)
             except ImageReadError as exc:
-                report.skip(source, str(exc))
+                report.skip(source, redacted_message(exc, path, names))
                 continue
             except Exception as exc:
-                skip_unexpected(report, source, exc)
+                skip_unexpected(report, path, names, exc)
                 continue
             captions = self.templates.captions(modality, labels, max_variants=self.max_captions,
                                                stain=self.options.stain)

@@ -23,6 +23,7 @@ from clipzoo.biomed.sources._common import (
     csv_list,
     image_field_for,
     label_table,
+    redacted_message,
     skip_unexpected,
 )
 from clipzoo.core.ingest import IngestError, IngestReport, Source, expand_inputs
@@ -155,7 +156,7 @@ class NiftiSource(NamedByPolicy, Source):
         choice = self._choice()
         report.notes["nifti"] = choice
         report.notes["source_paths"] = self.path_mode
-        files = list(expand_inputs(inputs, self.SUFFIXES, report))
+        files = list(expand_inputs(inputs, self.SUFFIXES, report, names))
         stems = self.stems_for(files, names)
         for path in files:
             report.input_seen(path)
@@ -164,11 +165,11 @@ class NiftiSource(NamedByPolicy, Source):
                 volume = load_volume(path, spacing=self.spacing, frame=self.frame, header_text=self.free_text)
                 unit = scale_intensity(volume.data, window=self.window)
             except NiftiReadError as exc:
-                report.skip(source, str(exc))
+                report.skip(source, redacted_message(exc, path, names))
                 report.count("skip_reasons", exc.kind)
                 continue
             except Exception as exc:
-                skip_unexpected(report, source, exc)
+                skip_unexpected(report, path, names, exc)
                 continue
             labels = self.labels.labels_for(path) if self.labels else None
             stem = stems[str(path)]
