@@ -36,7 +36,7 @@ demo: setup
 	$(BIN)/clipzoo pipeline run synthetic biomed remote_sensing astro --workdir runs
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=20 tests  # the slowest 20 printed, to keep the suite within its budget
 
 # Regenerate constraints.txt from the current venv (after a deliberate upgrade).
 lock: setup
