@@ -123,6 +123,8 @@ def test_model_is_read_once_per_options_and_a_config_name_loads_only_model_confi
     assert (first.length, first.fold) == (64, "lombscargle")
     assert (grid.start, grid.stop, grid.size) == (4000.0, 9000.0, 128)
     assert opts.lightcurve_settings(_model_options(str(config))).length == 999  # a new run reads the new file
+    described = SimulatedSource(argparse.Namespace(**vars(options))).describe()["options"]
+    assert described["model"] == str(config) and not any(k.startswith("_") for k in described)  # no cache
 
     kinds_asked = []
     real = plugins.get_registry

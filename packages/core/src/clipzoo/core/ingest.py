@@ -188,8 +188,10 @@ class Source(ABC):
         return str(path)
 
     def describe(self) -> dict[str, Any]:
-        """Source settings recorded in the manifest (JSON-serialisable)."""
-        return {"domain": self.domain, "name": self.name, "options": dict(vars(self.options))}
+        """Source settings recorded in the manifest (JSON-serialisable): the options, less private attributes a
+        source keeps on them (a resolved ``--model``), which are no setting and would bloat every plan."""
+        options = {k: v for k, v in vars(self.options).items() if not k.startswith("_")}
+        return {"domain": self.domain, "name": self.name, "options": options}
 
 
 def as_input(item: str | Path) -> str | Path:
