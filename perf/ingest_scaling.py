@@ -6,7 +6,9 @@ that a run's fixed costs (pool start, planning, manifest) are a small part of it
 copied into R study folders with new study/series/instance UIDs so every copy is its own series; default 24
 folders, 96 files, 23 MB), JATS (the eLife package with its figures, R copies with renamed article ids, figures
 hard-linked; default 256 articles) and GeoTIFF (the RGBN raster, R copies; default 160 rasters, 7680 chips of
-32 px). The unit size is the engine's own default (derived from the input count, ``--unit-size`` overrides).
+32 px), and one large raster (``geotiff-large``: the RGBN raster's pixels tiled 8 x 8, 3536 chips of 64 px at
+stride 32, which the source reads as 4 windows of chip rows, so two workers split one raster). The unit size is
+the engine's own default (derived from the input count, ``--unit-size`` overrides).
 JATS keeps units of 64 articles (its duplicate checks span a unit), so 256 articles make 4 units; with 120 they
 made 2 of 64 and 56, and two workers could gain at most 120/64 = 1.9x whatever the engine did. Its copies share
 one figure image, so the bench runs it with ``--near-duplicates keep``: every figure is still decoded, hashed and
@@ -29,7 +31,8 @@ each domain is printed too. Memory: peak RSS (``VmHWM`` of a fresh ``python`` ch
 ingest, i.e. one worker's work) at 1x, 10x and 50x the input, against the 1x run, plus the RSS of an interpreter
 that only imports the engine.
 
-    OMP_NUM_THREADS=1 .venv/bin/python perf/ingest_scaling.py [--copies N] [--repeats 5] [--domains dicom,jats,geotiff]
+    OMP_NUM_THREADS=1 .venv/bin/python perf/ingest_scaling.py [--copies N] [--repeats 5]
+        [--domains dicom,jats,geotiff,geotiff-large]
 """
 
 from __future__ import annotations
@@ -101,13 +104,32 @@ def geotiff_inputs(root: Path, copies: int) -> list[Path]:
     return out
 
 
+def large_raster_inputs(root: Path, copies: int) -> list[Path]:
+    """One raster: the RGBN raster's real pixels tiled ``copies`` x ``copies`` times (default 8: 2208 x 1696 px,
+    tiled 256 x 256 blocks), which the GeoTIFF source reads as several work units (windows of chip rows)."""
+    import numpy as np
+    import rasterio
+
+    root.mkdir(parents=True)
+    with rasterio.open(SHARED / "remote_sensing/geotiff/rgbn_suba.tif") as src:
+        data, profile = src.read(), src.profile
+    tiled = np.tile(data, (1, copies, copies))
+    profile.update(width=tiled.shape[2], height=tiled.shape[1], tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(root / "large.tif", "w", **profile) as dst:
+        dst.write(tiled)
+    return [root / "large.tif"]
+
+
 DOMAINS = {
     "dicom": ("biomed", "dicom", dicom_inputs, {"max_side": 256}),
     "jats": ("biomed", "jats", jats_inputs, {"near_duplicates": "keep"}),
     "geotiff": ("remote_sensing", "geotiff", geotiff_inputs, {"chip_size": 32}),
+    "geotiff-large": ("remote_sensing", "geotiff", large_raster_inputs, {"chip_size": 64, "stride": 32}),
 }
-#: Copies per domain by default: enough that one worker reads for several seconds (about 8-10 s here).
-DEFAULT_COPIES = {"dicom": 24, "jats": 256, "geotiff": 160}
+#: Copies per domain by default: enough that one worker reads for several seconds (about 4-10 s here).
+DEFAULT_COPIES = {"dicom": 24, "jats": 256, "geotiff": 160, "geotiff-large": 8}
+#: Domains whose peak RSS is measured at 1x, 10x and 50x the input (a copy of the large raster is its tile factor)
+RSS_DOMAINS = ("dicom", "jats", "geotiff")
 
 
 def make_source(domain: str):
@@ -274,7 +296,7 @@ def main() -> int:
                    f"(default per domain: {DEFAULT_COPIES})")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration (after one warm-up)")
     p.add_argument("--unit-size", type=int, default=None, help="inputs per work unit (default: the engine's own)")
-    p.add_argument("--domains", default="dicom,jats,geotiff")
+    p.add_argument("--domains", default="dicom,jats,geotiff,geotiff-large")
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--no-rss", action="store_true")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: time this domain in this process
@@ -303,7 +325,7 @@ def main() -> int:
             print("\npeak RSS of one ingest process (workers=1, units read in-process), MB")
             baseline = peak_rss_mb("import-only", [], tmp / "none")
             print(f"  interpreter + engine imports only: {baseline:.0f}")
-            for domain in domains:
+            for domain in (d for d in domains if d in RSS_DOMAINS):
                 row = []
                 for scale in (1, 10, 50):
                     inputs = DOMAINS[domain][2](tmp / domain / f"rss{scale}", scale)

@@ -263,6 +263,24 @@ def _unique_stems(rasters: list[Path | str]) -> dict[str, str]:
     return stems
 
 
+#: A work unit's part of a large raster: a band of its chip-grid rows, by index (``A`` to ``B - 1``)
+_WINDOW_MARK = "#chip-rows="
+
+
+def _window_item(path: Path | str, first: int, stop: int) -> str:
+    return f"{path}{_WINDOW_MARK}{first}-{stop}"
+
+
+def _parse_window(item: Path | str) -> tuple[Path | str, tuple[int, int] | None]:
+    """``(raster, (first row, stop row))`` for a window item of :meth:`GeoTiffSource.units`, else ``(item, None)``."""
+    text = str(item)
+    base, mark, rows = text.rpartition(_WINDOW_MARK)
+    first, dash, stop = rows.partition("-")
+    if not mark or not dash or not (first.isdigit() and stop.isdigit()):
+        return item, None
+    return (base if base.startswith("/vsi") or "://" in base else Path(base)), (int(first), int(stop))
+
+
 class GeoTiffSource(Source):
     domain = "remote_sensing"
     name = "geotiff"
@@ -294,6 +312,10 @@ class GeoTiffSource(Source):
                             "get statistics from a decimated/overview read (bounded memory)")
         parser.add_argument("--gdal-cache-mb", type=int, default=256, help="GDAL block cache while chipping "
                             "(bounds memory together with the chip size; default 256)")
+        parser.add_argument("--unit-chips", type=int, default=1024, metavar="N",
+                            help="a raster of more chips is read as several work units of about N chips each "
+                                 "(bands of chip rows), so --workers splits one large raster too; the shards are "
+                                 "the same either way (default 1024)")
         parser.add_argument("--license", default="unknown (see the raster's provider)")
         g = parser.add_argument_group("spatial split", "hold out whole tile blocks, so held-out chips never overlap "
                                       "training windows: ingest once with --split train and once with --split test "
@@ -339,21 +361,50 @@ class GeoTiffSource(Source):
         """The rasters ``unit_size`` at a time, after the checks that span rasters, which one unit cannot make
         alone: a shard set holds one band layout (a raster whose selection has another band count is skipped
         here, naming the first raster's), and two rasters with one file name get distinct sample keys."""
-        rasters = self._one_band_layout(list(self._inputs(inputs, report)), report)
+        rasters, grids = self._one_band_layout(list(self._inputs(inputs, report)), report)
         self._stems = _unique_stems(rasters)  # travels to every unit's copy of the source
-        return [rasters[i:i + unit_size] for i in range(0, len(rasters), unit_size)]
+        items: list[Path | str] = []
+        for path in rasters:
+            items.extend(self._windows(path, grids.get(str(path))))
+        return [items[i:i + unit_size] for i in range(0, len(items), unit_size)]
 
-    def _one_band_layout(self, rasters: list[Path | str], report: IngestReport) -> list[Path | str]:
+    def _windows(self, path: Path | str, grid: tuple[int, int] | None) -> list[Path | str]:
+        """``path`` whole, or as bands of chip rows of about ``--unit-chips`` chips each when it has more
+        (``grid``: its chip rows and columns; None when its header could not say)."""
+        per_unit = self.options.unit_chips
+        if per_unit < 1:
+            raise IngestError(f"--unit-chips {per_unit}: a work unit holds at least 1 chip")
+        if grid is None or grid[0] * grid[1] <= per_unit or grid[0] < 2:
+            return [path]
+        rows, cols = grid
+        band = max(1, per_unit // max(cols, 1))
+        return [_window_item(path, first, min(first + band, rows)) for first in range(0, rows, band)]
+
+    def _grid(self, src) -> tuple[int, int] | None:
+        """The raster's chip grid (rows, columns) under the chip options; None for options ``samples`` refuses."""
+        from clipzoo.remote_sensing import geotiff as gt
+
+        size, stride = self.options.chip_size, self.options.stride or self.options.chip_size
+        try:
+            return (len(gt.chip_offsets(src.height, size, stride, self.options.edge, self.options.offset)),
+                    len(gt.chip_offsets(src.width, size, stride, self.options.edge, self.options.offset)))
+        except ValueError:
+            return None
+
+    def _one_band_layout(self, rasters: list[Path | str],
+                         report: IngestReport) -> tuple[list[Path | str], dict[str, tuple[int, int] | None]]:
+        """The rasters of the first one's band layout (the others skipped), and each one's chip grid."""
         from rasterio.errors import RasterioError
 
         from clipzoo.remote_sensing import geotiff as gt
 
         sensor = gt.SENSORS[self.options.sensor] if self.options.sensor else None
-        kept, first = [], None
+        kept, first, grids = [], None, {}
         for path in rasters:
             try:
                 with gt.open_raster(path) as src:  # the header only
                     n = len(gt.resolve_bands(self.options.bands, src, sensor))
+                    grids[str(path)] = self._grid(src)
             except (gt.RasterError, RasterioError):
                 kept.append(path)  # reading it in its unit skips it with the reason
                 continue
@@ -364,7 +415,7 @@ class GeoTiffSource(Source):
                 continue
             first = first or (str(path), n)
             kept.append(path)
-        return kept
+        return kept, grids
 
     def samples(self, inputs: list[Path | str], report: IngestReport) -> Iterator[dict[str, Any]]:
         size = self.options.chip_size
@@ -375,29 +426,43 @@ class GeoTiffSource(Source):
         if not 0.0 <= max_nodata <= 1.0:
             raise IngestError("--max-nodata is a fraction between 0 and 1")
         split = self._block_split(size)
-        rasters = list(self._inputs(inputs, report))
-        stems = getattr(self, "_stems", None) or _unique_stems(rasters)  # planned by units() over all rasters
-        for path in rasters:
-            report.input_seen(path)
+        if any(_parse_window(i)[1] for i in inputs):  # planned items, in the plan's order
+            rasters = [(base, rows) if rows else (p, None) for base, rows in map(_parse_window, inputs)
+                       for p in ([base] if rows else self._inputs([base], report))]
+        else:
+            rasters = [(p, None) for p in self._inputs(inputs, report)]
+        stems = getattr(self, "_stems", None) or _unique_stems([p for p, _ in rasters])  # planned by units()
+        for path, rows in rasters:
+            if rows is None or rows[0] == 0:  # a raster split into windows is seen (and refused) once
+                report.input_seen(path)
             stem = stems[str(path)]
             import rasterio
 
             with rasterio.Env(GDAL_CACHEMAX=self.options.gdal_cache_mb):
-                yield from self._raster_samples(path, stem, size, stride, max_nodata, report, split)
+                yield from self._raster_samples(path, stem, size, stride, max_nodata, report, split, rows)
 
-    def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float,
-                        report: IngestReport, split=None) -> Iterator[dict[str, Any]]:
+    def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float, report: IngestReport,
+                        split=None, rows: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
+        """The chips of one raster, or of the band ``rows`` (chip-grid row indexes) of it that one work unit reads.
+
+        Every window computes the whole raster's statistics, split and notes (the same values in every unit, so
+        the chips' bytes do not depend on the windows); only the first window reports the raster's own problems.
+        """
         import numpy as np
         from rasterio.errors import RasterioError
         from tqdm import tqdm
 
         from clipzoo.remote_sensing import geotiff as gt
 
+        def refuse(path, reason: str) -> None:  # a later window of a refused raster says nothing: the first did
+            if rows is None or rows[0] == 0:
+                report.skip(path, reason)
+
         percentiles = tuple(self.options.percentiles)
         try:
             src = gt.open_raster(path)
         except gt.RasterError as exc:
-            report.skip(path, str(exc))
+            refuse(path, str(exc))
             return
         with src:
             try:
@@ -406,38 +471,50 @@ class GeoTiffSource(Source):
                 nodata = gt.nodata_values(src, self.options.nodata)
                 stats = gt.band_statistics(src, bands, nodata, percentiles, self.options.stats_pixels)
             except gt.RasterError as exc:
-                report.skip(path, str(exc))
+                refuse(path, str(exc))
                 return
             except RasterioError as exc:
-                report.skip(path, f"read failed: {gt.error_text(exc)}")
+                refuse(path, f"read failed: {gt.error_text(exc)}")
                 return
             if stats[0].valid_pixels == 0:
-                report.skip(path, f"no valid pixel (all NaN or nodata {nodata})")
+                refuse(path, f"no valid pixel (all NaN or nodata {nodata})")
                 return
             edge, offset = self.options.edge, self.options.offset
             n_chips = gt.count_chips(src.width, src.height, size, stride, edge, offset)
             if n_chips == 0:
-                report.skip(path, f"raster {src.width}x{src.height} is smaller than --chip-size {size}; "
-                            "use --edge pad or a smaller chip")
+                refuse(path, f"raster {src.width}x{src.height} is smaller than --chip-size {size}; "
+                             "use --edge pad or a smaller chip")
                 return
-            keep, side = None, self.options.split
+            on_side, side = None, self.options.split
             split_meta = None
             if split is not None:
                 try:
                     test_blocks = split.test_blocks(src.width, src.height)
                 except gt.RasterError as exc:
-                    report.skip(path, str(exc))
+                    refuse(path, str(exc))
                     return
                 split_meta = {"side": side, **split.describe(src.width, src.height)}
 
-                def keep(row: int, col: int) -> bool:
+                def on_this_side(row: int, col: int) -> bool:
                     return split.side(row, col, size, src.width, src.height, test_blocks) == side
 
-                rows = gt.chip_offsets(src.height, size, stride, edge, offset)
-                cols = gt.chip_offsets(src.width, size, stride, edge, offset)
-                kept = sum(keep(r, c) for r in rows for c in cols)
-                report.count("chips_outside_split", stem, n_chips - kept)  # other side, straddling or in the gap
-                n_chips = kept
+                on_side = on_this_side
+
+            row_offsets = gt.chip_offsets(src.height, size, stride, edge, offset)
+            cols = gt.chip_offsets(src.width, size, stride, edge, offset)
+            mine = row_offsets if rows is None else row_offsets[rows[0]:rows[1]]  # this unit's chip rows
+            if on_side is not None:
+                n_chips = sum(on_side(r, c) for r in row_offsets for c in cols)  # the whole raster's, for notes
+                here = sum(on_side(r, c) for r in mine for c in cols)
+                report.count("chips_outside_split", stem, len(mine) * len(cols) - here)  # other side, in the gap
+            else:
+                here = len(mine) * len(cols)
+            in_window = None if rows is None else set(mine)
+
+            def in_unit(row: int, col: int) -> bool:
+                return (in_window is None or row in in_window) and (on_side is None or on_side(row, col))
+
+            keep = None if in_window is None and on_side is None else in_unit
             normalize = self.options.normalize
             band_meta = [{"index": b, "name": src.descriptions[b - 1] or (sensor.bands[b - 1] if sensor else None)}
                          for b in bands]
@@ -450,7 +527,7 @@ class GeoTiffSource(Source):
             chips = gt.iter_chips(src, bands, size, stride, nodata, edge, offset, keep=keep)
             written = 0
             try:
-                for chip in tqdm(chips, total=n_chips, desc=f"chips {stem}", unit="chip", leave=False):
+                for chip in tqdm(chips, total=here, desc=f"chips {stem}", unit="chip", leave=False):
                     where = f"{path}#row{chip.row_off}-col{chip.col_off}"
                     frac = chip.nodata_fraction
                     if frac >= 1.0:
