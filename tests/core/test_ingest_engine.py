@@ -357,6 +357,30 @@ def test_pool_workers_have_the_source_readers_loaded_before_their_first_unit(sha
     assert seen == [{"wave": True}] * 4
 
 
+FORKSERVER_PROBE = """
+import sys
+from multiprocessing import forkserver
+from pathlib import Path
+from clipzoo.core.ingest import run_ingest
+from clipzoo.core.sources import ImagesSource
+source = ImagesSource(ImagesSource.default_options(max_side=48))
+run_ingest(source, [Path(p) for p in sys.argv[2:]], sys.argv[1], workers=2, progress=False)
+print(forkserver._forkserver._forkserver_pid is not None)
+"""
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_a_forkserver_is_started_before_planning_only_for_inputs_that_may_need_it(several, shared_data, tmp_path):
+    """One named file is one unit, read in the driver: starting the pool's forkserver for it only spent a core
+    importing the readers (13 s for MONAI here) that nobody used. With two inputs (two units) the pool runs,
+    which shows the probe does see a forkserver."""
+    inputs = _images(shared_data, tmp_path / "imgs")[:2 if several else 1]
+    done = subprocess.run([sys.executable, "-c", FORKSERVER_PROBE, str(tmp_path / "out"), *map(str, inputs)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(several)
+
+
 def test_ray_engine_writes_the_process_pools_bytes(local_ray, shared_data, tmp_path):
     inputs = _images(shared_data, tmp_path / "imgs")
     kw = {"unit_size": 1, "max_count": 1, "progress": False}

@@ -416,6 +416,14 @@ def _init_worker(level: int, preload: tuple[str, ...] = ()) -> None:
                 pass
 
 
+def _may_need_a_pool(inputs) -> bool:
+    """Whether the inputs may plan into several units, so the pool's forkserver is worth starting before planning:
+    more than one input, or a folder. One file (a scan, one raster) is usually one unit, read in this process; a
+    large raster cut into windows starts the pool after planning instead, having lost only the overlap."""
+    items = list(inputs)
+    return len(items) > 1 or any(isinstance(i, Path) and i.is_dir() for i in items)
+
+
 def _pool_context(preload: tuple[str, ...]):
     """The process pool's multiprocessing context, its forkserver started now (idempotent).
 
@@ -573,7 +581,7 @@ def _run_locked(source, inputs, out, storage, settings, workers, engine, ray_add
         raise IngestError(f"--out {out} is not empty ({len(contents)} entries); add --overwrite to replace what is "
                           "there, --resume to finish an interrupted ingest, or choose a new folder")
     preload = (type(source).__module__, *source.worker_imports)
-    if engine == "process" and workers > 1:
+    if engine == "process" and workers > 1 and _may_need_a_pool(inputs):
         _pool_context(preload)  # the forkserver imports the readers while this process plans the units
     plan_report = IngestReport()
     units = plan_units(source, list(inputs), settings.unit_size, plan_report)
