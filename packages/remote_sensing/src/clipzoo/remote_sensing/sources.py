@@ -426,11 +426,7 @@ class GeoTiffSource(Source):
         if not 0.0 <= max_nodata <= 1.0:
             raise IngestError("--max-nodata is a fraction between 0 and 1")
         split = self._block_split(size)
-        if any(_parse_window(i)[1] for i in inputs):  # planned items, in the plan's order
-            rasters = [(base, rows) if rows else (p, None) for base, rows in map(_parse_window, inputs)
-                       for p in ([base] if rows else self._inputs([base], report))]
-        else:
-            rasters = [(p, None) for p in self._inputs(inputs, report)]
+        rasters = self._rasters(inputs, report)
         stems = getattr(self, "_stems", None) or _unique_stems([p for p, _ in rasters])  # planned by units()
         for path, rows in rasters:
             if rows is None or rows[0] == 0:  # a raster split into windows is seen (and refused) once
@@ -440,6 +436,17 @@ class GeoTiffSource(Source):
 
             with rasterio.Env(GDAL_CACHEMAX=self.options.gdal_cache_mb):
                 yield from self._raster_samples(path, stem, size, stride, max_nodata, report, split, rows)
+
+    def _rasters(self, inputs: list[Path | str], report: IngestReport) -> list[tuple[Path | str, tuple | None]]:
+        """``(raster, chip rows or None)`` to read: a unit's window items as planned, in the plan's order, and
+        every other input as named (folders expanded)."""
+        if not any(_parse_window(item)[1] for item in inputs):
+            return [(path, None) for path in self._inputs(inputs, report)]
+        found: list[tuple[Path | str, tuple | None]] = []
+        for item in inputs:
+            base, rows = _parse_window(item)
+            found += [(base, rows)] if rows else [(path, None) for path in self._inputs([item], report)]
+        return found
 
     def _raster_samples(self, path, stem: str, size: int, stride: int, max_nodata: float, report: IngestReport,
                         split=None, rows: tuple[int, int] | None = None) -> Iterator[dict[str, Any]]:
