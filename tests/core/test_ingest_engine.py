@@ -556,3 +556,27 @@ def test_units_reports_merge_counts_by_adding_and_notes_by_agreeing():
         merged.merge(unit.state())
     assert merged.counters["dicom"] == {"series": 9}
     assert merged.notes == {"chip_size": 224, "mode": ["a", "b"]}
+
+
+def test_a_dropped_sample_group_takes_back_its_counts_and_skips_and_no_other():
+    """What a unit counted and skipped inside a group's block goes when the merge drops that group (a repeat of an
+    earlier unit's), through the done record's JSON; counts and skips outside it, or of other groups, stay."""
+    from clipzoo.core.ingest import IngestReport
+
+    unit = IngestReport()
+    unit.count("license", "cc-by")  # outside any group
+    unit.skip("a.xml#fig9", "no caption", kind="figure")
+    for name, license_ in (("article A", "cc-by"), ("article B", "cc0"), ("article C", "cc-by")):
+        with unit.grouped(name):
+            unit.count("license", license_)
+            unit.skip(f"{name}#fig1", "no caption", kind="figure")
+            if name == "article B":
+                unit.count("figures", "caption_only")
+    back = IngestReport.from_state(json.loads(json.dumps(unit.state())))
+    back.drop_groups(["article B"])
+    assert dict(back.counters["license"]) == {"cc-by": 3}
+    assert "figures" not in back.counters and back.counters["skipped_by_kind"] == {"figure": 3}
+    assert [s["path"] for s in back.skipped] == ["a.xml#fig9", "article A#fig1", "article C#fig1"]
+    back.drop_groups(["article C", "article Z"])  # the indexes of the skips that stayed still point at theirs
+    assert [s["path"] for s in back.skipped] == ["a.xml#fig9", "article A#fig1"]
+    assert dict(back.counters["license"]) == {"cc-by": 2}

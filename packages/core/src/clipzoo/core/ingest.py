@@ -17,12 +17,14 @@ to the end (skips included) and non-zero when nothing could be read.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
 import traceback
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator
@@ -44,10 +46,30 @@ class IngestReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     counters: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     notes: dict[str, Any] = field(default_factory=dict)
+    #: what was counted and skipped inside :meth:`grouped` blocks, per sample group: {group: {"counters": {...},
+    #: "skips": [indexes into skipped]}}, so the engine can take back a group it drops at the merge
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     _listed: set[str] = field(default_factory=set, repr=False)  # notes merged into per-unit lists
+    _group: str | None = field(default=None, repr=False)
 
     def input_seen(self, path: str | Path) -> None:
         self.inputs_seen += 1
+
+    @contextmanager
+    def grouped(self, group: str) -> Iterator[None]:
+        """Attribute the counts and skips made inside to the sample group ``group`` (the ``__group__`` its samples
+        carry, e.g. an article): if the engine drops the group as a repeat of an earlier unit's, it takes them
+        back too, so the manifest counts what one unit reading all inputs would have counted."""
+        outer, self._group = self._group, group
+        try:
+            yield
+        finally:
+            self._group = outer
+
+    def _in_group(self) -> dict[str, Any] | None:
+        if self._group is None:
+            return None
+        return self.groups.setdefault(self._group, {"counters": {}, "skips": []})
 
     def skip(self, path: str | Path, reason: str, *, kind: str = "input") -> None:
         """Record an input (or an item inside one, e.g. a figure) that produced no sample.
@@ -56,6 +78,11 @@ class IngestReport:
         """
         self.skipped.append({"path": str(path), "reason": reason, "kind": kind})
         self.counters["skipped_by_kind"][kind] += 1
+        group = self._in_group()
+        if group is not None:
+            group["skips"].append(len(self.skipped) - 1)
+            by_kind = group["counters"].setdefault("skipped_by_kind", {})
+            by_kind[kind] = by_kind.get(kind, 0) + 1
         n = self.counters["skipped_by_kind"][kind]
         if n <= LOGGED_SKIPS:
             log.warning("skipped %s: %s", path, reason)
@@ -64,11 +91,47 @@ class IngestReport:
 
     def count(self, counter: str, value: str, n: int = 1) -> None:
         self.counters[counter][str(value)] += n
+        group = self._in_group()
+        if group is not None:
+            values = group["counters"].setdefault(counter, {})
+            values[str(value)] = values.get(str(value), 0) + n
+
+    def drop_groups(self, groups: Iterable[str]) -> None:
+        """Take back what :meth:`grouped` blocks of ``groups`` counted and skipped (they are dropped as repeats)."""
+        gone: set[int] = set()
+        for name in groups:
+            group = self.groups.pop(name, None)
+            if group is None:
+                continue
+            gone.update(group["skips"])
+            for counter, values in group["counters"].items():
+                for value, n in values.items():
+                    self.counters[counter][value] -= n
+                    if self.counters[counter][value] <= 0:
+                        del self.counters[counter][value]
+                if not self.counters[counter]:
+                    del self.counters[counter]
+        if gone:
+            index = {old: new for new, old in enumerate(i for i in range(len(self.skipped)) if i not in gone)}
+            self.skipped = [s for i, s in enumerate(self.skipped) if i not in gone]
+            for group in self.groups.values():
+                group["skips"] = [index[i] for i in group["skips"] if i in index]
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "IngestReport":
+        """The report a :meth:`state` describes, its sample groups included (:meth:`merge` leaves those out)."""
+        report = cls()
+        report.merge(state)
+        report.groups = json.loads(json.dumps(state.get("groups", {})))
+        return report
 
     def state(self) -> dict[str, Any]:
         """Everything the report holds, as JSON (a work unit's done record carries it to the driver)."""
-        return {"inputs_seen": self.inputs_seen, "skipped": self.skipped,
-                "counters": {k: dict(v) for k, v in self.counters.items()}, "notes": self.notes}
+        state = {"inputs_seen": self.inputs_seen, "skipped": self.skipped,
+                 "counters": {k: dict(v) for k, v in self.counters.items()}, "notes": self.notes}
+        if self.groups:
+            state["groups"] = self.groups
+        return state
 
     def merge(self, state: dict[str, Any]) -> None:
         """Add another report's :meth:`state` (units are merged in unit order, so the result is deterministic).

@@ -724,8 +724,8 @@ def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, 
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         skips.skip(str(where), f"{group} already ingested in work unit {first_unit[group]} "
                                f"({', '.join(names[:3])}{more}); {len(lost)} sample(s) dropped", kind="duplicate")
-    state = IngestReport()
-    state.merge(record["report"])
+    state = IngestReport.from_state(record["report"])
+    state.drop_groups(repeated)  # what the unit counted and skipped for them: one unit would not have
     state.merge(skips.state())
     record.update(shards=shards, keys=[k for k in keys if k not in drop], report=state.state(),
                   groups={g: k for g, k in record["groups"].items() if g not in repeated})

@@ -58,6 +58,11 @@ def _unsafe_member_reason(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+def _group(ident: str) -> str:
+    """The sample group of an article's figures (``__group__``): the engine keeps one unit's copy of it."""
+    return f"article {ident}"
+
+
 class JatsSource(Source):
     """Figure-caption pairs from PMC/JATS articles (BIOMEDICA-style).
 
@@ -265,22 +270,28 @@ class JatsSource(Source):
                             kind="duplicate")
                 continue
             self._seen_articles[ident] = package.source
-            if package.license is not None:  # PMC's file list classifies the license: it wins over the statement
-                if package.license != article.license:
-                    article.license_url = None
-                article.license = package.license
-                report.count("license_source", "pmc-filelist")
-            report.count("license", article.license)
-            if self.allowed is not None and article.license not in self.allowed:
-                allowed = ",".join(sorted(self.allowed))
-                report.skip(package.source, f"license {article.license!r} not in --licenses {allowed}", kind="policy")
-                report.count("articles", "excluded_by_license")
-                continue
-            if not article.figures:
-                report.count("articles", "without_figures")
-                continue
-            report.count("articles", "with_figures")
-            yield from self._figure_samples(package, article, ident, report)
+            with report.grouped(_group(ident)):  # taken back if the engine drops it as another unit's repeat
+                yield from self._article_samples(package, article, ident, report)
+
+    def _article_samples(self, package: _Package, article, ident: str,
+                         report: IngestReport) -> Iterator[dict[str, Any]]:
+        """One article's figure samples, with its license and article counts."""
+        if package.license is not None:  # PMC's file list classifies the license: it wins over the statement
+            if package.license != article.license:
+                article.license_url = None
+            article.license = package.license
+            report.count("license_source", "pmc-filelist")
+        report.count("license", article.license)
+        if self.allowed is not None and article.license not in self.allowed:
+            allowed = ",".join(sorted(self.allowed))
+            report.skip(package.source, f"license {article.license!r} not in --licenses {allowed}", kind="policy")
+            report.count("articles", "excluded_by_license")
+            return
+        if not article.figures:
+            report.count("articles", "without_figures")
+            return
+        report.count("articles", "with_figures")
+        yield from self._figure_samples(package, article, ident, report)
 
     def _figure_samples(self, package: _Package, article, ident: str, report: IngestReport) -> Iterator[dict[str, Any]]:
         from clipzoo.biomed.imaging import ImageReadError, load_rgb
@@ -296,7 +307,7 @@ class JatsSource(Source):
                 report.skip(where, "figure has no caption text", kind="figure")
                 continue
             member = resolve_graphic(fig.href, package.names) if fig.href else None
-            sample: dict[str, Any] = {"__key__": key, "__group__": f"article {ident}", "txt": fig.caption}
+            sample: dict[str, Any] = {"__key__": key, "__group__": _group(ident), "txt": fig.caption}
             if member is None:
                 reason = "<fig> has no <graphic>"
                 if fig.href:
