@@ -432,16 +432,10 @@ def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_d
     split = run("units", unit_size=1, resume=True)
     assert split["units"] == 3 and split["samples_written"] == one["samples_written"]
     assert _members(tmp_path / "units") == reference
-    [again] = [s for s in split["skipped"] if s["kind"] == "duplicate"]
-    assert again["path"] == skip["path"]
-    assert again["reason"].startswith("article doi-10.7554/eLife.00013 already ingested in work unit 0 (")
-    # what the later unit counted and skipped for its copy (licenses, figures, caption-only) is taken back too
+    # the same skip (the one unit's own check said it), and what the later unit counted and skipped for its copy
+    # (licences, figures, caption-only figures) is taken back
+    assert sorted(map(str, split["skipped"])) == sorted(map(str, one["skipped"]))
     assert split["counters"] == one["counters"] and split["inputs_seen"] == one["inputs_seen"]
-
-    def others(summary):
-        return sorted((s["path"], s["reason"], s["kind"]) for s in summary["skipped"] if s["kind"] != "duplicate")
-
-    assert others(split) == others(one)
 
 
 def test_repeated_article_across_units_on_object_storage(shared_data, tmp_path):

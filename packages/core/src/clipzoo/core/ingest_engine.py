@@ -230,6 +230,7 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
         "shards": [asdict(i) for i in (writer.manifest.shards if writer else [])],
         "keys": writer.keys if writer else [],
         "groups": writer.groups if writer else {},
+        "group_sources": writer.group_sources if writer else {},
         "report": report.state(),
     }
     storage.write_text(unit_record_name(task.unit), json.dumps(record))
@@ -654,11 +655,12 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
     """
     report = plan_report
     manifest = Manifest(source=source.describe())
-    first_unit: dict[str, int] = {}  # group -> the unit whose copy is kept
+    first: dict[str, tuple[int, str | None]] = {}  # group -> the unit whose copy is kept, and its input
     repeats: dict[int, dict[str, list[str]]] = {}  # unit -> {group another unit wrote first: its keys here}
     for record in records:
         for group, keys in record.get("groups", {}).items():
-            if first_unit.setdefault(group, record["unit"]) != record["unit"]:
+            kept = first.setdefault(group, (record["unit"], record.get("group_sources", {}).get(group)))
+            if kept[0] != record["unit"]:
                 repeats.setdefault(record["unit"], {})[group] = keys
     owner: dict[str, int] = {}
     for record in records:
@@ -671,7 +673,7 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
                                   "be unique across inputs; this is a bug in the source's key scheme")
     for record in records:
         if record["unit"] in repeats:
-            _drop_repeats(storage, record, repeats[record["unit"]], first_unit, unit_names)
+            _drop_repeats(storage, record, repeats[record["unit"]], first, unit_names)
         report.merge(record["report"])
         manifest.shards.extend(ShardInfo(**s) for s in record["shards"])
     summary = report.to_dict(manifest.num_samples)
@@ -683,18 +685,19 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
 
 
 def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, list[str]],
-                  first_unit: dict[str, int], unit_names: list[list[str]]) -> None:
+                  first: dict[str, tuple[int, str | None]], unit_names: list[list[str]]) -> None:
     """Rewrite a unit's shards without the samples of groups an earlier unit wrote, then its done record.
 
     Each affected shard is copied without those samples (:func:`copy_shard_without`) to a ``.partial`` file and
-    moved over the old one; a shard left empty is removed. Each dropped group is one skip of kind
-    ``duplicate``, at the input its samples' ``json`` names as ``source`` (else its first key). The record is
-    rewritten last: a crash in between leaves a shard whose size no longer matches the record, so ``--resume``
-    reads the unit again and the merge drops the repeats again.
+    moved over the old one; a shard left empty is removed. Each dropped group is one skip of kind ``duplicate``
+    at the input its samples came from (their ``json`` ``source``, else the first key), saying where the kept copy
+    came from, as a source's own check within a unit says it. What the unit counted and skipped for the group is
+    taken back (:meth:`IngestReport.drop_groups`). The record is rewritten last: a crash in between leaves a
+    shard whose size no longer matches the record, so ``--resume`` reads the unit again and the merge drops the
+    repeats again.
     """
     drop = {k for keys in repeated.values() for k in keys}
     keys, at, shards = record["keys"], 0, []
-    dropped_json: dict[str, bytes] = {}
     for shard in record["shards"]:
         inside = {k for k in keys[at:at + shard["samples"]] if k in drop}
         at += shard["samples"]
@@ -704,7 +707,7 @@ def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, 
         fd, tmp = tempfile.mkstemp(suffix=".partial", dir=storage.root if storage.local else None)
         try:
             with storage.open(shard["name"]) as src, os.fdopen(fd, "wb") as dst:
-                count, size, sha, jsons = copy_shard_without(src, dst, inside)
+                count, size, sha = copy_shard_without(src, dst, inside)
             if count:
                 storage.put(tmp, shard["name"])
                 shards.append(asdict(ShardInfo(shard["name"], count, size, sha)))
@@ -713,20 +716,18 @@ def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, 
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        dropped_json.update(jsons)
     skips = IngestReport()
+    sources = record.get("group_sources", {})
     for group, lost in repeated.items():
-        try:
-            where = json.loads(dropped_json[lost[0]]).get("source") or lost[0]
-        except (KeyError, ValueError, AttributeError):
-            where = lost[0]
-        names = unit_names[first_unit[group]]
+        unit, kept_from = first[group]
+        names = unit_names[unit]
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        skips.skip(str(where), f"{group} already ingested in work unit {first_unit[group]} "
-                               f"({', '.join(names[:3])}{more}); {len(lost)} sample(s) dropped", kind="duplicate")
+        where = f"from {kept_from}" if kept_from else f"in work unit {unit} ({', '.join(names[:3])}{more})"
+        skips.skip(sources.get(group) or lost[0], f"{group} already ingested {where}", kind="duplicate")
     state = IngestReport.from_state(record["report"])
     state.drop_groups(repeated)  # what the unit counted and skipped for them: one unit would not have
     state.merge(skips.state())
     record.update(shards=shards, keys=[k for k in keys if k not in drop], report=state.state(),
-                  groups={g: k for g, k in record["groups"].items() if g not in repeated})
+                  groups={g: k for g, k in record["groups"].items() if g not in repeated},
+                  group_sources={g: k for g, k in sources.items() if g not in repeated})
     storage.write_text(unit_record_name(record["unit"]), json.dumps(record))

@@ -229,31 +229,28 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def copy_shard_without(src, dst, keys: set[str]) -> tuple[int, int, str, dict[str, bytes]]:
+def copy_shard_without(src, dst, keys: set[str]) -> tuple[int, int, str]:
     """Copy the shard read from ``src`` to ``dst`` (binary file objects) without the samples named in ``keys``.
 
     Members keep their order and their fixed headers, so what is kept has the bytes a writer given only those
-    samples would write. Returns (samples kept, bytes written, sha256 of them, the dropped samples' ``json``
-    member bytes by key). Used by the ingest engine to drop a sample that an earlier work unit already wrote.
+    samples would write. Returns (samples kept, bytes written, sha256 of them). Used by the ingest engine to
+    drop a sample that an earlier work unit already wrote.
     """
     hashing = _HashingFile(dst)
     kept: list[str] = []
-    dropped: dict[str, bytes] = {}
     with tarfile.open(fileobj=src, mode="r|") as reader, \
             tarfile.open(fileobj=hashing, mode="w", format=tarfile.PAX_FORMAT) as writer:
         for member in reader:
             if not member.isfile():
                 raise ValueError(f"shard member {member.name!r} is not a regular file")
-            key, _, ext = member.name.partition(".")
+            key = member.name.partition(".")[0]
             data = reader.extractfile(member).read()
             if key in keys:
-                if ext == "json":
-                    dropped[key] = data
                 continue
             if not kept or kept[-1] != key:
                 kept.append(key)
             writer.addfile(_tarinfo(member.name, len(data)), io.BytesIO(data))
-    return len(kept), hashing.size, hashing.sha.hexdigest(), dropped
+    return len(kept), hashing.size, hashing.sha.hexdigest()
 
 
 class ShardWriter:
@@ -300,6 +297,7 @@ class ShardWriter:
         self.manifest = Manifest(source=dict(source or {}))
         self.keys: list[str] = []
         self.groups: dict[str, list[str]] = {}  # a sample's __group__ -> the keys of its samples, in order
+        self.group_sources: dict[str, str] = {}  # __group__ -> its first sample's json "source" (the input)
         self._index = 0
         self._tar: tarfile.TarFile | None = None
         self._raw = None
@@ -361,7 +359,11 @@ class ShardWriter:
         self._seen.add(key)
         self.keys.append(key)
         if sample.get("__group__"):
-            self.groups.setdefault(str(sample["__group__"]), []).append(key)
+            group = str(sample["__group__"])
+            self.groups.setdefault(group, []).append(key)
+            source = sample["json"].get("source") if isinstance(sample["json"], dict) else None
+            if isinstance(source, str):
+                self.group_sources.setdefault(group, source)
         if self._tar is None:
             self._open()
         for name, data in members:
