@@ -31,6 +31,43 @@ def shared_data() -> Path:
     return _shared_data()
 
 
+@pytest.fixture
+def shard_members():
+    """``shard_members(out) -> {member name: bytes}`` over every shard the manifest lists, each checked against
+    its recorded size and sha256: a shard set's exact samples, wherever (in which shard) they landed."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    def members(out: Path) -> dict[str, bytes]:
+        found = {}
+        for shard in json.loads((out / "manifest.json").read_text())["shards"]:
+            data = (out / shard["name"]).read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"]), shard["name"]
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                found.update((m.name, tar.extractfile(m).read()) for m in tar)
+        return found
+
+    return members
+
+
+@pytest.fixture
+def lose_unit():
+    """``lose_unit(out, unit)``: leave the finished shard set ``out`` as a run killed while reading work unit
+    ``unit`` would: that unit's done record and shards gone, and no manifest (the commit record comes last)."""
+    import json
+
+    def lose(out: Path, unit: int) -> None:
+        record = json.loads((out / "_units" / f"u{unit:05d}.json").read_text())
+        for shard in record["shards"]:
+            (out / shard["name"]).unlink()
+        (out / "_units" / f"u{unit:05d}.json").unlink()
+        (out / "manifest.json").unlink()
+
+    return lose
+
+
 @pytest.fixture(autouse=True)
 def _plugin_registry_restored():
     """Put the process-wide plugin registry back as it was before each test, so test order cannot matter.

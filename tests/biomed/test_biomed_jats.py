@@ -377,21 +377,8 @@ def test_same_article_twice_is_ingested_once(ingest, elife, tmp_path):
     assert [s["kind"] for s in summary["skipped"]] == ["duplicate"]
 
 
-def _members(out: Path) -> dict[str, bytes]:
-    """Every member of the shards the manifest lists, by name: the samples' exact bytes, wherever they landed."""
-    import hashlib
-    import json
-
-    found = {}
-    for shard in json.loads((out / "manifest.json").read_text())["shards"]:
-        data = (out / shard["name"]).read_bytes()
-        assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"])
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            found.update((m.name, tar.extractfile(m).read()) for m in tar)
-    return found
-
-
-def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_data, tmp_path, monkeypatch):
+def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_data, tmp_path, monkeypatch,
+                                                                         shard_members):
     """The corpus's elife00013.xml repeats the DOI of elife-kitchen-sink.xml (other figures, so other keys). One
     unit ingests the article once; with a unit per file the later unit's copy used to end the run at the merge
     ("a bug in the source's key scheme"). It is now dropped there, leaving the samples and bytes of one unit, and a
@@ -408,7 +395,7 @@ def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_d
 
     one = run("one")
     assert one["units"] == 1
-    reference = _members(tmp_path / "one")
+    reference = shard_members(tmp_path / "one")
     [skip] = [s for s in one["skipped"] if s["kind"] == "duplicate"]
     assert skip["path"].endswith("elife00013.xml") and "doi-10.7554/eLife.00013" in skip["reason"]
 
@@ -431,14 +418,14 @@ def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_d
     monkeypatch.setattr(ingest_engine, "_drop_repeats", real)
     split = run("units", unit_size=1, resume=True)
     assert split["units"] == 3 and split["samples_written"] == one["samples_written"]
-    assert _members(tmp_path / "units") == reference
+    assert shard_members(tmp_path / "units") == reference
     # the same skip (the one unit's own check said it), and what the later unit counted and skipped for its copy
     # (licences, figures, caption-only figures) is taken back
     assert sorted(map(str, split["skipped"])) == sorted(map(str, one["skipped"]))
     assert split["counters"] == one["counters"] and split["inputs_seen"] == one["inputs_seen"]
 
 
-def test_repeated_article_across_units_on_object_storage(shared_data, tmp_path):
+def test_repeated_article_across_units_on_object_storage(shared_data, tmp_path, shard_members):
     """The merge's shard rewrite goes through fsspec as the units' uploads do (memory:// stands in for s3://)."""
     import fsspec
 
@@ -456,7 +443,7 @@ def test_repeated_article_across_units_on_object_storage(shared_data, tmp_path):
         for name in fs.ls(url, detail=False):
             if not fs.isdir(name):
                 fs.get_file(name, str(tmp_path / "copy" / name.rsplit("/", 1)[-1]))
-        assert _members(tmp_path / "copy") == _members(tmp_path / "local")
+        assert shard_members(tmp_path / "copy") == shard_members(tmp_path / "local")
     finally:
         fsspec.filesystem("memory").rm("memory://jats-repeats", recursive=True)
 

@@ -341,25 +341,11 @@ def test_chipping_memory_does_not_grow_with_the_raster(tmp_path):
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB of numpy memory for a 32 MiB raster"
 
 
-def _members(folder) -> dict[str, bytes]:
-    """Every shard member the manifest lists, by name, with its bytes."""
-    import io
-    import json
-    import tarfile
-
-    found = {}
-    for shard in json.loads((folder / "manifest.json").read_text())["shards"]:
-        with tarfile.open(fileobj=io.BytesIO((folder / shard["name"]).read_bytes())) as tar:
-            found.update((m.name, tar.extractfile(m).read()) for m in tar)
-    return found
-
-
 @pytest.mark.parametrize("split", [None, "train"])
-def test_a_large_raster_is_read_in_windows_with_the_same_shards(geo, tmp_path, split):
+def test_a_large_raster_is_read_in_windows_with_the_same_shards(geo, tmp_path, split, lose_unit, shard_members):
     """A raster of more than --unit-chips chips becomes several work units (bands of chip rows), so two workers
     split one raster; the chips, their bytes, the counters and the raster notes are those of the whole-raster
     read, and a unit lost to a kill is read again on --resume."""
-    import json
     import shutil
 
     (tmp_path / "b").mkdir()
@@ -373,17 +359,13 @@ def test_a_large_raster_is_read_in_windows_with_the_same_shards(geo, tmp_path, s
     whole = run("whole", 10**6)
     windows = run("windows", 40, workers=2)
     assert whole["units"] == 2 and windows["units"] > 2 * 3  # 12 rows x 16 columns of chips: 5 windows each
-    assert _members(tmp_path / "windows") == _members(tmp_path / "whole") != {}
+    assert shard_members(tmp_path / "windows") == shard_members(tmp_path / "whole") != {}
     for part in ("counters", "skipped", "notes", "inputs_seen", "samples_written"):
         assert windows[part] == whole[part], part
 
     # a kill during one window's unit: its record and shards are gone, --resume reads that unit alone again
     out = tmp_path / "windows"
-    record = json.loads((out / "_units" / "u00003.json").read_text())
-    for shard in record["shards"]:
-        (out / shard["name"]).unlink()
-    (out / "_units" / "u00003.json").unlink()
-    (out / "manifest.json").unlink()
+    lose_unit(out, 3)
     resumed = run("windows", 40, resume=True)
     assert resumed["samples_written"] == whole["samples_written"]
-    assert _members(out) == _members(tmp_path / "whole")
+    assert shard_members(out) == shard_members(tmp_path / "whole")

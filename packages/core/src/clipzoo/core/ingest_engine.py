@@ -199,7 +199,8 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
         raise
     except Exception as first:
         redact = path_redactor(inputs, task.source.record_path)  # as skips name inputs, in logs too
-        log.debug("unit %d failed; looking for the input that raises:\n%s", task.unit, redacted_traceback(first, redact))
+        log.debug("unit %d failed; looking for the input that raises:\n%s", task.unit,
+                  redacted_traceback(first, redact))
         report = IngestReport()
         bad = {str(item): exc for item in inputs if (exc := _probe(task, item)) is not None}
         if not bad:  # no input fails alone: the failure needs them together, so none of them can be kept
@@ -219,7 +220,8 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
             except (IngestError, DuplicateKeyError):
                 raise
             except Exception as again:
-                log.debug("unit %d failed again without its bad inputs:\n%s", task.unit, redacted_traceback(again, redact))
+                log.debug("unit %d failed again without its bad inputs:\n%s", task.unit,
+                          redacted_traceback(again, redact))
                 for item in good:
                     report.skip(task.source.record_path(item),
                                 f"read together with the other inputs of its unit: {_describe(again, redact)}",
