@@ -266,7 +266,7 @@ class JatsSource(Source):
                 continue
             ident = article.ident or Path(package.source.split("::")[-1]).stem
             if ident in self._seen_articles:
-                report.skip(package.source, f"article {ident} already ingested from {self._seen_articles[ident]}",
+                report.skip(package.source, f"{_group(ident)} already ingested from {self._seen_articles[ident]}",
                             kind="duplicate")
                 continue
             self._seen_articles[ident] = package.source
