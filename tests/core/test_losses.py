@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -178,6 +179,21 @@ def _worker(rank, init_file, results):
             results.put((rank, name, (loss / WORLD).item(), [g.tolist() for g in grads]))
     finally:
         dist.destroy_process_group()
+    results.put((rank, "threads after destroy", _gloo_threads(), []))
+
+
+def _gloo_threads() -> list[str]:
+    """Names of this process's gloo threads (Linux names each thread in /proc/self/task/*/comm).
+
+    Threads that outlive ``destroy_process_group`` free tensors while the interpreter shuts down, and the
+    process then dies of SIGABRT after its work is done (a failed run to its launcher)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # a thread that ended while we listed
+            pass
+    return sorted(n for n in names if "gloo" in n)
 
 
 @pytest.mark.distributed
@@ -188,9 +204,12 @@ def test_gathered_losses_over_two_gloo_processes_equal_one_process(tmp_path):
     results = ctx.Queue()
     mp.start_processes(_worker, args=(str(tmp_path / "init"), results), nprocs=WORLD, start_method="spawn", join=True)
     got = {}
-    for _ in range(WORLD * len(_losses(0, 1))):
+    for _ in range(WORLD * (len(_losses(0, 1)) + 1)):
         rank, name, loss, grads = results.get(timeout=30)
         got[(rank, name)] = (loss, grads)
+    # a gathered loss must not keep the group alive after destroy_process_group (see _gloo_threads)
+    for rank in range(WORLD):
+        assert got[(rank, "threads after destroy")][0] == [], rank
     towers, inputs, masks = _setup()
     for name, (loss_fn, bias) in _losses(0, 1).items():
         loss, grads = _run(towers, inputs, masks, loss_fn, bias, slice(None))

@@ -3,7 +3,7 @@
 ``loss(features: {modality: [B, D] normalized}, logit_scale, logit_bias=None, masks=None) -> Tensor``
 
 - :class:`ClipLoss`: InfoNCE (image->text and text->image cross entropy) between two modalities;
-  features gathered from all ranks WITH gradient (``torch.distributed.nn.functional.all_gather``).
+  features gathered from all ranks WITH gradient (:func:`gather_features`).
 - :class:`SigLipLoss`: pairwise sigmoid loss (Zhai et al. 2023) against every rank's features.
 - :class:`PairwiseLoss`: the sum of CLIP losses over modality pairs (AstroM³); rows where either
   modality of a pair is absent (``masks``) are left out of that pair.
@@ -16,13 +16,36 @@ over the whole global batch (the tests check this with two gloo processes).
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import Any, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` along dim 0 whose gradient is the sum over ranks of each rank's own slice (reduce-scatter).
+
+    This is what ``torch.distributed.nn.functional.all_gather`` computes, written out because its autograd node
+    keeps the process group alive after ``destroy_process_group`` (torch 2.14; the functional-collectives
+    replacement does too). Gloo's worker threads then outlive the group, free a tensor while the interpreter shuts
+    down, and the process dies of SIGABRT after its work is done: a failed run to its launcher.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        out = tensor.new_empty((world * tensor.shape[0], *tensor.shape[1:]))
+        dist.all_gather_single(out, tensor.contiguous())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        mine = grad.new_empty((grad.shape[0] // world, *grad.shape[1:]))
+        dist.reduce_scatter_single(mine, grad.contiguous())
+        return mine
 
 
 def gather_features(
@@ -36,12 +59,7 @@ def gather_features(
     out = []
     for tensor in tensors:
         if with_grad and tensor.requires_grad:
-            from torch.distributed.nn.functional import all_gather
-
-            with warnings.catch_warnings():
-                # torch 2.14 points to a private replacement (_functional_collectives); the public op still works
-                warnings.filterwarnings("ignore", ".*nn.functional.all_gather is deprecated", FutureWarning)
-                out.append(torch.cat(all_gather(tensor), dim=0))
+            out.append(_GatherWithGrad.apply(tensor))
         else:
             parts = [torch.empty_like(tensor) for _ in range(world_size)]
             dist.all_gather(parts, tensor.detach().contiguous())
