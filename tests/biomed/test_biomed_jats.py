@@ -425,6 +425,24 @@ def test_repeated_article_in_another_work_unit_is_dropped_as_within_one(shared_d
     assert split["counters"] == one["counters"] and split["inputs_seen"] == one["inputs_seen"]
 
 
+def test_repeated_article_without_samples_in_another_unit_is_dropped_as_within_one(shared_data, tmp_path):
+    """A repeat is an article read twice, samples or not: with --licenses cc0 the corpus's cc-by articles yield no
+    figure, and the later unit's elife00013.xml (the DOI of elife-kitchen-sink.xml) used to count a second
+    excluded article and policy skip where one unit says 'already ingested'."""
+    from clipzoo.core.ingest import run_ingest
+
+    corpus = shared_data / "biomed" / "jats_corpus" / "elife-tools"
+    inputs = [corpus / "elife-kitchen-sink.xml", corpus / "elife00013.xml", corpus / "elife00005.xml"]
+    source = JatsSource(JatsSource.default_options(missing_images="caption-only", licenses="cc0"))
+    one = run_ingest(source, inputs, tmp_path / "one", progress=False)
+    split = run_ingest(source, inputs, tmp_path / "units", unit_size=1, progress=False)
+    assert one["units"] == 1 and split["units"] == 3
+    assert one["counters"]["articles"] == {"excluded_by_license": 2}
+    assert sorted(s["kind"] for s in one["skipped"]) == ["duplicate", "policy", "policy"]
+    assert sorted(map(str, split["skipped"])) == sorted(map(str, one["skipped"]))
+    assert split["counters"] == one["counters"] and split["samples_written"] == one["samples_written"] == 0
+
+
 def test_repeated_article_across_units_on_object_storage(shared_data, tmp_path, shard_members):
     """The merge's shard rewrite goes through fsspec as the units' uploads do (memory:// stands in for s3://)."""
     import fsspec

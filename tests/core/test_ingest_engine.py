@@ -572,7 +572,10 @@ def test_a_dropped_sample_group_takes_back_its_counts_and_skips_and_no_other():
             unit.skip(f"{name}#fig1", "no caption", kind="figure")
             if name == "article B":
                 unit.count("figures", "caption_only")
+    with unit.grouped("article D", "d.xml"):  # read, nothing counted: still a group the unit read
+        pass
     back = IngestReport.from_state(json.loads(json.dumps(unit.state())))
+    assert back.groups["article D"] == {"counters": {}, "skips": [], "source": "d.xml"}
     back.drop_groups(["article B"])
     assert dict(back.counters["license"]) == {"cc-by": 3}
     assert "figures" not in back.counters and back.counters["skipped_by_kind"] == {"figure": 3}

@@ -46,8 +46,9 @@ class IngestReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     counters: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     notes: dict[str, Any] = field(default_factory=dict)
-    #: what was counted and skipped inside :meth:`grouped` blocks, per sample group: {group: {"counters": {...},
-    #: "skips": [indexes into skipped]}}, so the engine can take back a group it drops at the merge
+    #: every sample group read in a :meth:`grouped` block, with what was counted and skipped inside: {group:
+    #: {"counters": {...}, "skips": [indexes into skipped], "source": its input}}, so the engine can tell a group
+    #: that another unit read first (with or without samples) and take back what it counted
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     _listed: set[str] = field(default_factory=set, repr=False)  # notes merged into per-unit lists
     _group: str | None = field(default=None, repr=False)
@@ -56,10 +57,15 @@ class IngestReport:
         self.inputs_seen += 1
 
     @contextmanager
-    def grouped(self, group: str) -> Iterator[None]:
-        """Attribute the counts and skips made inside to the sample group ``group`` (the ``__group__`` its samples
-        carry, e.g. an article): if the engine drops the group as a repeat of an earlier unit's, it takes them
-        back too, so the manifest counts what one unit reading all inputs would have counted."""
+    def grouped(self, group: str, source: str | Path | None = None) -> Iterator[None]:
+        """Read the sample group ``group`` (the ``__group__`` its samples carry, e.g. an article) from the input
+        ``source``, attributing the counts and skips made inside to it. The group is recorded even if it yields no
+        sample (an article without figures, or excluded by licence is still that article): if an earlier unit read
+        the same group, the engine drops this unit's copy, its samples, counts and skips, so the manifest holds what
+        one unit reading all inputs would have written."""
+        entry = self.groups.setdefault(group, {"counters": {}, "skips": []})
+        if source is not None:
+            entry.setdefault("source", str(source))
         outer, self._group = self._group, group
         try:
             yield

@@ -232,7 +232,6 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
         "shards": [asdict(i) for i in (writer.manifest.shards if writer else [])],
         "keys": writer.keys if writer else [],
         "groups": writer.groups if writer else {},
-        "group_sources": writer.group_sources if writer else {},
         "report": report.state(),
     }
     storage.write_text(unit_record_name(task.unit), json.dumps(record))
@@ -650,18 +649,18 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
            unit_names: list[list[str]], storage: Storage) -> tuple[dict[str, Any], Manifest]:
     """One manifest from the done records, in unit order.
 
-    A sample group (a sample's ``__group__``, such as the article a figure belongs to) that an earlier unit wrote
-    is dropped from the later unit (:func:`_drop_repeats`): a source drops a repeated group within a unit (an
-    article seen twice is ingested once), and so the set holds the same samples however the inputs fall into
-    units. Any other key that two units wrote is a bug in the source's key scheme, and an error.
+    A sample group (such as an article, the ``__group__`` of its figures) that an earlier unit read is dropped from
+    the later unit (:func:`_drop_repeats`): a source drops a repeated group within a unit (an article seen twice is
+    ingested once), and so the set holds the same samples, counts and skips however the inputs fall into units.
+    Any other key that two units wrote is a bug in the source's key scheme, and an error.
     """
     report = plan_report
     manifest = Manifest(source=source.describe())
     first: dict[str, tuple[int, str | None]] = {}  # group -> the unit whose copy is kept, and its input
-    repeats: dict[int, dict[str, list[str]]] = {}  # unit -> {group another unit wrote first: its keys here}
+    repeats: dict[int, dict[str, list[str]]] = {}  # unit -> {group another unit read first: its keys here}
     for record in records:
-        for group, keys in record.get("groups", {}).items():
-            kept = first.setdefault(group, (record["unit"], record.get("group_sources", {}).get(group)))
+        for group, (keys, input_) in _unit_groups(record).items():
+            kept = first.setdefault(group, (record["unit"], input_))
             if kept[0] != record["unit"]:
                 repeats.setdefault(record["unit"], {})[group] = keys
     owner: dict[str, int] = {}
@@ -686,14 +685,22 @@ def _merge(source: Source, plan_report: IngestReport, records: list[dict[str, An
     return summary, manifest
 
 
+def _unit_groups(record: dict[str, Any]) -> dict[str, tuple[list[str], str | None]]:
+    """The sample groups a unit read, ``{group: (the keys of its samples, its input)}``: those it wrote samples of
+    and those read in an :meth:`IngestReport.grouped` block, such as an article without figures."""
+    read = record["report"].get("groups", {})
+    written = record.get("groups", {})
+    return {g: (written.get(g, []), read.get(g, {}).get("source")) for g in dict.fromkeys([*written, *read])}
+
+
 def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, list[str]],
                   first: dict[str, tuple[int, str | None]], unit_names: list[list[str]]) -> None:
     """Rewrite a unit's shards without the samples of groups an earlier unit wrote, then its done record.
 
     Each affected shard is copied without those samples (:func:`copy_shard_without`) to a ``.partial`` file and
     moved over the old one; a shard left empty is removed. Each dropped group is one skip of kind ``duplicate``
-    at the input its samples came from (their ``json`` ``source``, else the first key), saying where the kept copy
-    came from, as a source's own check within a unit says it. What the unit counted and skipped for the group is
+    at the input the unit read it from (else its first key, else its name), saying where the kept copy came from,
+    as a source's own check within a unit says it. What the unit counted and skipped for the group is
     taken back (:meth:`IngestReport.drop_groups`). The record is rewritten last: a crash in between leaves a
     shard whose size no longer matches the record, so ``--resume`` reads the unit again and the merge drops the
     repeats again.
@@ -719,17 +726,16 @@ def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, 
             if os.path.exists(tmp):
                 os.unlink(tmp)
     skips = IngestReport()
-    sources = record.get("group_sources", {})
+    state = IngestReport.from_state(record["report"])
     for group, lost in repeated.items():
         unit, kept_from = first[group]
         names = unit_names[unit]
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         where = f"from {kept_from}" if kept_from else f"in work unit {unit} ({', '.join(names[:3])}{more})"
-        skips.skip(sources.get(group) or lost[0], f"{group} already ingested {where}", kind="duplicate")
-    state = IngestReport.from_state(record["report"])
+        at = state.groups.get(group, {}).get("source") or (lost[0] if lost else group)
+        skips.skip(at, f"{group} already ingested {where}", kind="duplicate")
     state.drop_groups(repeated)  # what the unit counted and skipped for them: one unit would not have
     state.merge(skips.state())
     record.update(shards=shards, keys=[k for k in keys if k not in drop], report=state.state(),
-                  groups={g: k for g, k in record["groups"].items() if g not in repeated},
-                  group_sources={g: k for g, k in sources.items() if g not in repeated})
+                  groups={g: k for g, k in record["groups"].items() if g not in repeated})
     storage.write_text(unit_record_name(record["unit"]), json.dumps(record))

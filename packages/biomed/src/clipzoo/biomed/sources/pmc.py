@@ -270,7 +270,7 @@ class JatsSource(Source):
                             kind="duplicate")
                 continue
             self._seen_articles[ident] = package.source
-            with report.grouped(_group(ident)):  # taken back if the engine drops it as another unit's repeat
+            with report.grouped(_group(ident), package.source):  # dropped if another unit read it first
                 yield from self._article_samples(package, article, ident, report)
 
     def _article_samples(self, package: _Package, article, ident: str,

@@ -12,8 +12,8 @@ community's tools read (img2dataset, open_clip_train, DataComp; layout ``"commun
   ``txt``, ``cls`` (integer), or bytes/str written as they are (``lightcurve.npy``, ``captions.json`` ...).
 
 A sample may name the ``__group__`` it belongs to (the article of a figure: ``"article PMC123"``); it is not
-written, but the ingest engine keeps one copy of a group: a group that an earlier work unit wrote is dropped from
-later units, as the source drops a repeat within a unit (:mod:`clipzoo.core.ingest_engine`).
+written, but the writer lists each group's keys, so the ingest engine can drop a group from a work unit when an
+earlier unit read it, as the source drops a repeat within a unit (:mod:`clipzoo.core.ingest_engine`).
 
 Shard sets written before this layout (``"clipzoo-v0"``, no ``layout`` in the manifest) used ``KEY.image.png``.
 
@@ -297,7 +297,6 @@ class ShardWriter:
         self.manifest = Manifest(source=dict(source or {}))
         self.keys: list[str] = []
         self.groups: dict[str, list[str]] = {}  # a sample's __group__ -> the keys of its samples, in order
-        self.group_sources: dict[str, str] = {}  # __group__ -> its first sample's json "source" (the input)
         self._index = 0
         self._tar: tarfile.TarFile | None = None
         self._raw = None
@@ -361,9 +360,6 @@ class ShardWriter:
         if sample.get("__group__"):
             group = str(sample["__group__"])
             self.groups.setdefault(group, []).append(key)
-            source = sample["json"].get("source") if isinstance(sample["json"], dict) else None
-            if isinstance(source, str):
-                self.group_sources.setdefault(group, source)
         if self._tar is None:
             self._open()
         for name, data in members:
