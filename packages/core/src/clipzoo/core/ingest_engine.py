@@ -695,7 +695,7 @@ def _unit_groups(record: dict[str, Any]) -> dict[str, tuple[list[str], str | Non
 
 def _drop_repeats(storage: Storage, record: dict[str, Any], repeated: dict[str, list[str]],
                   first: dict[str, tuple[int, str | None]], unit_names: list[list[str]]) -> None:
-    """Rewrite a unit's shards without the samples of groups an earlier unit wrote, then its done record.
+    """Rewrite a unit's shards without the samples of groups an earlier unit read, then its done record.
 
     Each affected shard is copied without those samples (:func:`copy_shard_without`) to a ``.partial`` file and
     moved over the old one; a shard left empty is removed. Each dropped group is one skip of kind ``duplicate``
